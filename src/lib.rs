@@ -1,0 +1,21 @@
+//! rexi-node: a hidden Erlang C-node that serves CouchDB-style `rexi` RPC.
+//!
+//! Data flows one way through the crate:
+//!
+//! ```text
+//! socket -> dist::connection (frames) -> dist::message (guarded ETF decode, etf::)
+//!        -> process::registry (registered name or pid) -> rexi::server (job table)
+//!        -> rexi::worker (handler task with its own pid) -> reply -> dist::connection
+//! ```
+//!
+//! * [`etf`]: our own External Term Format codec (iterative, bounded, exact).
+//! * [`phash2`]: `erlang:phash2/1,2`, bit for bit.
+//! * [`term`]: Erlang term text syntax, for the CLI and for logs.
+//! * [`dist`]: epmd, handshakes, framing, connections, the local node.
+//! * [`process`]: pids, refs, registered names, monitors and links of this node.
+//! * [`rexi`]: the rexi server, its names across the migration, workers.
+//! * [`handlers`]: the MFAs `rexi-node run` serves out of the box.
+
+pub mod etf;
+pub mod phash2;
+pub mod term;

@@ -1,0 +1,1 @@
+//! Erlang term text syntax <-> `eetf::Term` (issue 3). Skeleton.
