@@ -1,0 +1,9 @@
+//! `rexi-node server-id` (issue 3). Skeleton.
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn main(_a: Args) -> ExitCode {
+    ExitCode::FAILURE
+}
