@@ -16,6 +16,8 @@
 //! * [`rexi`]: the rexi server, its names across the migration, workers.
 //! * [`handlers`]: the MFAs `rexi-node run` serves out of the box.
 
+pub mod dist;
 pub mod etf;
 pub mod phash2;
+pub mod process;
 pub mod term;

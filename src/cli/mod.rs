@@ -4,11 +4,17 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod epmd;
 pub mod phash2;
+pub mod run;
 pub mod server_id;
 
 #[derive(Parser, Debug)]
-#[command(name = "rexi-node", version, about = "A hidden Erlang C-node that serves rexi RPC")]
+#[command(
+    name = "rexi-node",
+    version,
+    about = "A hidden Erlang C-node that serves rexi RPC"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -16,6 +22,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the daemon: join the cluster as a hidden node and serve rexi.
+    Run(run::Args),
+    /// Run an epmd-compatible port mapper (started automatically by `run` when none answers).
+    Epmd(epmd::Args),
     /// Print erlang:phash2(TERM) (or phash2(TERM, RANGE)), exactly as the BEAM computes it.
     Phash2(phash2::Args),
     /// Print the rexi server names a BEAM node uses for caller NODE.
@@ -24,7 +34,15 @@ pub enum Command {
 
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Run(a) => run::main(a),
+        Command::Epmd(a) => epmd::main(a),
         Command::Phash2(a) => phash2::main(a),
         Command::ServerId(a) => server_id::main(a),
     }
+}
+
+/// Prints an operator-facing error and returns the failure exit code.
+pub fn fail(msg: &str) -> ExitCode {
+    eprintln!("rexi-node: {msg}");
+    ExitCode::FAILURE
 }

@@ -18,7 +18,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_depth: 4 << 20, max_bignum_bytes: 1 << 16, max_decompressed: 256 << 20 }
+        Limits {
+            max_depth: 4 << 20,
+            max_bignum_bytes: 1 << 16,
+            max_decompressed: 256 << 20,
+        }
     }
 }
 
@@ -51,7 +55,10 @@ impl std::error::Error for EncodeError {}
 /// term and the number of bytes it used (a distribution frame holds two terms back to back).
 pub fn decode_prefix(bytes: &[u8], _limits: &Limits) -> Result<(Term, usize), DecodeError> {
     let mut cursor = std::io::Cursor::new(bytes);
-    let t = Term::decode(&mut cursor).map_err(|e| DecodeError { offset: 0, reason: e.to_string() })?;
+    let t = Term::decode(&mut cursor).map_err(|e| DecodeError {
+        offset: 0,
+        reason: e.to_string(),
+    })?;
     Ok((t, cursor.position() as usize))
 }
 
@@ -59,7 +66,10 @@ pub fn decode_prefix(bytes: &[u8], _limits: &Limits) -> Result<(Term, usize), De
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Term, DecodeError> {
     let (t, used) = decode_prefix(bytes, limits)?;
     if used != bytes.len() {
-        return Err(DecodeError { offset: used, reason: format!("{} trailing bytes after the term", bytes.len() - used) });
+        return Err(DecodeError {
+            offset: used,
+            reason: format!("{} trailing bytes after the term", bytes.len() - used),
+        });
     }
     Ok(t)
 }

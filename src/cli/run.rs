@@ -1,0 +1,170 @@
+//! `rexi-node run`: the daemon.
+
+use rexi_node::dist::{cookie, Cookie, Node, NodeConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// A node to connect to and stay connected with (repeatable). Reconnects with capped
+    /// backoff after a drop or a restart of that node.
+    #[arg(long = "connect", value_name = "NODE")]
+    pub connect: Vec<String>,
+    /// Seconds of silence after which a peer is declared down (ticks go out every quarter).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub net_ticktime: u64,
+    /// Distribution port to listen on (0: any free port, registered with epmd).
+    #[arg(long, default_value_t = 0)]
+    pub dist_port: u16,
+    /// Most connections accepted at once.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Largest distribution frame accepted, in bytes.
+    #[arg(long, default_value_t = 128 << 20)]
+    pub max_frame: usize,
+    /// Do not start an epmd when none answers (fail instead).
+    #[arg(long)]
+    pub no_start_epmd: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Name and cookie options, shared by every subcommand that joins the cluster.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Long node name, NAME@HOST (like erl -name).
+    #[arg(long, conflicts_with = "sname")]
+    pub name: Option<String>,
+    /// Short node name; the host part is this machine's short host name (like erl -sname).
+    #[arg(long)]
+    pub sname: Option<String>,
+    /// The cookie. Prefer --cookie-file or REXI_NODE_COOKIE: a command line is visible in ps.
+    #[arg(long, env = "REXI_NODE_COOKIE", hide_env_values = true)]
+    pub cookie: Option<String>,
+    /// File holding the cookie [default: $HOME/.erlang.cookie, created like erl does].
+    #[arg(long)]
+    pub cookie_file: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// The full node name, with `default_alive` when neither --name nor --sname is given.
+    pub fn node_name(&self, default_alive: &str) -> Result<String, String> {
+        if let Some(n) = &self.name {
+            if !n.contains('@') {
+                return Err(format!(
+                    "--name {n}: a long name must be NAME@HOST, e.g. {n}@127.0.0.1"
+                ));
+            }
+            return Ok(n.clone());
+        }
+        let alive = self
+            .sname
+            .clone()
+            .unwrap_or_else(|| default_alive.to_string());
+        if alive.contains('@') {
+            return Ok(alive);
+        }
+        Ok(format!("{alive}@{}", short_host_name()))
+    }
+
+    pub fn load_cookie(&self) -> Result<Cookie, String> {
+        if let Some(c) = &self.cookie {
+            return Ok(Cookie::new(c.clone()));
+        }
+        let path = match &self.cookie_file {
+            Some(p) => p.clone(),
+            None => {
+                cookie::default_path().ok_or("HOME is not set: pass --cookie-file or --cookie")?
+            }
+        };
+        cookie::load_or_create(&path)
+    }
+}
+
+/// This machine's host name up to the first dot, as `erl -sname` uses.
+pub fn short_host_name() -> String {
+    let full = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_else(|_| "localhost".into());
+    let full = full.trim();
+    let short = full.split('.').next().unwrap_or("localhost");
+    if short.is_empty() {
+        "localhost".into()
+    } else {
+        short.to_string()
+    }
+}
+
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+pub fn main(a: Args) -> ExitCode {
+    init_logging(a.log_format);
+    let name = match a.node.node_name("rexi_node") {
+        Ok(n) => n,
+        Err(e) => return super::fail(&e),
+    };
+    let cookie = match a.node.load_cookie() {
+        Ok(c) => c,
+        Err(e) => return super::fail(&e),
+    };
+    let mut cfg = NodeConfig::new(name, cookie);
+    cfg.connect = a.connect.clone();
+    cfg.net_ticktime = Duration::from_secs(a.net_ticktime.max(1));
+    cfg.dist_port = a.dist_port;
+    cfg.max_connections = a.max_connections;
+    cfg.max_frame = a.max_frame;
+    cfg.start_epmd = !a.no_start_epmd;
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
+    };
+    rt.block_on(async move {
+        let node = match Node::start(cfg).await {
+            Ok(n) => n,
+            Err(e) => return super::fail(&e.0),
+        };
+        node.connect_configured();
+        wait_for_signal().await;
+        tracing::info!(node = %node.name(), "shutting down: closing connections and leaving epmd");
+        node.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

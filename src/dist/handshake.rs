@@ -1,0 +1,163 @@
+//! The distribution handshake, through erl_dist, with a deadline and operator-grade errors.
+//!
+//! erl_dist's handshakes work against OTP 25 (see ../shared/design/CRATES.md). Two of its
+//! faults are avoided rather than patched: its client never answers an `alive` status (so
+//! we treat `alive` as "try again later" and, as a server, never send it), and it has no
+//! timeouts (every step here runs under one deadline, like `net_setuptime`).
+
+use super::flags;
+use crate::dist::cookie::Cookie;
+use erl_dist::handshake::{
+    ClientSideHandshake, HandshakeError, HandshakeStatus, ServerSideHandshake,
+};
+use erl_dist::node::{Creation, LocalNode, NodeName};
+use erl_dist::DistributionFlags;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+/// What we learnt about the peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub name: String,
+    pub creation: u32,
+    pub flags: DistributionFlags,
+}
+
+#[derive(Debug)]
+pub enum Refusal {
+    WrongCookie,
+    Timeout,
+    /// The peer (or we) chose the other of two simultaneous connections.
+    Simultaneous,
+    /// The peer still has a connection to us (status `alive`).
+    Alive,
+    NotAllowed(String),
+    Other(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::WrongCookie => f.write_str(
+                "wrong cookie: both nodes must use the same cookie (--cookie / --cookie-file)",
+            ),
+            Refusal::Timeout => f.write_str("handshake timed out"),
+            Refusal::Simultaneous => f.write_str("simultaneous connect: the other connection wins"),
+            Refusal::Alive => {
+                f.write_str("the peer still holds an old connection to us; it will be retried")
+            }
+            Refusal::NotAllowed(w) => write!(f, "not allowed: {w}"),
+            Refusal::Other(w) => f.write_str(w),
+        }
+    }
+}
+
+fn classify(e: HandshakeError) -> Refusal {
+    match e {
+        HandshakeError::CookieMismatch => Refusal::WrongCookie,
+        HandshakeError::OngoingHandshake => Refusal::Simultaneous,
+        HandshakeError::AlreadyActive => Refusal::Alive,
+        HandshakeError::NotAllowed => Refusal::NotAllowed("the peer refused the connection".into()),
+        other => Refusal::Other(other.to_string()),
+    }
+}
+
+fn local_node(name: &str, creation: u32) -> Result<LocalNode, Refusal> {
+    let name: NodeName = name
+        .parse()
+        .map_err(|e| Refusal::Other(format!("bad local node name {name}: {e}")))?;
+    let mut local = LocalNode::new(name, Creation::new(creation));
+    local.flags = flags::advertised();
+    Ok(local)
+}
+
+fn peer_info(p: erl_dist::node::PeerNode) -> PeerInfo {
+    PeerInfo {
+        name: p.name.to_string(),
+        creation: p.creation.map(|c| c.get()).unwrap_or(0),
+        flags: p.flags,
+    }
+}
+
+/// Runs the client side on a fresh connection to `peer`.
+pub async fn connect(
+    stream: TcpStream,
+    local: &str,
+    creation: u32,
+    cookie: &Cookie,
+    deadline: Duration,
+) -> Result<(TcpStream, PeerInfo), Refusal> {
+    let local = local_node(local, creation)?;
+    let run = async {
+        let mut hs = ClientSideHandshake::new(stream.compat(), local, cookie.expose());
+        let status = hs
+            .execute_send_name(erl_dist::LOWEST_DISTRIBUTION_PROTOCOL_VERSION)
+            .await
+            .map_err(classify)?;
+        match status {
+            HandshakeStatus::Ok | HandshakeStatus::OkSimultaneous => {}
+            HandshakeStatus::Nok => return Err(Refusal::Simultaneous),
+            HandshakeStatus::Alive => return Err(Refusal::Alive),
+            HandshakeStatus::NotAllowed => {
+                return Err(Refusal::NotAllowed(
+                    "the peer refused the connection".into(),
+                ))
+            }
+            HandshakeStatus::Named { .. } => {
+                return Err(Refusal::Other("unexpected 'named' status".into()))
+            }
+        }
+        let (s, peer) = hs.execute_rest(true).await.map_err(classify)?;
+        Ok((s.into_inner(), peer_info(peer)))
+    };
+    tokio::time::timeout(deadline, run)
+        .await
+        .map_err(|_| Refusal::Timeout)?
+}
+
+/// The server side, in two steps, because the status we answer depends on the peer's name
+/// (simultaneous connects) and that is only known after the first message.
+pub struct Accepting {
+    hs: ServerSideHandshake<tokio_util::compat::Compat<TcpStream>>,
+    pub peer_name: String,
+    deadline: tokio::time::Instant,
+}
+
+/// Reads the peer's name (v6 `N` or the older `n` message).
+pub async fn accept(
+    stream: TcpStream,
+    local: &str,
+    creation: u32,
+    cookie: &Cookie,
+    deadline: Duration,
+) -> Result<Accepting, Refusal> {
+    let local = local_node(local, creation)?;
+    let deadline = tokio::time::Instant::now() + deadline;
+    let mut hs = ServerSideHandshake::new(stream.compat(), local, cookie.expose());
+    let name = tokio::time::timeout_at(deadline, hs.execute_recv_name())
+        .await
+        .map_err(|_| Refusal::Timeout)?
+        .map_err(classify)?;
+    match name {
+        Some(n) => Ok(Accepting {
+            hs,
+            peer_name: n.to_string(),
+            deadline,
+        }),
+        None => Err(Refusal::NotAllowed(
+            "the peer asked for a dynamic name, which a hidden C-node does not hand out".into(),
+        )),
+    }
+}
+
+impl Accepting {
+    /// Answers `ok`, `ok_simultaneous` or `nok` and finishes the handshake.
+    pub async fn finish(self, status: HandshakeStatus) -> Result<(TcpStream, PeerInfo), Refusal> {
+        let (s, peer) = tokio::time::timeout_at(self.deadline, self.hs.execute_rest(status))
+            .await
+            .map_err(|_| Refusal::Timeout)?
+            .map_err(classify)?;
+        Ok((s.into_inner(), peer_info(peer)))
+    }
+}

@@ -1,0 +1,534 @@
+//! Distribution control messages, decoded with the project's guarded codec.
+//!
+//! erl_dist has a `Message` type, but it decodes with eetf's recursive, unbounded decoder
+//! (any peer could crash the daemon with one frame) and its `SEND_TT` decodes with the
+//! fields swapped. So frames are decoded here: the control tuple and the payload each go
+//! through [`crate::etf`], then the tuple is matched against the operations we serve.
+//! The hot outgoing path (`SEND` to a pid) is encoded by hand straight into the
+//! connection's write buffer.
+
+use crate::etf::{self, Limits};
+use eetf::{Atom, Pid, Reference, Term};
+
+/// A process identifier as it appears in `MONITOR_P` and friends: a pid or a registered name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcId {
+    Pid(Pid),
+    Name(String),
+}
+
+impl ProcId {
+    pub fn to_term(&self) -> Term {
+        match self {
+            ProcId::Pid(p) => Term::Pid(p.clone()),
+            ProcId::Name(n) => Term::Atom(Atom::from(n.as_str())),
+        }
+    }
+}
+
+/// The control messages rexi-node acts on. Trace tokens are accepted and dropped.
+#[derive(Debug)]
+pub enum Control {
+    Link {
+        from: Pid,
+        to: Pid,
+    },
+    /// SEND, SEND_TT, SEND_SENDER, SEND_SENDER_TT. `from` is known only for the _SENDER forms.
+    Send {
+        from: Option<Pid>,
+        to: Pid,
+        message: Term,
+    },
+    /// EXIT, EXIT_TT and the PAYLOAD_ forms: a link to `to` broke.
+    Exit {
+        from: Pid,
+        to: Pid,
+        reason: Term,
+    },
+    /// EXIT2, EXIT2_TT and the PAYLOAD_ forms: `erlang:exit(To, Reason)` from a remote process.
+    Exit2 {
+        from: Pid,
+        to: Pid,
+        reason: Term,
+    },
+    Unlink {
+        from: Pid,
+        to: Pid,
+    },
+    RegSend {
+        from: Pid,
+        to: String,
+        message: Term,
+    },
+    MonitorP {
+        from: Pid,
+        to: ProcId,
+        reference: Reference,
+    },
+    DemonitorP {
+        from: Pid,
+        to: ProcId,
+        reference: Reference,
+    },
+    MonitorPExit {
+        from: ProcId,
+        to: Pid,
+        reference: Reference,
+        reason: Term,
+    },
+    UnlinkId {
+        id: Term,
+        from: Pid,
+        to: Pid,
+    },
+    UnlinkIdAck {
+        id: Term,
+        from: Pid,
+        to: Pid,
+    },
+    /// NODE_LINK, GROUP_LEADER: legal, and nothing to do for a C-node.
+    Ignored {
+        op: i64,
+    },
+}
+
+/// Why a frame could not be understood. The connection that sent it is closed.
+#[derive(Debug)]
+pub struct FrameError(pub String);
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad(what: impl Into<String>) -> FrameError {
+    FrameError(what.into())
+}
+
+/// Decodes the body of a pass-through frame (the bytes after the `p` byte).
+pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
+    let (ctrl, used) =
+        etf::decode_prefix(body, limits).map_err(|e| bad(format!("control message: {e}")))?;
+    let rest = &body[used..];
+    let payload = |rest: &[u8]| -> Result<Term, FrameError> {
+        etf::decode(rest, limits)
+            .map_err(|e| bad(format!("message payload (after {used} control bytes): {e}")))
+    };
+    let no_payload = |rest: &[u8]| -> Result<(), FrameError> {
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(bad(format!(
+                "{} unexpected bytes after the control message",
+                rest.len()
+            )))
+        }
+    };
+    let mut elems = match ctrl {
+        Term::Tuple(t) if !t.elements.is_empty() => t.elements,
+        other => {
+            etf::dispose(other);
+            return Err(bad("control message is not a non-empty tuple"));
+        }
+    };
+    let op = match &elems[0] {
+        Term::FixInteger(i) => i.value as i64,
+        _ => {
+            return Err(bad(
+                "control message does not start with an integer operation",
+            ))
+        }
+    };
+    let n = elems.len();
+    let arity = |want: usize| -> Result<(), FrameError> {
+        if n == want {
+            Ok(())
+        } else {
+            Err(bad(format!(
+                "control operation {op} has {n} elements, expected {want}"
+            )))
+        }
+    };
+    let ctl = match op {
+        1 => {
+            arity(3)?;
+            no_payload(rest)?;
+            Control::Link {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+            }
+        }
+        2 => {
+            arity(3)?;
+            Control::Send {
+                from: None,
+                to: pid(&mut elems, 2)?,
+                message: payload(rest)?,
+            }
+        }
+        3 => {
+            arity(4)?;
+            no_payload(rest)?;
+            Control::Exit {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reason: take(&mut elems, 3),
+            }
+        }
+        4 => {
+            arity(3)?;
+            no_payload(rest)?;
+            Control::Unlink {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+            }
+        }
+        5 | 7 => Control::Ignored { op },
+        6 => {
+            arity(4)?;
+            Control::RegSend {
+                from: pid(&mut elems, 1)?,
+                to: atom(&mut elems, 3)?,
+                message: payload(rest)?,
+            }
+        }
+        8 => {
+            arity(4)?;
+            no_payload(rest)?;
+            Control::Exit2 {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reason: take(&mut elems, 3),
+            }
+        }
+        // SEND_TT {12, Unused, ToPid, TraceToken}: erl_dist swaps these two.
+        12 => {
+            arity(4)?;
+            Control::Send {
+                from: None,
+                to: pid(&mut elems, 2)?,
+                message: payload(rest)?,
+            }
+        }
+        13 => {
+            arity(5)?;
+            no_payload(rest)?;
+            Control::Exit {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reason: take(&mut elems, 4),
+            }
+        }
+        16 => {
+            arity(5)?;
+            Control::RegSend {
+                from: pid(&mut elems, 1)?,
+                to: atom(&mut elems, 3)?,
+                message: payload(rest)?,
+            }
+        }
+        18 => {
+            arity(5)?;
+            no_payload(rest)?;
+            Control::Exit2 {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reason: take(&mut elems, 4),
+            }
+        }
+        19 => {
+            arity(4)?;
+            no_payload(rest)?;
+            Control::MonitorP {
+                from: pid(&mut elems, 1)?,
+                to: proc_id(&mut elems, 2)?,
+                reference: reference(&mut elems, 3)?,
+            }
+        }
+        20 => {
+            arity(4)?;
+            no_payload(rest)?;
+            Control::DemonitorP {
+                from: pid(&mut elems, 1)?,
+                to: proc_id(&mut elems, 2)?,
+                reference: reference(&mut elems, 3)?,
+            }
+        }
+        21 => {
+            arity(5)?;
+            no_payload(rest)?;
+            Control::MonitorPExit {
+                from: proc_id(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reference: reference(&mut elems, 3)?,
+                reason: take(&mut elems, 4),
+            }
+        }
+        22 => {
+            arity(3)?;
+            Control::Send {
+                from: Some(pid(&mut elems, 1)?),
+                to: pid(&mut elems, 2)?,
+                message: payload(rest)?,
+            }
+        }
+        23 => {
+            arity(4)?;
+            Control::Send {
+                from: Some(pid(&mut elems, 1)?),
+                to: pid(&mut elems, 2)?,
+                message: payload(rest)?,
+            }
+        }
+        24 => {
+            arity(3)?;
+            Control::Exit {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reason: payload(rest)?,
+            }
+        }
+        25 => {
+            arity(4)?;
+            Control::Exit {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reason: payload(rest)?,
+            }
+        }
+        26 => {
+            arity(3)?;
+            Control::Exit2 {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reason: payload(rest)?,
+            }
+        }
+        27 => {
+            arity(4)?;
+            Control::Exit2 {
+                from: pid(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reason: payload(rest)?,
+            }
+        }
+        28 => {
+            arity(4)?;
+            Control::MonitorPExit {
+                from: proc_id(&mut elems, 1)?,
+                to: pid(&mut elems, 2)?,
+                reference: reference(&mut elems, 3)?,
+                reason: payload(rest)?,
+            }
+        }
+        35 => {
+            arity(4)?;
+            no_payload(rest)?;
+            Control::UnlinkId {
+                id: take(&mut elems, 1),
+                from: pid(&mut elems, 2)?,
+                to: pid(&mut elems, 3)?,
+            }
+        }
+        36 => {
+            arity(4)?;
+            no_payload(rest)?;
+            Control::UnlinkIdAck {
+                id: take(&mut elems, 1),
+                from: pid(&mut elems, 2)?,
+                to: pid(&mut elems, 3)?,
+            }
+        }
+        other => {
+            return Err(bad(format!(
+                "control operation {other} is not supported (it was not negotiated)"
+            )))
+        }
+    };
+    for e in elems {
+        etf::dispose(e);
+    }
+    Ok(ctl)
+}
+
+fn take(elems: &mut [Term], i: usize) -> Term {
+    std::mem::replace(&mut elems[i], Term::List(eetf::List::nil()))
+}
+
+fn pid(elems: &mut [Term], i: usize) -> Result<Pid, FrameError> {
+    match take(elems, i) {
+        Term::Pid(p) => Ok(p),
+        other => {
+            etf::dispose(other);
+            Err(bad(format!(
+                "element {} of the control message is not a pid",
+                i + 1
+            )))
+        }
+    }
+}
+
+fn atom(elems: &mut [Term], i: usize) -> Result<String, FrameError> {
+    match take(elems, i) {
+        Term::Atom(a) => Ok(a.name),
+        other => {
+            etf::dispose(other);
+            Err(bad(format!(
+                "element {} of the control message is not an atom",
+                i + 1
+            )))
+        }
+    }
+}
+
+fn reference(elems: &mut [Term], i: usize) -> Result<Reference, FrameError> {
+    match take(elems, i) {
+        Term::Reference(r) => Ok(*r),
+        other => {
+            etf::dispose(other);
+            Err(bad(format!(
+                "element {} of the control message is not a reference",
+                i + 1
+            )))
+        }
+    }
+}
+
+fn proc_id(elems: &mut [Term], i: usize) -> Result<ProcId, FrameError> {
+    match take(elems, i) {
+        Term::Pid(p) => Ok(ProcId::Pid(p)),
+        Term::Atom(a) => Ok(ProcId::Name(a.name)),
+        other => {
+            etf::dispose(other);
+            Err(bad(format!(
+                "element {} of the control message is neither a pid nor a name",
+                i + 1
+            )))
+        }
+    }
+}
+
+/// Appends one pass-through frame `[len:u32]['p'][control][payload]` to `out`.
+/// On an encode error `out` is left as it was.
+pub fn write_frame(
+    out: &mut Vec<u8>,
+    control: &Term,
+    payload: Option<&Term>,
+) -> Result<(), etf::EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, b'p']);
+    let r = etf::encode(control, out).and_then(|_| match payload {
+        Some(p) => etf::encode(p, out),
+        None => Ok(()),
+    });
+    if let Err(e) = r {
+        out.truncate(start);
+        return Err(e);
+    }
+    patch_len(out, start)
+}
+
+fn patch_len(out: &mut [u8], start: usize) -> Result<(), etf::EncodeError> {
+    let len = out.len() - start - 4;
+    let len = u32::try_from(len)
+        .map_err(|_| etf::EncodeError(format!("frame of {len} bytes exceeds 4 GiB")))?;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Appends a `SEND` frame (`{2, '', ToPid}` + message) without building a control term.
+pub fn write_send(out: &mut Vec<u8>, to: &Pid, message: &Term) -> Result<(), etf::EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, b'p', 131, 104, 3, 97, 2, 119, 0]);
+    encode_pid_body(out, to);
+    if let Err(e) = etf::encode(message, out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    patch_len(out, start)
+}
+
+/// NEW_PID_EXT without the version byte.
+fn encode_pid_body(out: &mut Vec<u8>, p: &Pid) {
+    out.push(88);
+    let name = p.node.name.as_bytes();
+    if name.len() < 256 {
+        out.push(119);
+        out.push(name.len() as u8);
+    } else {
+        out.push(118);
+        out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(name);
+    out.extend_from_slice(&p.id.to_be_bytes());
+    out.extend_from_slice(&p.serial.to_be_bytes());
+    out.extend_from_slice(&p.creation.to_be_bytes());
+}
+
+/// Builders for the control tuples we send.
+pub mod ctl {
+    use super::*;
+    use eetf::{FixInteger, Tuple};
+
+    fn op(n: i32) -> Term {
+        Term::FixInteger(FixInteger::from(n))
+    }
+
+    pub fn monitor_p_exit(from: &ProcId, to: &Pid, reference: &Reference, reason: Term) -> Term {
+        Term::Tuple(Tuple::from(vec![
+            op(21),
+            from.to_term(),
+            Term::Pid(to.clone()),
+            Term::Reference(Box::new(reference.clone())),
+            reason,
+        ]))
+    }
+    pub fn monitor_p(from: &Pid, to: &ProcId, reference: &Reference) -> Term {
+        Term::Tuple(Tuple::from(vec![
+            op(19),
+            Term::Pid(from.clone()),
+            to.to_term(),
+            Term::Reference(Box::new(reference.clone())),
+        ]))
+    }
+    pub fn demonitor_p(from: &Pid, to: &ProcId, reference: &Reference) -> Term {
+        Term::Tuple(Tuple::from(vec![
+            op(20),
+            Term::Pid(from.clone()),
+            to.to_term(),
+            Term::Reference(Box::new(reference.clone())),
+        ]))
+    }
+    pub fn exit(from: &Pid, to: &Pid, reason: Term) -> Term {
+        Term::Tuple(Tuple::from(vec![
+            op(3),
+            Term::Pid(from.clone()),
+            Term::Pid(to.clone()),
+            reason,
+        ]))
+    }
+    pub fn link(from: &Pid, to: &Pid) -> Term {
+        Term::Tuple(Tuple::from(vec![
+            op(1),
+            Term::Pid(from.clone()),
+            Term::Pid(to.clone()),
+        ]))
+    }
+    pub fn unlink_id_ack(id: Term, from: &Pid, to: &Pid) -> Term {
+        Term::Tuple(Tuple::from(vec![
+            op(36),
+            id,
+            Term::Pid(from.clone()),
+            Term::Pid(to.clone()),
+        ]))
+    }
+    pub fn reg_send(from: &Pid, to_name: &str) -> Term {
+        Term::Tuple(Tuple::from(vec![
+            op(6),
+            Term::Pid(from.clone()),
+            Term::Atom(Atom::from("")),
+            Term::Atom(Atom::from(to_name)),
+        ]))
+    }
+}

@@ -1,0 +1,19 @@
+//! The Erlang distribution layer: everything between a TCP socket and a routed message.
+//!
+//! * [`epmd`] and [`epmd_server`]: the port mapper, as a client and as our own server;
+//! * [`handshake`] and [`flags`]: who may connect, and what we promise when they do;
+//! * [`message`]: control messages in and out, through the guarded codec;
+//! * [`connection`]: one peer's reader, writer and ticks;
+//! * [`node`]: the local node, its peers, and routing into [`crate::process`].
+
+pub mod connection;
+pub mod cookie;
+pub mod epmd;
+pub mod epmd_server;
+pub mod flags;
+pub mod handshake;
+pub mod message;
+pub mod node;
+
+pub use cookie::Cookie;
+pub use node::{Node, NodeConfig, NodeObserver};

@@ -1,0 +1,914 @@
+//! The local node: epmd registration, the accept loop, connections out with backoff, the
+//! table of connected peers, and the routing of every incoming control message.
+//!
+//! Peers are announced to observers (the rexi layer) with `node_up` *before* the first
+//! frame of the new connection is read, so a name the observer registers for that peer
+//! exists when the peer's first message is dispatched.
+
+use super::connection::{self, DownReason, Outbox, SendError};
+use super::cookie::Cookie;
+use super::handshake::{self, PeerInfo, Refusal};
+use super::message::{self, ctl, Control, ProcId};
+use super::{epmd, epmd_server};
+use crate::etf::{self, Limits};
+use crate::process::ids::key;
+use crate::process::{
+    gen, mailbox, Effect, Ids, Mailbox, MonitorTarget, Process, Registry, Signal,
+};
+use eetf::{Atom, Pid, Term};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Everything the distribution layer can be told.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `alive@host`.
+    pub name: String,
+    pub cookie: Cookie,
+    /// Port to listen on for distribution connections; 0 picks a free one.
+    pub dist_port: u16,
+    pub epmd_port: u16,
+    /// Start our own epmd (`rexi-node epmd`, detached) when none answers, as erl does.
+    pub start_epmd: bool,
+    pub net_ticktime: Duration,
+    pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    /// Largest frame accepted from a peer. OTP sends big messages whole when FRAGMENTS is
+    /// not negotiated, so this must be generous.
+    pub max_frame: usize,
+    /// Largest send queue kept for a peer that does not read.
+    pub max_outbox: usize,
+    pub limits: Limits,
+    /// Nodes to connect to and stay connected with.
+    pub connect: Vec<String>,
+}
+
+impl NodeConfig {
+    pub fn new(name: impl Into<String>, cookie: Cookie) -> NodeConfig {
+        NodeConfig {
+            name: name.into(),
+            cookie,
+            dist_port: 0,
+            epmd_port: epmd::default_port(),
+            start_epmd: true,
+            net_ticktime: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(7),
+            max_connections: 4096,
+            max_frame: 128 << 20,
+            max_outbox: 256 << 20,
+            limits: Limits::default(),
+            connect: Vec::new(),
+        }
+    }
+}
+
+/// Told about peers coming and going. `node_up` runs before the peer's first message is
+/// dispatched; it must not block.
+pub trait NodeObserver: Send + Sync {
+    fn node_up(&self, node: &Node, peer: &PeerInfo);
+    fn node_down(&self, node: &Node, peer: &str, reason: &str);
+}
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Incoming => "incoming",
+            Direction::Outgoing => "outgoing",
+        })
+    }
+}
+
+/// A connected peer.
+pub struct Peer {
+    pub info: PeerInfo,
+    pub direction: Direction,
+    pub outbox: Outbox,
+    conn_id: u64,
+    pub(crate) replaced: AtomicBool,
+}
+
+enum Slot {
+    /// Our own outgoing handshake is in progress.
+    Connecting(u64),
+    Up(Arc<Peer>),
+}
+
+struct Inner {
+    config: NodeConfig,
+    name: String,
+    ids: Ids,
+    registry: Registry,
+    peers: RwLock<HashMap<String, Slot>>,
+    observers: RwLock<Vec<Arc<dyn NodeObserver>>>,
+    shutdown: watch::Sender<bool>,
+    connections: AtomicUsize,
+    next_conn: AtomicU64,
+    listen_port: u16,
+}
+
+/// A handle on the local node; cheap to clone.
+#[derive(Clone)]
+pub struct Node(Arc<Inner>);
+
+/// Waits for the node to shut down.
+pub struct ShutdownSignal(watch::Receiver<bool>);
+
+impl ShutdownSignal {
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|v| *v).await;
+    }
+}
+
+/// Why the node could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn split_name(name: &str) -> Result<(&str, &str), StartError> {
+    match name.split_once('@') {
+        Some((a, h)) if !a.is_empty() && !h.is_empty() => Ok((a, h)),
+        _ => Err(StartError(format!(
+            "node name {name:?} must look like alive@host"
+        ))),
+    }
+}
+
+fn rlock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Node {
+    /// Listens, registers with epmd (starting one when none answers and the config allows
+    /// it), and starts accepting and connecting. Observers should be added right after,
+    /// before `config.connect` peers can come up: `start` spawns the connect loops only
+    /// when [`Node::connect_configured`] is called.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let (alive, _host) = split_name(&config.name)?;
+        let listener = TcpListener::bind(("0.0.0.0", config.dist_port))
+            .await
+            .map_err(|e| StartError(format!("cannot listen on port {}: {e}", config.dist_port)))?;
+        let listen_port = listener
+            .local_addr()
+            .map_err(|e| StartError(e.to_string()))?
+            .port();
+
+        let (epmd_stream, creation) =
+            match epmd::register("127.0.0.1", config.epmd_port, alive, listen_port).await {
+                Ok(r) => r,
+                Err(epmd::EpmdError::Unreachable { .. }) if config.start_epmd => {
+                    epmd_server::spawn_detached(config.epmd_port).map_err(StartError)?;
+                    let mut last = None;
+                    let mut got = None;
+                    for _ in 0..50 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        match epmd::register("127.0.0.1", config.epmd_port, alive, listen_port)
+                            .await
+                        {
+                            Ok(r) => {
+                                got = Some(r);
+                                break;
+                            }
+                            Err(e) => last = Some(e),
+                        }
+                    }
+                    match got {
+                        Some(r) => r,
+                        None => {
+                            return Err(StartError(format!(
+                                "started an epmd, but still cannot register: {}",
+                                last.map(|e| e.to_string()).unwrap_or_default()
+                            )))
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(StartError(format!(
+                        "cannot register {} with epmd: {e}",
+                        config.name
+                    )))
+                }
+            };
+
+        let (shutdown, _) = watch::channel(false);
+        let inner = Inner {
+            name: config.name.clone(),
+            ids: Ids::new(&config.name, creation),
+            registry: Registry::new(),
+            peers: RwLock::new(HashMap::new()),
+            observers: RwLock::new(Vec::new()),
+            shutdown,
+            connections: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(1),
+            listen_port,
+            config,
+        };
+        let node = Node(Arc::new(inner));
+        let nk: Arc<dyn Process> = Arc::new(NetKernel(Arc::downgrade(&node.0)));
+        let _ = node.register("net_kernel", nk);
+        tracing::info!(node = %node.name(), port = listen_port, creation, "registered with epmd as a hidden node");
+
+        tokio::spawn(node.clone().keep_epmd(epmd_stream));
+        tokio::spawn(node.clone().accept_loop(listener));
+        Ok(node)
+    }
+
+    /// Starts one connect loop per `--connect` node.
+    pub fn connect_configured(&self) {
+        for peer in self.0.config.connect.clone() {
+            tokio::spawn(self.clone().stay_connected(peer));
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn atom(&self) -> &Atom {
+        self.0.ids.node()
+    }
+
+    pub fn creation(&self) -> u32 {
+        self.0.ids.creation()
+    }
+
+    pub fn listen_port(&self) -> u16 {
+        self.0.listen_port
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.0.config
+    }
+
+    pub fn ids(&self) -> &Ids {
+        &self.0.ids
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+
+    pub fn add_observer(&self, o: Arc<dyn NodeObserver>) {
+        wlock(&self.0.observers).push(o);
+    }
+
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        ShutdownSignal(self.0.shutdown.subscribe())
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.0.shutdown.borrow()
+    }
+
+    /// Closes every connection and stops accepting; the epmd registration closes with it.
+    pub async fn shutdown(&self) {
+        let _ = self.0.shutdown.send(true);
+        for _ in 0..40 {
+            if self.0.connections.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Names of connected peers.
+    pub fn peers(&self) -> Vec<String> {
+        let mut v: Vec<String> = rlock(&self.0.peers)
+            .iter()
+            .filter_map(|(k, s)| matches!(s, Slot::Up(_)).then(|| k.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn peer(&self, name: &str) -> Option<Arc<Peer>> {
+        match rlock(&self.0.peers).get(name) {
+            Some(Slot::Up(p)) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    // ---- processes ---------------------------------------------------------------------
+
+    pub fn register(
+        &self,
+        name: &str,
+        p: Arc<dyn Process>,
+    ) -> Result<(), crate::process::registry::AlreadyRegistered> {
+        self.0.registry.register_name(name, p)
+    }
+
+    /// Removes a name as if its process ended with `reason` (monitors on it fire).
+    pub fn unregister(&self, name: &str, reason: &Term) {
+        let effects = self.0.registry.unregister_name(name, reason);
+        self.apply(effects);
+    }
+
+    /// A new process with a pid of this node and a mailbox.
+    pub fn spawn_mailbox(&self) -> Mailbox {
+        loop {
+            let pid = self.0.ids.next_pid();
+            let (tx, mb) = mailbox::channel(pid.clone());
+            if self.0.registry.register_pid(&pid, Arc::new(tx)) {
+                return mb;
+            }
+        }
+    }
+
+    /// Registers a pid for a process that handles its signals itself.
+    pub fn spawn_process(&self, make: impl Fn(Pid) -> Arc<dyn Process>) -> Pid {
+        loop {
+            let pid = self.0.ids.next_pid();
+            if self.0.registry.register_pid(&pid, make(pid.clone())) {
+                return pid;
+            }
+        }
+    }
+
+    /// A local process ended: monitors and links fire.
+    pub fn exit_process(&self, pid: &Pid, reason: &Term) {
+        let effects = self.0.registry.exit_pid(pid, reason);
+        self.apply(effects);
+    }
+
+    pub fn make_ref(&self) -> eetf::Reference {
+        self.0.ids.next_ref()
+    }
+
+    fn apply(&self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::MonitorExit {
+                    holder,
+                    target,
+                    reference,
+                    reason,
+                } => {
+                    let node = holder.node.name.clone();
+                    let c = ctl::monitor_p_exit(&target, &holder, &reference, reason);
+                    self.send_control(&node, &c, None);
+                    etf::dispose(c);
+                }
+                Effect::LinkExit { from, to, reason } => {
+                    let node = to.node.name.clone();
+                    let c = ctl::exit(&from, &to, reason);
+                    self.send_control(&node, &c, None);
+                    etf::dispose(c);
+                }
+            }
+        }
+    }
+
+    fn send_control(&self, node: &str, control: &Term, payload: Option<&Term>) {
+        if let Some(p) = self.peer(node) {
+            if let Err(e) = p.outbox.push(|b| message::write_frame(b, control, payload)) {
+                tracing::debug!(peer = node, error = %e, "control message not sent");
+            }
+        }
+    }
+
+    /// Sends `message` to `to`. A local pid gets it directly (the message is moved there);
+    /// a remote pid through its node's connection. Not connected: an error, and like the
+    /// BEAM's `noconnect` send the message is dropped.
+    pub fn send(&self, to: &Pid, message: Term) -> Result<(), SendError> {
+        if self.0.ids.is_local(to) {
+            if let Some(p) = self.0.registry.lookup_pid(to) {
+                p.deliver(Signal::Message {
+                    from: None,
+                    message,
+                });
+            } else {
+                etf::dispose(message);
+            }
+            return Ok(());
+        }
+        let r = self.send_ref(to, &message);
+        etf::dispose(message);
+        r
+    }
+
+    /// Like [`Node::send`] for a remote pid, without taking the message.
+    pub fn send_ref(&self, to: &Pid, message: &Term) -> Result<(), SendError> {
+        match self.peer(&to.node.name) {
+            Some(p) => p.outbox.push(|b| message::write_send(b, to, message)),
+            None => Err(SendError::NotConnected(to.node.name.clone())),
+        }
+    }
+
+    /// `{Name, Node} ! Message` from a local pid.
+    pub fn reg_send(
+        &self,
+        from: &Pid,
+        node: &str,
+        name: &str,
+        message: &Term,
+    ) -> Result<(), SendError> {
+        match self.peer(node) {
+            Some(p) => {
+                let c = ctl::reg_send(from, name);
+                let r = p
+                    .outbox
+                    .push(|b| message::write_frame(b, &c, Some(message)));
+                r
+            }
+            None => Err(SendError::NotConnected(node.to_string())),
+        }
+    }
+
+    /// Monitors a remote process on behalf of a local one (the holder gets `Signal::Down`).
+    pub fn monitor_remote(
+        &self,
+        holder_pid: &Pid,
+        holder: Arc<dyn Process>,
+        node: &str,
+        target: ProcId,
+    ) -> Result<eetf::Reference, SendError> {
+        let reference = self.make_ref();
+        let object = match &target {
+            ProcId::Pid(p) => Term::Pid(p.clone()),
+            ProcId::Name(n) => Term::Tuple(eetf::Tuple::from(vec![
+                Term::Atom(Atom::from(n.as_str())),
+                Term::Atom(Atom::from(node)),
+            ])),
+        };
+        let peer = self
+            .peer(node)
+            .ok_or_else(|| SendError::NotConnected(node.to_string()))?;
+        self.0
+            .registry
+            .add_local_monitor(&reference, holder, object, node);
+        let c = ctl::monitor_p(holder_pid, &target, &reference);
+        peer.outbox.push(|b| message::write_frame(b, &c, None))?;
+        Ok(reference)
+    }
+
+    // ---- incoming ----------------------------------------------------------------------
+
+    /// Routes one control message that `peer` sent.
+    pub fn dispatch(&self, peer: &Peer, control: Control) {
+        let reg = &self.0.registry;
+        match control {
+            Control::Send { from, to, message } => {
+                match self
+                    .0
+                    .ids
+                    .is_local(&to)
+                    .then(|| reg.lookup_pid(&to))
+                    .flatten()
+                {
+                    Some(p) => p.deliver(Signal::Message { from, message }),
+                    None => etf::dispose(message),
+                }
+            }
+            Control::RegSend { from, to, message } => match reg.whereis(&to) {
+                Some(p) => p.deliver(Signal::Message {
+                    from: Some(from),
+                    message,
+                }),
+                None => {
+                    tracing::debug!(peer = %peer.info.name, name = %to, "message to a name not registered here: dropped, as a BEAM node would");
+                    etf::dispose(message);
+                }
+            },
+            Control::MonitorP {
+                from,
+                to,
+                reference,
+            } => {
+                let local = match &to {
+                    ProcId::Name(n) => Some(MonitorTarget::Name(n.clone())),
+                    ProcId::Pid(p) if self.0.ids.is_local(p) => Some(MonitorTarget::Pid(key(p))),
+                    ProcId::Pid(_) => None,
+                };
+                let effect = match local {
+                    Some(local) => reg.monitor(from, to, local, reference),
+                    None => Some(Effect::MonitorExit {
+                        holder: from,
+                        target: to,
+                        reference,
+                        reason: gen::atom("noproc"),
+                    }),
+                };
+                if let Some(e) = effect {
+                    self.apply(vec![e]);
+                }
+            }
+            Control::DemonitorP { to, reference, .. } => {
+                let local = match &to {
+                    ProcId::Name(n) => MonitorTarget::Name(n.clone()),
+                    ProcId::Pid(p) => MonitorTarget::Pid(key(p)),
+                };
+                reg.demonitor(&local, &reference);
+            }
+            Control::MonitorPExit {
+                reference, reason, ..
+            } => reg.monitor_exit(reference, reason),
+            Control::Link { from, to } => {
+                if let Some(e) = reg.link(&to, from) {
+                    self.apply(vec![e]);
+                }
+            }
+            Control::Unlink { from, to } => reg.unlink(&to, &from),
+            Control::UnlinkId { id, from, to } => {
+                reg.unlink(&to, &from);
+                let c = ctl::unlink_id_ack(id, &to, &from);
+                self.send_control(&peer.info.name, &c, None);
+            }
+            Control::UnlinkIdAck { .. } | Control::Ignored { .. } => {}
+            Control::Exit { from, to, reason } => {
+                reg.unlink(&to, &from);
+                match reg.lookup_pid(&to) {
+                    Some(p) => p.deliver(Signal::Exit { from, reason }),
+                    None => etf::dispose(reason),
+                }
+            }
+            Control::Exit2 { from, to, reason } => match reg.lookup_pid(&to) {
+                Some(p) => p.deliver(Signal::Exit { from, reason }),
+                None => etf::dispose(reason),
+            },
+        }
+    }
+
+    // ---- connections -------------------------------------------------------------------
+
+    async fn keep_epmd(self, mut stream: TcpStream) {
+        use tokio::io::AsyncReadExt;
+        let mut shutdown = self.shutdown_signal();
+        let mut byte = [0u8; 1];
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return, // dropping the stream unregisters us
+                r = stream.read(&mut byte) => {
+                    if matches!(r, Ok(n) if n > 0) { continue; }
+                    tracing::warn!(node = %self.name(), "lost the epmd registration (epmd stopped?); registering again");
+                    let (alive, _) = match split_name(self.name()) { Ok(v) => v, Err(_) => return };
+                    let mut delay = Duration::from_millis(200);
+                    loop {
+                        if self.is_shutting_down() { return; }
+                        match epmd::register("127.0.0.1", self.0.config.epmd_port, alive, self.0.listen_port).await {
+                            Ok((s, _)) => { stream = s; tracing::info!(node = %self.name(), "registered with epmd again"); break; }
+                            Err(epmd::EpmdError::Unreachable { .. }) if self.0.config.start_epmd => {
+                                let _ = epmd_server::spawn_detached(self.0.config.epmd_port);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "epmd registration failed"),
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn accept_loop(self, listener: TcpListener) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            let (stream, addr) = tokio::select! {
+                _ = shutdown.wait() => return,
+                r = listener.accept() => match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            if self.0.connections.load(Ordering::Acquire) >= self.0.config.max_connections {
+                tracing::warn!(%addr, cap = self.0.config.max_connections, "connection refused: at the connection cap (--max-connections)");
+                drop(stream);
+                continue;
+            }
+            let node = self.clone();
+            tokio::spawn(async move { node.incoming(stream, addr).await });
+        }
+    }
+
+    async fn incoming(self, stream: TcpStream, addr: std::net::SocketAddr) {
+        let _guard = ConnGuard::new(&self);
+        let _ = stream.set_nodelay(true);
+        let cfg = &self.0.config;
+        let acc = match handshake::accept(
+            stream,
+            &self.0.name,
+            self.creation(),
+            &cfg.cookie,
+            cfg.handshake_timeout,
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(%addr, reason = %e, "incoming handshake failed");
+                return;
+            }
+        };
+        let peer_name = acc.peer_name.clone();
+        // Decide the status as the BEAM does: a pending outgoing attempt to the same node
+        // loses when the other node's name is greater; an existing connection is replaced
+        // (the peer restarted or lost it without us noticing).
+        let status = {
+            let peers = rlock(&self.0.peers);
+            match peers.get(&peer_name) {
+                Some(Slot::Connecting(_)) if peer_name.as_str() > self.0.name.as_str() => {
+                    erl_dist::handshake::HandshakeStatus::OkSimultaneous
+                }
+                Some(Slot::Connecting(_)) => erl_dist::handshake::HandshakeStatus::Nok,
+                _ => erl_dist::handshake::HandshakeStatus::Ok,
+            }
+        };
+        match acc.finish(status).await {
+            Ok((stream, info)) => self.serve(stream, info, Direction::Incoming).await,
+            Err(Refusal::Simultaneous) => {
+                tracing::debug!(peer = %peer_name, "simultaneous connect: keeping our own connection")
+            }
+            Err(Refusal::WrongCookie) => {
+                tracing::warn!(peer = %peer_name, %addr, "connection refused: wrong cookie (the peer must use this node's cookie)")
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer_name, %addr, reason = %e, "incoming handshake failed")
+            }
+        }
+    }
+
+    /// One attempt to connect to `peer`. Returns once the connection is up (it keeps
+    /// running in its own task) or failed.
+    pub async fn connect(&self, peer: &str) -> Result<(), String> {
+        if self.peer(peer).is_some() {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let node = self.clone();
+        let name = peer.to_string();
+        tokio::spawn(async move {
+            let r = node.dial(&name, Some(tx)).await;
+            if let Err(e) = r {
+                tracing::debug!(peer = %name, error = %e, "connect failed");
+            }
+        });
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(format!("connection to {peer} failed")),
+        }
+    }
+
+    async fn stay_connected(self, peer: String) {
+        let mut delay = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        let mut last_err = String::new();
+        while !self.is_shutting_down() {
+            if self.peer(&peer).is_some() {
+                // Connected (perhaps by the peer): check again shortly.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            match self.dial(&peer, None).await {
+                Ok(served) => {
+                    if served {
+                        delay = Duration::from_millis(100);
+                        last_err.clear();
+                    }
+                }
+                Err(e) => {
+                    if e != last_err {
+                        tracing::warn!(peer = %peer, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect; retrying with backoff");
+                        last_err = e;
+                    }
+                    let mut s = self.shutdown_signal();
+                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = s.wait() => return }
+                    delay = (delay * 2).min(max);
+                }
+            }
+        }
+    }
+
+    /// Dials `peer` and serves the connection until it ends. `Ok(true)` when a connection
+    /// was served, `Ok(false)` when another connection to the peer won.
+    async fn dial(
+        &self,
+        peer: &str,
+        ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    ) -> Result<bool, String> {
+        let mut ready = ready;
+        let r = self.dial_inner(peer, &mut ready).await;
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(match &r {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.clone()),
+            });
+        }
+        r
+    }
+
+    async fn dial_inner(
+        &self,
+        peer: &str,
+        ready: &mut Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    ) -> Result<bool, String> {
+        let (alive, host) = split_name(peer).map_err(|e| e.0)?;
+        let conn_id = self.0.next_conn.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut peers = wlock(&self.0.peers);
+            match peers.get(peer) {
+                Some(Slot::Up(_)) => return Ok(false),
+                Some(Slot::Connecting(_)) => {
+                    return Err(format!(
+                        "a connection attempt to {peer} is already in progress"
+                    ))
+                }
+                None => {
+                    peers.insert(peer.to_string(), Slot::Connecting(conn_id));
+                }
+            }
+        }
+        let clear = |node: &Node| {
+            let mut peers = wlock(&node.0.peers);
+            if matches!(peers.get(peer), Some(Slot::Connecting(id)) if *id == conn_id) {
+                peers.remove(peer);
+            }
+        };
+        let cfg = &self.0.config;
+        let attempt = async {
+            let entry = epmd::lookup(host, cfg.epmd_port, alive)
+                .await
+                .map_err(|e| e.to_string())?;
+            let entry = entry.ok_or_else(|| format!("node {peer} is not registered with epmd on {host} (not started yet, or a different name)"))?;
+            let stream = tokio::time::timeout(
+                cfg.handshake_timeout,
+                TcpStream::connect((host, entry.port)),
+            )
+            .await
+            .map_err(|_| format!("connecting to {peer} at {host}:{} timed out", entry.port))?
+            .map_err(|e| format!("connecting to {peer} at {host}:{}: {e}", entry.port))?;
+            let _ = stream.set_nodelay(true);
+            handshake::connect(
+                stream,
+                &self.0.name,
+                self.creation(),
+                &cfg.cookie,
+                cfg.handshake_timeout,
+            )
+            .await
+            .map_err(|e| format!("handshake with {peer}: {e}"))
+        };
+        let result = attempt.await;
+        clear(self);
+        let (stream, info) = result?;
+        let _guard = ConnGuard::new(self);
+        if let Some(tx) = ready.take() {
+            // Announce readiness only after `serve` registered the peer: hand the sender on.
+            return Ok(self
+                .serve_then(stream, info, Direction::Outgoing, Some(tx))
+                .await);
+        }
+        Ok(self
+            .serve_then(stream, info, Direction::Outgoing, None)
+            .await)
+    }
+
+    async fn serve(&self, stream: TcpStream, info: PeerInfo, direction: Direction) {
+        self.serve_then(stream, info, direction, None).await;
+    }
+
+    /// Registers the peer, tells observers, runs the connection, then cleans up.
+    async fn serve_then(
+        &self,
+        stream: TcpStream,
+        info: PeerInfo,
+        direction: Direction,
+        ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    ) -> bool {
+        let conn_id = self.0.next_conn.fetch_add(1, Ordering::Relaxed);
+        let peer = Arc::new(Peer {
+            info: info.clone(),
+            direction,
+            outbox: Outbox::new(self.0.config.max_outbox),
+            conn_id,
+            replaced: AtomicBool::new(false),
+        });
+        let old = {
+            let mut peers = wlock(&self.0.peers);
+            let old = peers.insert(info.name.clone(), Slot::Up(peer.clone()));
+            match old {
+                Some(Slot::Up(o)) if direction == Direction::Outgoing => {
+                    // The peer connected to us meanwhile: keep that connection.
+                    peers.insert(info.name.clone(), Slot::Up(o));
+                    drop(peers);
+                    if let Some(tx) = ready {
+                        let _ = tx.send(Ok(()));
+                    }
+                    return false;
+                }
+                Some(Slot::Up(o)) => Some(o),
+                _ => None,
+            }
+        };
+        if let Some(o) = old {
+            o.replaced.store(true, Ordering::Release);
+            o.outbox.close();
+            self.node_down(&o, &DownReason::Replaced);
+        }
+        let observers: Vec<Arc<dyn NodeObserver>> = rlock(&self.0.observers).clone();
+        for o in &observers {
+            o.node_up(self, &info);
+        }
+        tracing::info!(peer = %info.name, %direction, creation = info.creation, "nodeup");
+        if let Some(tx) = ready {
+            let _ = tx.send(Ok(()));
+        }
+        let reason = connection::run(self, &peer, stream).await;
+        let still_ours = {
+            let mut peers = wlock(&self.0.peers);
+            match peers.get(&info.name) {
+                Some(Slot::Up(p)) if p.conn_id == conn_id => {
+                    peers.remove(&info.name);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if still_ours {
+            self.node_down(&peer, &reason);
+        }
+        true
+    }
+
+    fn node_down(&self, peer: &Peer, reason: &DownReason) {
+        let name = &peer.info.name;
+        match reason {
+            DownReason::BadFrame(_) | DownReason::WriteQueueOverflow => {
+                tracing::warn!(peer = %name, direction = %peer.direction, reason = %reason, "nodedown")
+            }
+            _ => {
+                tracing::info!(peer = %name, direction = %peer.direction, reason = %reason, "nodedown")
+            }
+        }
+        self.0.registry.node_down(name);
+        let observers: Vec<Arc<dyn NodeObserver>> = rlock(&self.0.observers).clone();
+        let why = reason.to_string();
+        for o in &observers {
+            o.node_down(self, name, &why);
+        }
+    }
+}
+
+/// Counts live connections for the cap and for a clean shutdown.
+struct ConnGuard(Node);
+
+impl ConnGuard {
+    fn new(n: &Node) -> ConnGuard {
+        n.0.connections.fetch_add(1, Ordering::AcqRel);
+        ConnGuard(n.clone())
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0 .0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `net_kernel`: answers `{is_auth, Node}` with `yes`, which is what `net_adm:ping` asks.
+struct NetKernel(Weak<Inner>);
+
+impl Process for NetKernel {
+    fn deliver(&self, signal: Signal) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        let node = Node(inner);
+        if let Signal::Message { message, .. } = signal {
+            match gen::parse_call(message) {
+                Ok(call) => {
+                    let reply = match &call.request {
+                        Term::Tuple(t) if matches!(t.elements.first(), Some(Term::Atom(a)) if a.name == "is_auth") => {
+                            gen::atom("yes")
+                        }
+                        _ => gen::atom("ignored"),
+                    };
+                    let _ = node.send(&call.from, gen::reply_message(call.tag, reply));
+                    etf::dispose(call.request);
+                }
+                Err(other) => etf::dispose(other),
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The processes of this node: pids and refs it mints, registered names, monitors and links.
+//!
+//! A "process" here is anything that can receive a [`Signal`]: a long-lived server such as
+//! `rexi_server` (which handles messages right on the connection's reader task, so routing
+//! is a lookup and not a hop), or a task with a [`mailbox::Mailbox`] such as a rexi job.
+//! This layer knows nothing of sockets: the distribution layer feeds it signals and
+//! carries out the [`Effect`]s it returns (monitor exits, link exits to remote pids).
+
+pub mod gen;
+pub mod ids;
+pub mod mailbox;
+pub mod registry;
+
+pub use ids::Ids;
+pub use mailbox::Mailbox;
+pub use registry::{Effect, MonitorTarget, Registry};
+
+use eetf::{Pid, Reference, Term};
+
+/// What a process can be sent.
+#[derive(Debug)]
+pub enum Signal {
+    /// An ordinary message. `from` is known for `REG_SEND` and `SEND_SENDER` only.
+    Message { from: Option<Pid>, message: Term },
+    /// An exit signal: a linked process ended, `erlang:exit(Pid, Reason)` was called on us,
+    /// or the connection to a linked process's node went down (`noconnection`).
+    Exit { from: Pid, reason: Term },
+    /// A monitor this process holds on a remote process fired.
+    Down {
+        reference: Reference,
+        object: Term,
+        reason: Term,
+    },
+}
+
+/// A receiver of signals. `deliver` runs on the task that routes the signal (usually a
+/// connection's reader): it must not block.
+pub trait Process: Send + Sync {
+    fn deliver(&self, signal: Signal);
+}
