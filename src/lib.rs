@@ -18,6 +18,8 @@
 
 pub mod dist;
 pub mod etf;
+pub mod handlers;
 pub mod phash2;
 pub mod process;
+pub mod rexi;
 pub mod term;

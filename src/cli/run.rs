@@ -1,6 +1,8 @@
 //! `rexi-node run`: the daemon.
 
 use rexi_node::dist::{cookie, Cookie, Node, NodeConfig};
+use rexi_node::handlers;
+use rexi_node::rexi::{self, Release, RexiConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,6 +30,20 @@ pub struct Args {
     /// Do not start an epmd when none answers (fail instead).
     #[arg(long)]
     pub no_start_epmd: bool,
+    /// rexi migration release 0..3: the singleton rexi_server exists at 0, 1 and 2 and is
+    /// retired at 3; per-node names exist at every release. Change it at runtime with
+    /// gen_server:call({rexi_server_mon, Node}, {set_release, N}) or `rexi-node release set`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub release: u8,
+    /// Most rexi jobs running at once; beyond it a cast is answered {rexi_EXIT, {overloaded, []}}.
+    #[arg(long, default_value_t = 500_000)]
+    pub max_jobs: usize,
+    /// Seconds a job waits for a sync answer, a stream ack or stream2 START (rexi: 300).
+    #[arg(long, default_value_t = 300)]
+    pub worker_timeout: u64,
+    /// Unacked rows allowed by stream2 (CouchDB 2.x: 10, 3.x: 5).
+    #[arg(long, default_value_t = 10)]
+    pub stream_limit: usize,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -146,10 +162,25 @@ pub fn main(a: Args) -> ExitCode {
             Ok(n) => n,
             Err(e) => return super::fail(&e.0),
         };
+        let rcfg = RexiConfig {
+            release: Release::new(a.release).unwrap_or_default(),
+            max_jobs: a.max_jobs,
+            worker_timeout: Duration::from_secs(a.worker_timeout),
+            stream_limit: a.stream_limit.max(1),
+            ..RexiConfig::default()
+        };
+        let rexi = rexi::install(&node, handlers::builtin(), rcfg);
+        tracing::info!(node = %node.name(), release = a.release, "serving rexi");
         node.connect_configured();
         wait_for_signal().await;
         tracing::info!(node = %node.name(), "shutting down: closing connections and leaving epmd");
         node.shutdown().await;
+        let stats: Vec<String> = rexi
+            .stats_snapshot()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        tracing::info!(node = %node.name(), "stopped; {}", stats.join(" "));
         ExitCode::SUCCESS
     })
 }

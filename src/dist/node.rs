@@ -115,7 +115,12 @@ struct Inner {
     connections: AtomicUsize,
     next_conn: AtomicU64,
     listen_port: u16,
+    unrouted: RwLock<Option<UnroutedHook>>,
 }
+
+/// Called for a message sent to a name nobody registered here (it is then dropped, as a
+/// BEAM node drops it): `(sender's node, name)`.
+pub type UnroutedHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// A handle on the local node; cheap to clone.
 #[derive(Clone)]
@@ -219,6 +224,7 @@ impl Node {
             connections: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
             listen_port,
+            unrouted: RwLock::new(None),
             config,
         };
         let node = Node(Arc::new(inner));
@@ -268,6 +274,10 @@ impl Node {
 
     pub fn add_observer(&self, o: Arc<dyn NodeObserver>) {
         wlock(&self.0.observers).push(o);
+    }
+
+    pub fn set_unrouted_hook(&self, hook: UnroutedHook) {
+        *wlock(&self.0.unrouted) = Some(hook);
     }
 
     pub fn shutdown_signal(&self) -> ShutdownSignal {
@@ -485,6 +495,9 @@ impl Node {
                 }),
                 None => {
                     tracing::debug!(peer = %peer.info.name, name = %to, "message to a name not registered here: dropped, as a BEAM node would");
+                    if let Some(h) = rlock(&self.0.unrouted).as_ref() {
+                        h(&peer.info.name, &to);
+                    }
                     etf::dispose(message);
                 }
             },

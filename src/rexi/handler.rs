@@ -1,0 +1,91 @@
+//! Rust handlers, looked up by `{Module, Function, Arity}` like `apply(M, F, A)`.
+
+use super::worker::{Ctx, Failure};
+use crate::etf;
+use eetf::Term;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
+pub type HandlerFn = Arc<dyn Fn(Ctx, Args) -> HandlerFuture + Send + Sync>;
+
+/// The arguments of a call. Dropping it drops each term without recursion, so a
+/// 1,000,000-deep argument cannot overflow a worker's stack.
+pub struct Args(Vec<Term>);
+
+impl Args {
+    pub fn new(v: Vec<Term>) -> Args {
+        Args(v)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<&Term> {
+        self.0.get(i)
+    }
+    /// Takes argument `i` out (leaving `[]` behind).
+    pub fn take(&mut self, i: usize) -> Term {
+        match self.0.get_mut(i) {
+            Some(t) => std::mem::replace(t, Term::List(eetf::List::nil())),
+            None => Term::List(eetf::List::nil()),
+        }
+    }
+}
+
+impl Drop for Args {
+    fn drop(&mut self) {
+        for t in self.0.drain(..) {
+            etf::dispose(t);
+        }
+    }
+}
+
+/// The handler table. Build it before the node starts serving.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    table: HashMap<(String, String, usize), HandlerFn>,
+}
+
+impl Handlers {
+    pub fn new() -> Handlers {
+        Handlers::default()
+    }
+
+    /// Serves `Module:Function/Arity` with `f`.
+    ///
+    /// ```no_run
+    /// # use rexi_node::rexi::Handlers;
+    /// let mut h = Handlers::new();
+    /// h.register("my_mod", "hello", 1, |ctx, mut args| async move {
+    ///     let who = args.take(0);
+    ///     ctx.reply(who);
+    ///     Ok(())
+    /// });
+    /// ```
+    pub fn register<F, Fut>(&mut self, module: &str, function: &str, arity: usize, f: F)
+    where
+        F: Fn(Ctx, Args) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Failure>> + Send + 'static,
+    {
+        let f: HandlerFn = Arc::new(move |ctx, args| Box::pin(f(ctx, args)));
+        self.table
+            .insert((module.to_string(), function.to_string(), arity), f);
+    }
+
+    pub fn lookup(&self, key: &(String, String, usize)) -> Option<HandlerFn> {
+        self.table.get(key).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}

@@ -1,0 +1,37 @@
+//! The rexi layer: serving `rexi:cast` from Erlang callers through every release of the
+//! migration to one `rexi_server` per remote node.
+//!
+//! * [`names`]: which `rexi_server*` names exist, registered for each peer before its
+//!   first message is dispatched; the singleton follows the [`release`].
+//! * [`protocol`]: the request shapes in and the reply shapes out (PROTOCOL.md).
+//! * [`server`]: the one job table behind every name; doit, kill, kill_all, the error ring.
+//! * [`worker`]: a job's task, its pid, and the [`Ctx`] handlers use to answer.
+//! * [`handler`]: the table of Rust handlers by `{Module, Function, Arity}`.
+//! * [`mon`]: `rexi_server_mon`: status, stats, and switching the release at runtime.
+//! * [`stats`]: the counters.
+
+pub mod handler;
+pub mod mon;
+pub mod names;
+pub mod protocol;
+pub mod release;
+pub mod server;
+pub mod stats;
+pub mod worker;
+
+pub use handler::{Args, Handlers};
+pub use release::Release;
+pub use server::{RexiConfig, RexiServer};
+pub use worker::{Ctx, Failure};
+
+use crate::dist::Node;
+use std::sync::Arc;
+
+/// Puts a rexi server on `node`: registers `rexi_server_mon`, the names for this node
+/// itself and the singleton (per the release), and watches peers so that their names
+/// exist before their first message. Call before [`Node::connect_configured`].
+pub fn install(node: &Node, handlers: Handlers, config: RexiConfig) -> Arc<RexiServer> {
+    let server = RexiServer::new(node.clone(), handlers, config);
+    server.clone().attach();
+    server
+}

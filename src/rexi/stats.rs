@@ -1,0 +1,63 @@
+//! Counters, read by `rexi_server_mon`'s `stats` call and logged at shutdown.
+
+use eetf::{Atom, BigInteger, FixInteger, Term, Tuple};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Stats {
+    pub casts_singleton: AtomicU64,
+    pub casts_phash2: AtomicU64,
+    pub casts_nodename: AtomicU64,
+    pub replies: AtomicU64,
+    pub errors: AtomicU64,
+    pub kills: AtomicU64,
+    pub kills_unknown: AtomicU64,
+    pub tombstones_hit: AtomicU64,
+    pub dropped_retired: AtomicU64,
+    pub overloaded: AtomicU64,
+    pub malformed: AtomicU64,
+    pub cancelled_nodedown: AtomicU64,
+}
+
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn int(v: u64) -> Term {
+    if v <= i32::MAX as u64 {
+        Term::FixInteger(FixInteger::from(v as i32))
+    } else {
+        Term::BigInteger(BigInteger::from(v))
+    }
+}
+
+impl Stats {
+    /// `[{Key, Value}]`, a proplist any Erlang shell reads.
+    pub fn snapshot(&self, release: u8, jobs_running: usize) -> Vec<(&'static str, u64)> {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("release", release as u64),
+            ("casts_singleton", g(&self.casts_singleton)),
+            ("casts_phash2", g(&self.casts_phash2)),
+            ("casts_nodename", g(&self.casts_nodename)),
+            ("replies", g(&self.replies)),
+            ("errors", g(&self.errors)),
+            ("kills", g(&self.kills)),
+            ("kills_unknown", g(&self.kills_unknown)),
+            ("tombstones_hit", g(&self.tombstones_hit)),
+            ("dropped_retired", g(&self.dropped_retired)),
+            ("overloaded", g(&self.overloaded)),
+            ("malformed", g(&self.malformed)),
+            ("jobs_running", jobs_running as u64),
+            ("jobs_cancelled_nodedown", g(&self.cancelled_nodedown)),
+        ]
+    }
+
+    pub fn to_term(snapshot: &[(&'static str, u64)]) -> Term {
+        let items: Vec<Term> = snapshot
+            .iter()
+            .map(|(k, v)| Term::Tuple(Tuple::from(vec![Term::Atom(Atom::from(*k)), int(*v)])))
+            .collect();
+        Term::List(eetf::List::from(items))
+    }
+}

@@ -1,0 +1,322 @@
+//! A job: a task with its own pid, running one handler, and the [`Ctx`] it answers through.
+//!
+//! The job's messages all come from this one task, in order, over the caller's single
+//! connection, so the caller sees `{Ref, Final}` after every row (CALLER_SIDE.md §6.7).
+//! A killed job sends nothing more: every send checks the kill flag under the same lock
+//! the kill takes.
+
+use super::protocol::{self, atom, tuple};
+use super::server::RexiServer;
+use super::stats::bump;
+use crate::dist::Node;
+use crate::etf;
+use crate::process::{Mailbox, Signal};
+use eetf::{Pid, Reference, Term};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How a handler ends other than by returning `Ok(())`.
+#[derive(Debug)]
+pub enum Failure {
+    /// Like `error(Reason)` in the MFA: the caller gets `{rexi_EXIT, {Reason, Stack}}`.
+    /// Without a stack, a one-frame `[{M, F, Arity, []}]` is used.
+    Error { reason: Term, stack: Option<Term> },
+    /// Like a process dying from an exit signal: the caller gets `{rexi_EXIT, Reason}` bare.
+    Exit(Term),
+    /// Like `exit(normal)`: nothing is sent (for example after a stream CANCEL).
+    Normal,
+}
+
+impl Failure {
+    pub fn error(reason: Term) -> Failure {
+        Failure::Error {
+            reason,
+            stack: None,
+        }
+    }
+}
+
+/// What the server and the job share.
+pub struct JobState {
+    pub caller: Pid,
+    pub reference: Reference,
+    pub worker: Pid,
+    pub nonce: Term,
+    killed: Mutex<bool>,
+}
+
+impl JobState {
+    pub fn new(caller: Pid, reference: Reference, worker: Pid, nonce: Term) -> JobState {
+        JobState {
+            caller,
+            reference,
+            worker,
+            nonce,
+            killed: Mutex::new(false),
+        }
+    }
+
+    fn flag(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.killed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn kill(&self) {
+        *self.flag() = true;
+    }
+
+    pub fn is_killed(&self) -> bool {
+        *self.flag()
+    }
+
+    /// Sends to the caller unless the job was killed; false when it was.
+    pub fn send(&self, node: &Node, message: Term) -> bool {
+        let killed = self.flag();
+        if *killed {
+            drop(killed);
+            etf::dispose(message);
+            return false;
+        }
+        if let Err(e) = node.send(&self.caller, message) {
+            tracing::debug!(caller = %self.caller.node.name, error = %e, "reply not sent");
+        }
+        true
+    }
+}
+
+enum StreamInit {
+    NotYet,
+    Started,
+}
+
+/// What a handler gets: `reply`, `sync_reply`, `stream`, `stream2`, `stream_last`, `ping`,
+/// as rexi offers Erlang workers.
+pub struct Ctx {
+    node: Node,
+    server: Arc<RexiServer>,
+    job: Arc<JobState>,
+    mailbox: Mailbox,
+    timeout: Duration,
+    stream_limit: usize,
+    unacked: usize,
+    init: StreamInit,
+}
+
+enum Event {
+    Ack,
+    Message(Term),
+    Timeout,
+}
+
+impl Ctx {
+    pub(crate) fn new(
+        node: Node,
+        server: Arc<RexiServer>,
+        job: Arc<JobState>,
+        mailbox: Mailbox,
+        timeout: Duration,
+        stream_limit: usize,
+    ) -> Ctx {
+        Ctx {
+            node,
+            server,
+            job,
+            mailbox,
+            timeout,
+            stream_limit,
+            unacked: 0,
+            init: StreamInit::NotYet,
+        }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// This job's pid (the `WorkerPid` callers ack and answer to).
+    pub fn pid(&self) -> &Pid {
+        &self.job.worker
+    }
+
+    pub fn caller(&self) -> &Pid {
+        &self.job.caller
+    }
+
+    pub fn nonce(&self) -> &Term {
+        &self.job.nonce
+    }
+
+    /// `rexi:reply/1`: `{Ref, Msg}` to the caller.
+    pub fn reply(&self, msg: Term) {
+        if self
+            .job
+            .send(&self.node, protocol::reply(&self.job.reference, msg))
+        {
+            bump(&self.server.stats.replies);
+        }
+    }
+
+    /// `rexi:ping/0`: `{rexi, '$rexi_ping'}`, which restarts a 2.3+ caller's per-message timeout.
+    pub fn ping(&self) {
+        self.job
+            .send(&self.node, tuple(vec![atom("rexi"), atom("$rexi_ping")]));
+    }
+
+    /// `rexi:sync_reply/1`: sends `{Ref, {WorkerPid, Tag}, Msg}` and waits for
+    /// `{Tag, Answer}`; after the timeout (300 s by default) the answer is `timeout`.
+    pub async fn sync_reply(&mut self, msg: Term) -> Result<Term, Failure> {
+        let tag = self.node.make_ref();
+        let from = tuple(vec![
+            Term::Pid(self.job.worker.clone()),
+            Term::Reference(Box::new(tag.clone())),
+        ]);
+        self.job.send(
+            &self.node,
+            tuple(vec![
+                Term::Reference(Box::new(self.job.reference.clone())),
+                from,
+                msg,
+            ]),
+        );
+        let until = Instant::now() + self.timeout;
+        loop {
+            match self.next(until).await? {
+                Event::Timeout => return Ok(atom("timeout")),
+                Event::Ack => {}
+                Event::Message(m) => match answer_for(m, &tag) {
+                    Ok(answer) => return Ok(answer),
+                    Err(other) => etf::dispose(other),
+                },
+            }
+        }
+    }
+
+    /// `rexi:stream/1` (v1): at most 10 rows unacked; waits for `{rexi_ack, N}` (300 s,
+    /// then the job fails with `timeout`).
+    pub async fn stream(&mut self, msg: Term) -> Result<(), Failure> {
+        self.stream_row(msg, 10).await
+    }
+
+    /// `rexi:stream2/1`: runs the `rexi_STREAM_INIT` handshake on first use, then streams
+    /// with the configured limit.
+    pub async fn stream2(&mut self, msg: Term) -> Result<(), Failure> {
+        self.ensure_started().await?;
+        self.stream_row(msg, self.stream_limit).await
+    }
+
+    /// `rexi:stream_last/1`: the handshake if it did not run yet, then `{Ref, Msg}`.
+    pub async fn stream_last(&mut self, msg: Term) -> Result<(), Failure> {
+        self.ensure_started().await?;
+        self.reply(msg);
+        Ok(())
+    }
+
+    async fn ensure_started(&mut self) -> Result<(), Failure> {
+        if let StreamInit::Started = self.init {
+            return Ok(());
+        }
+        let answer = self.sync_reply(atom("rexi_STREAM_INIT")).await?;
+        match &answer {
+            Term::Atom(a) if a.name == "rexi_STREAM_START" => {
+                self.init = StreamInit::Started;
+                Ok(())
+            }
+            Term::Atom(a) if a.name == "rexi_STREAM_CANCEL" => Err(Failure::Normal),
+            Term::Atom(a) if a.name == "timeout" => Err(Failure::error(atom("timeout"))),
+            _ => Err(Failure::error(tuple(vec![
+                atom("invalid_stream_message"),
+                answer,
+            ]))),
+        }
+    }
+
+    async fn stream_row(&mut self, msg: Term, limit: usize) -> Result<(), Failure> {
+        if self.unacked >= limit {
+            let until = Instant::now() + self.timeout;
+            while self.unacked >= limit {
+                match self.next(until).await? {
+                    Event::Timeout => {
+                        etf::dispose(msg);
+                        return Err(Failure::error(atom("timeout")));
+                    }
+                    Event::Ack => {}
+                    Event::Message(m) => etf::dispose(m),
+                }
+            }
+        } else {
+            // Drain acks already queued without waiting.
+            while let Ok(sig) = self.mailbox.rx.try_recv() {
+                if let Event::Message(m) = self.absorb(sig)? {
+                    etf::dispose(m);
+                }
+            }
+        }
+        let row = tuple(vec![
+            Term::Reference(Box::new(self.job.reference.clone())),
+            Term::Pid(self.job.worker.clone()),
+            msg,
+        ]);
+        if self.job.send(&self.node, row) {
+            bump(&self.server.stats.replies);
+        }
+        self.unacked += 1;
+        Ok(())
+    }
+
+    async fn next(&mut self, until: Instant) -> Result<Event, Failure> {
+        match tokio::time::timeout_at(until, self.mailbox.rx.recv()).await {
+            Err(_) => Ok(Event::Timeout),
+            Ok(None) => Err(Failure::Exit(atom("killed"))),
+            Ok(Some(sig)) => self.absorb(sig),
+        }
+    }
+
+    fn absorb(&mut self, sig: Signal) -> Result<Event, Failure> {
+        match sig {
+            Signal::Message { message, .. } => {
+                if let Some(n) = ack_count(&message) {
+                    if n > self.unacked {
+                        return Err(Failure::error(atom("mismatched_rexi_ack")));
+                    }
+                    self.unacked -= n;
+                    return Ok(Event::Ack);
+                }
+                Ok(Event::Message(message))
+            }
+            Signal::Exit { reason, .. } => {
+                if matches!(&reason, Term::Atom(a) if a.name == "normal") {
+                    Ok(Event::Message(protocol::nil()))
+                } else {
+                    Err(Failure::Exit(reason))
+                }
+            }
+            Signal::Down { .. } => Ok(Event::Message(protocol::nil())),
+        }
+    }
+}
+
+fn ack_count(m: &Term) -> Option<usize> {
+    match m {
+        Term::Tuple(t)
+            if t.elements.len() == 2
+                && matches!(&t.elements[0], Term::Atom(a) if a.name == "rexi_ack") =>
+        {
+            match &t.elements[1] {
+                Term::FixInteger(i) if i.value >= 0 => Some(i.value as usize),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn answer_for(m: Term, tag: &Reference) -> Result<Term, Term> {
+    let is_ours = matches!(&m, Term::Tuple(t) if t.elements.len() == 2 && matches!(&t.elements[0], Term::Reference(r) if r.id == tag.id && r.node.name == tag.node.name));
+    if !is_ours {
+        return Err(m);
+    }
+    match m {
+        Term::Tuple(t) => Ok(t.elements.into_iter().nth(1).unwrap_or_else(protocol::nil)),
+        other => Err(other),
+    }
+}
