@@ -9,6 +9,7 @@
 //! | `rexi_node:stream2(N, T)` | INIT handshake; on START rows `{I, T}`, then `stream_last(done)` |
 //! | `rexi_node:sync(T)` | `sync_reply(T)`, then reply `{answered, Answer}` |
 //! | `rexi_node:fail(Reason)` | fail with Reason: `{rexi_EXIT, {Reason, Stack}}` |
+//! | `rexi_node:panic(Msg)` | panics: `{rexi_EXIT, {{rust_panic, Msg}, Stack}}` |
 //! | `erlang:phash2(T)`, `erlang:phash2(T, R)` | the BEAM-exact hash |
 //! | `erlang:node()` | this node's name |
 
@@ -94,6 +95,17 @@ pub fn builtin() -> Handlers {
     });
     h.register("rexi_node", "fail", 1, |_ctx, mut args| async move {
         Err(Failure::error(args.take(0)))
+    });
+    // Panics on purpose: shows that a panicking handler reaches the caller as a rexi_EXIT
+    // and leaves the daemon serving.
+    h.register("rexi_node", "panic", 1, |_ctx, args| async move {
+        let what = match args.get(0) {
+            Some(Term::Binary(b)) => String::from_utf8_lossy(&b.bytes).into_owned(),
+            _ => "rexi_node:panic/1".to_string(),
+        };
+        panic!("{what}");
+        #[allow(unreachable_code)]
+        Ok(())
     });
     h.register("erlang", "phash2", 1, |ctx, args| async move {
         let t = args.get(0).ok_or_else(badarg)?;
