@@ -10,25 +10,76 @@ fn listed_by_epmd_pong_and_hidden() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_dist1", &[]);
     let names = epmd.names();
-    assert!(names.contains("name rn_dist1 at port"), "epmd -names:\n{names}");
-    let out = Erl::run_ok(epmd.port, "e_ping", "ping", &[&d.name], Duration::from_secs(30));
-    assert!(out.contains("PING pong hidden=true visible=false"), "{}", out.text());
+    assert!(
+        names.contains("name rn_dist1 at port"),
+        "epmd -names:\n{names}"
+    );
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_ping",
+        "ping",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.contains("PING pong hidden=true visible=false"),
+        "{}",
+        out.text()
+    );
     // SIGTERM: exit 0 and gone from epmd.
     assert_eq!(d.stop(), Some(0));
-    assert!(wait_until(Duration::from_secs(5), || !epmd.names().contains("rn_dist1")), "still registered:\n{}", epmd.names());
+    assert!(
+        wait_until(Duration::from_secs(5), || !epmd
+            .names()
+            .contains("rn_dist1")),
+        "still registered:\n{}",
+        epmd.names()
+    );
 }
 
 #[test]
 fn wrong_cookie_is_refused_and_others_keep_working() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_dist2", &[]);
-    let mut bad = Erl::start(epmd.port, "e_bad", "not_the_cookie", "expect_ping", &[&d.name, "pang"]);
-    assert_eq!(bad.wait(Duration::from_secs(30)), Some(0), "{}", bad.out.text());
-    assert!(d.log.wait_for("wrong cookie", Duration::from_secs(5)), "no log line:\n{}", d.log.text());
-    let line = d.log.all().into_iter().find(|l| l.contains("wrong cookie")).unwrap_or_default();
-    assert!(line.contains("e_bad@127.0.0.1"), "the log line must name the peer: {line}");
-    assert!(!d.log.text().contains(COOKIE), "the cookie leaked into the log");
-    Erl::run_ok(epmd.port, "e_good", "ping", &[&d.name], Duration::from_secs(30));
+    let mut bad = Erl::start(
+        epmd.port,
+        "e_bad",
+        "not_the_cookie",
+        "expect_ping",
+        &[&d.name, "pang"],
+    );
+    assert_eq!(
+        bad.wait(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        bad.out.text()
+    );
+    assert!(
+        d.log.wait_for("wrong cookie", Duration::from_secs(5)),
+        "no log line:\n{}",
+        d.log.text()
+    );
+    let line = d
+        .log
+        .all()
+        .into_iter()
+        .find(|l| l.contains("wrong cookie"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("e_bad@127.0.0.1"),
+        "the log line must name the peer: {line}"
+    );
+    assert!(
+        !d.log.text().contains(COOKIE),
+        "the cookie leaked into the log"
+    );
+    Erl::run_ok(
+        epmd.port,
+        "e_good",
+        "ping",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
 }
 
 #[test]
@@ -36,12 +87,20 @@ fn noproc_at_once_and_monitors_fire() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_dist3", &[]);
     let mut e = Erl::start(epmd.port, "e_mon", COOKIE, "monitors", &[&d.name]);
-    assert!(e.out.wait_for("MONITORING", Duration::from_secs(30)), "{}", e.out.text());
+    assert!(
+        e.out.wait_for("MONITORING", Duration::from_secs(30)),
+        "{}",
+        e.out.text()
+    );
     let mut d = d;
     let _ = d.child.kill();
     let _ = d.child.wait();
     assert_eq!(e.wait(Duration::from_secs(30)), Some(0), "{}", e.out.text());
-    assert!(e.out.contains("DOWN on unregister: shutdown"), "{}", e.out.text());
+    assert!(
+        e.out.contains("DOWN on unregister: shutdown"),
+        "{}",
+        e.out.text()
+    );
 }
 
 #[test]
@@ -52,11 +111,28 @@ fn connect_reaches_a_later_peer_and_comes_back_after_restart() {
     std::thread::sleep(Duration::from_millis(500));
     // The peer starts after the daemon, never pings it, and sees it connect.
     let mut e1 = Erl::start(epmd.port, "e_later", COOKIE, "wait_connected", &[&d.name]);
-    assert_eq!(e1.wait(Duration::from_secs(40)), Some(0), "{}\n{}", e1.out.text(), d.log.text());
+    assert_eq!(
+        e1.wait(Duration::from_secs(40)),
+        Some(0),
+        "{}\n{}",
+        e1.out.text(),
+        d.log.text()
+    );
     // Restarted (new creation): connected again without manual action.
     let mut e2 = Erl::start(epmd.port, "e_later", COOKIE, "wait_connected", &[&d.name]);
-    assert_eq!(e2.wait(Duration::from_secs(40)), Some(0), "{}\n{}", e2.out.text(), d.log.text());
-    let ups = d.log.all().iter().filter(|l| l.contains("nodeup") && l.contains(peer) && l.contains("outgoing")).count();
+    assert_eq!(
+        e2.wait(Duration::from_secs(40)),
+        Some(0),
+        "{}\n{}",
+        e2.out.text(),
+        d.log.text()
+    );
+    let ups = d
+        .log
+        .all()
+        .iter()
+        .filter(|l| l.contains("nodeup") && l.contains(peer) && l.contains("outgoing"))
+        .count();
     assert!(ups >= 2, "expected two outgoing nodeups:\n{}", d.log.text());
 }
 
@@ -68,17 +144,35 @@ fn a_dead_or_frozen_peer_is_declared_down_within_the_ticktime() {
     assert!(killed.out.wait_for("CONNECTED", Duration::from_secs(30)));
     let t = Instant::now();
     killed.sigkill();
-    assert!(d.log.wait_for("nodedown peer=e_killed@127.0.0.1", Duration::from_secs(5)), "{}", d.log.text());
+    assert!(
+        d.log
+            .wait_for("nodedown peer=e_killed@127.0.0.1", Duration::from_secs(5)),
+        "{}",
+        d.log.text()
+    );
     assert!(t.elapsed() < Duration::from_secs(5));
 
     let frozen = Erl::start(epmd.port, "e_frozen", COOKIE, "idle", &[&d.name]);
     assert!(frozen.out.wait_for("CONNECTED", Duration::from_secs(30)));
     let t = Instant::now();
     frozen.sigstop();
-    assert!(d.log.wait_for("nodedown peer=e_frozen@127.0.0.1", Duration::from_secs(8)), "{}", d.log.text());
+    assert!(
+        d.log
+            .wait_for("nodedown peer=e_frozen@127.0.0.1", Duration::from_secs(8)),
+        "{}",
+        d.log.text()
+    );
     let took = t.elapsed();
-    assert!(took >= Duration::from_secs(3), "declared down too early: {took:?}");
-    let line = d.log.all().into_iter().find(|l| l.contains("nodedown peer=e_frozen")).unwrap_or_default();
+    assert!(
+        took >= Duration::from_secs(3),
+        "declared down too early: {took:?}"
+    );
+    let line = d
+        .log
+        .all()
+        .into_iter()
+        .find(|l| l.contains("nodedown peer=e_frozen"))
+        .unwrap_or_default();
     assert!(line.contains("net_tick_timeout"), "{line}");
 }
 
@@ -86,8 +180,20 @@ fn a_dead_or_frozen_peer_is_declared_down_within_the_ticktime() {
 fn deep_terms_and_a_100mb_binary_do_not_crash_it() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_dist6", &[]);
-    Erl::run_ok(epmd.port, "e_big", "big", &[&d.name], Duration::from_secs(120));
-    Erl::run_ok(epmd.port, "e_after", "ping", &[&d.name], Duration::from_secs(30));
+    Erl::run_ok(
+        epmd.port,
+        "e_big",
+        "big",
+        &[&d.name],
+        Duration::from_secs(120),
+    );
+    Erl::run_ok(
+        epmd.port,
+        "e_after",
+        "ping",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
 }
 
 #[test]
@@ -98,40 +204,90 @@ fn garbage_after_the_handshake_closes_only_that_connection() {
     let mut steady = Erl::start(epmd.port, "e_steady", COOKIE, "traffic", &[&d.name, "4"]);
     assert!(steady.out.wait_for("CONNECTED", Duration::from_secs(30)));
     // A hand-made peer: a real handshake, then bytes that are no distribution frame.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let stream = rt.block_on(async {
-        let entry = rexi_node::dist::epmd::lookup("127.0.0.1", epmd.port, "rn_dist7").await.expect("epmd").expect("registered");
-        let s = tokio::net::TcpStream::connect(("127.0.0.1", entry.port)).await.expect("connect");
+        let entry = rexi_node::dist::epmd::lookup("127.0.0.1", epmd.port, "rn_dist7")
+            .await
+            .expect("epmd")
+            .expect("registered");
+        let s = tokio::net::TcpStream::connect(("127.0.0.1", entry.port))
+            .await
+            .expect("connect");
         let cookie = rexi_node::dist::Cookie::new(COOKIE);
-        let (s, _) = rexi_node::dist::handshake::connect(s, "garbage@127.0.0.1", 77, &cookie, Duration::from_secs(5)).await.expect("handshake");
+        let (s, _) = rexi_node::dist::handshake::connect(
+            s,
+            "garbage@127.0.0.1",
+            77,
+            &cookie,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("handshake");
         s.into_std().expect("std")
     });
     stream.set_nonblocking(false).expect("blocking");
     let mut stream = stream;
     let _ = stream.write_all(&[0, 0, 0, 9, b'p', 131, 104, 200, 1, 2, 3, 4, 5]);
-    assert!(d.log.wait_for("nodedown peer=garbage@127.0.0.1", Duration::from_secs(5)), "{}", d.log.text());
-    let line = d.log.all().into_iter().find(|l| l.contains("nodedown peer=garbage")).unwrap_or_default();
+    assert!(
+        d.log
+            .wait_for("nodedown peer=garbage@127.0.0.1", Duration::from_secs(5)),
+        "{}",
+        d.log.text()
+    );
+    let line = d
+        .log
+        .all()
+        .into_iter()
+        .find(|l| l.contains("nodedown peer=garbage"))
+        .unwrap_or_default();
     assert!(line.contains("malformed frame"), "{line}");
-    assert_eq!(steady.wait(Duration::from_secs(30)), Some(0), "{}", steady.out.text());
+    assert_eq!(
+        steady.wait(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        steady.out.text()
+    );
 }
 
 #[test]
 fn starts_its_own_epmd_when_none_answers() {
     let port = free_port();
     let d = Daemon::start(port, "rn_dist8", &[]);
-    let line = d.log.all().into_iter().find(|l| l.contains("started rexi-node epmd")).expect("started epmd line");
-    let pid: u32 = line.split("pid=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).expect("pid in log");
+    let line = d
+        .log
+        .all()
+        .into_iter()
+        .find(|l| l.contains("started rexi-node epmd"))
+        .expect("started epmd line");
+    let pid: u32 = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("pid in log");
     let names = || {
-        let out = std::process::Command::new("epmd").args(["-port", &port.to_string(), "-names"]).output().expect("epmd -names");
+        let out = std::process::Command::new("epmd")
+            .args(["-port", &port.to_string(), "-names"])
+            .output()
+            .expect("epmd -names");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(names().contains("name rn_dist8 at port"), "{}", names());
     // A BEAM node registers with it, and keeps its registration after the daemon exits.
     let e = Erl::start(port, "e_reg", COOKIE, "idle", &[&d.name]);
-    assert!(e.out.wait_for("CONNECTED", Duration::from_secs(30)), "{}", e.out.text());
+    assert!(
+        e.out.wait_for("CONNECTED", Duration::from_secs(30)),
+        "{}",
+        e.out.text()
+    );
     assert_eq!(d.stop(), Some(0));
     assert!(wait_until(Duration::from_secs(5), || !names().contains("rn_dist8")));
     assert!(names().contains("name e_reg at port"), "{}", names());
     drop(e);
-    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
 }

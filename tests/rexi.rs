@@ -9,9 +9,23 @@ use support::*;
 fn every_shape_through_every_name() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi1", &[]);
-    let out = Erl::run_ok(epmd.port, "e_shapes", "shapes", &[&d.name], Duration::from_secs(60));
-    for via in ["rexi_server", "rexi_server_", "'rexi_server_e_shapes@127.0.0.1'"] {
-        assert!(out.contains(&format!("SHAPES ok via {via}")), "{}", out.text());
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_shapes",
+        "shapes",
+        &[&d.name],
+        Duration::from_secs(60),
+    );
+    for via in [
+        "rexi_server",
+        "rexi_server_",
+        "'rexi_server_e_shapes@127.0.0.1'",
+    ] {
+        assert!(
+            out.contains(&format!("SHAPES ok via {via}")),
+            "{}",
+            out.text()
+        );
     }
 }
 
@@ -19,7 +33,13 @@ fn every_shape_through_every_name() {
 fn a_fresh_connection_first_cast_to_its_own_name_is_never_lost() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi2", &[]);
-    let out = Erl::run_ok(epmd.port, "e_fresh", "fresh_connect", &[&d.name, "200"], Duration::from_secs(120));
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_fresh",
+        "fresh_connect",
+        &[&d.name, "200"],
+        Duration::from_secs(120),
+    );
     assert!(out.contains("FRESH 200 casts, 0 lost"), "{}", out.text());
 }
 
@@ -28,11 +48,26 @@ fn storm_of_casts_with_random_kills() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi3", &[]);
     // 4 caller nodes x 5 processes x 5,000 casts = 100,000 casts.
-    let mut callers: Vec<Erl> = (0..4).map(|i| Erl::start(epmd.port, &format!("e_storm{i}"), COOKIE, "storm", &[&d.name, "5", "5000"])).collect();
+    let mut callers: Vec<Erl> = (0..4)
+        .map(|i| {
+            Erl::start(
+                epmd.port,
+                &format!("e_storm{i}"),
+                COOKIE,
+                "storm",
+                &[&d.name, "5", "5000"],
+            )
+        })
+        .collect();
     for c in callers.iter_mut() {
         let code = c.wait(Duration::from_secs(240));
         assert_eq!(code, Some(0), "{}", c.out.text());
-        assert!(c.out.contains("duplicates=0 lost=0") && c.out.contains("killed_but_replied=0 jobs_running=0"), "{}", c.out.text());
+        assert!(
+            c.out.contains("duplicates=0 lost=0")
+                && c.out.contains("killed_but_replied=0 jobs_running=0"),
+            "{}",
+            c.out.text()
+        );
     }
 }
 
@@ -40,30 +75,69 @@ fn storm_of_casts_with_random_kills() {
 fn panics_are_reported_and_the_daemon_serves_on() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi4", &[]);
-    Erl::run_ok(epmd.port, "e_panic", "panic", &[&d.name], Duration::from_secs(30));
+    Erl::run_ok(
+        epmd.port,
+        "e_panic",
+        "panic",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
 }
 
 #[test]
 fn a_job_that_never_returns_is_killed() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi5", &[]);
-    Erl::run_ok(epmd.port, "e_never", "never_returns", &[&d.name], Duration::from_secs(30));
+    Erl::run_ok(
+        epmd.port,
+        "e_never",
+        "never_returns",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
 }
 
 #[test]
 fn jobs_of_a_caller_whose_node_died_are_cancelled() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi6", &[]);
-    let out = Erl::run_ok(epmd.port, "e_dies", "cast_and_die", &[&d.name], Duration::from_secs(30));
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_dies",
+        "cast_and_die",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
     assert!(out.contains("RUNNING 2"), "{}", out.text());
-    Erl::run_ok(epmd.port, "e_check", "await_cancelled", &[&d.name], Duration::from_secs(30));
+    Erl::run_ok(
+        epmd.port,
+        "e_check",
+        "await_cancelled",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
 }
 
 #[test]
 fn switching_release_under_traffic_loses_nothing_but_counted_singleton_casts() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi7", &[]);
-    let out = Erl::run_ok(epmd.port, "e_switch", "release_switch", &[&d.name], Duration::from_secs(60));
-    assert!(out.contains("r1=200/200 r2=200/200 r3=0/200 dropped_counted=200"), "{}", out.text());
-    assert!(d.log.contains("cast to the retired singleton rexi_server dropped"), "{}", d.log.text());
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_switch",
+        "release_switch",
+        &[&d.name],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.contains("r1=200/200 r2=200/200 r3=0/200 dropped_counted=200"),
+        "{}",
+        out.text()
+    );
+    assert!(
+        d.log
+            .contains("cast to the retired singleton rexi_server dropped"),
+        "{}",
+        d.log.text()
+    );
 }

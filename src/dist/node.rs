@@ -485,7 +485,10 @@ impl Node {
                     .flatten()
                 {
                     Some(p) => p.deliver(Signal::Message { from, message }),
-                    None => etf::dispose(message),
+                    None => {
+                        tracing::debug!(peer = %peer.info.name, pid = ?(to.id, to.serial, to.creation), "message to a pid that does not exist here: dropped");
+                        etf::dispose(message)
+                    }
                 }
             }
             Control::RegSend { from, to, message } => match reg.whereis(&to) {

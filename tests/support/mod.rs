@@ -34,15 +34,25 @@ pub struct Epmd {
 impl Epmd {
     pub fn start() -> Epmd {
         let port = free_port();
-        let child = Command::new("epmd").args(["-port", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("epmd must be installed (erlang-nox)");
+        let child = Command::new("epmd")
+            .args(["-port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("epmd must be installed (erlang-nox)");
         let e = Epmd { child, port };
-        wait_until(Duration::from_secs(5), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        wait_until(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         e
     }
 
     /// What `epmd -names` prints.
     pub fn names(&self) -> String {
-        let out = Command::new("epmd").args(["-port", &self.port.to_string(), "-names"]).output().expect("epmd -names");
+        let out = Command::new("epmd")
+            .args(["-port", &self.port.to_string(), "-names"])
+            .output()
+            .expect("epmd -names");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -128,8 +138,15 @@ impl Daemon {
     pub fn start(epmd_port: u16, alive: &str, extra: &[&str]) -> Daemon {
         let name = format!("{alive}@127.0.0.1");
         let mut cmd = Command::new(daemon_bin());
-        cmd.args(["run", "--name", &name, "--cookie", COOKIE]).args(extra).env("ERL_EPMD_PORT", epmd_port.to_string()).env("RUST_LOG", "info");
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start daemon");
+        cmd.args(["run", "--name", &name, "--cookie", COOKIE])
+            .args(extra)
+            .env("ERL_EPMD_PORT", epmd_port.to_string())
+            .env("RUST_LOG", "info");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start daemon");
         let log = Lines::default();
         if let Some(e) = child.stderr.take() {
             log.follow(e);
@@ -138,7 +155,11 @@ impl Daemon {
             log.follow(o);
         }
         let d = Daemon { child, name, log };
-        assert!(d.log.wait_for("serving rexi", Duration::from_secs(10)), "daemon did not start:\n{}", d.log.text());
+        assert!(
+            d.log.wait_for("serving rexi", Duration::from_secs(10)),
+            "daemon did not start:\n{}",
+            d.log.text()
+        );
         d
     }
 
@@ -175,8 +196,17 @@ pub fn erl_beams() -> PathBuf {
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/erl");
         let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-erl");
         std::fs::create_dir_all(&out).expect("mkdir");
-        let files: Vec<PathBuf> = std::fs::read_dir(&src).expect("tests/erl").filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "erl")).collect();
-        let st = Command::new("erlc").arg("-o").arg(&out).args(&files).status().expect("erlc must be installed");
+        let files: Vec<PathBuf> = std::fs::read_dir(&src)
+            .expect("tests/erl")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "erl"))
+            .collect();
+        let st = Command::new("erlc")
+            .arg("-o")
+            .arg(&out)
+            .args(&files)
+            .status()
+            .expect("erlc must be installed");
         assert!(st.success(), "erlc failed");
         out
     })
@@ -195,10 +225,16 @@ impl Erl {
     pub fn start(epmd_port: u16, alive: &str, cookie: &str, func: &str, args: &[&str]) -> Erl {
         let name = format!("{alive}@127.0.0.1");
         let mut cmd = Command::new("erl");
-        cmd.args(["-noshell", "-name", &name, "-setcookie", cookie, "-pa"]).arg(erl_beams());
+        cmd.args(["-noshell", "-name", &name, "-setcookie", cookie, "-pa"])
+            .arg(erl_beams());
         cmd.args(["-run", "rn_probe", func]).args(args);
         cmd.env("ERL_EPMD_PORT", epmd_port.to_string());
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).spawn().expect("erl must be installed");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("erl must be installed");
         let out = Lines::default();
         if let Some(o) = child.stdout.take() {
             out.follow(o);
@@ -224,11 +260,26 @@ impl Erl {
     }
 
     /// Runs to completion; panics with the output unless it printed `PASS` and exited 0.
-    pub fn run_ok(epmd_port: u16, alive: &str, func: &str, args: &[&str], limit: Duration) -> Lines {
+    pub fn run_ok(
+        epmd_port: u16,
+        alive: &str,
+        func: &str,
+        args: &[&str],
+        limit: Duration,
+    ) -> Lines {
         let mut e = Erl::start(epmd_port, alive, COOKIE, func, args);
         let code = e.wait(limit);
-        assert_eq!(code, Some(0), "erl {func} {args:?} failed (exit {code:?}):\n{}", e.out.text());
-        assert!(e.out.contains("PASS"), "erl {func} did not pass:\n{}", e.out.text());
+        assert_eq!(
+            code,
+            Some(0),
+            "erl {func} {args:?} failed (exit {code:?}):\n{}",
+            e.out.text()
+        );
+        assert!(
+            e.out.contains("PASS"),
+            "erl {func} did not pass:\n{}",
+            e.out.text()
+        );
         e.out.clone()
     }
 
