@@ -16,6 +16,7 @@
 //! * [`rexi`]: the rexi server, its names across the migration, workers.
 //! * [`handlers`]: the MFAs `rexi-node run` serves out of the box.
 
+pub mod client;
 pub mod dist;
 pub mod etf;
 pub mod handlers;

@@ -59,6 +59,11 @@ fn classify(e: HandshakeError) -> Refusal {
         HandshakeError::OngoingHandshake => Refusal::Simultaneous,
         HandshakeError::AlreadyActive => Refusal::Alive,
         HandshakeError::NotAllowed => Refusal::NotAllowed("the peer refused the connection".into()),
+        // A BEAM node that rejects our challenge reply just closes the socket.
+        HandshakeError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Refusal::Other(
+            "the peer closed the connection during the handshake: most likely a wrong cookie"
+                .into(),
+        ),
         other => Refusal::Other(other.to_string()),
     }
 }

@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Nodes to connect to and stay connected with.
     pub connect: Vec<String>,
+    /// Listen and register with epmd. A short-lived client node (the CLI tools) only
+    /// connects out, like `erl_call`, and needs neither.
+    pub publish: bool,
 }
 
 impl NodeConfig {
@@ -62,6 +65,7 @@ impl NodeConfig {
             max_outbox: 256 << 20,
             limits: Limits::default(),
             connect: Vec::new(),
+            publish: true,
         }
     }
 }
@@ -168,6 +172,9 @@ impl Node {
     /// when [`Node::connect_configured`] is called.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let (alive, _host) = split_name(&config.name)?;
+        if !config.publish {
+            return Ok(Node::assemble(config, client_creation(), 0));
+        }
         let listener = TcpListener::bind(("0.0.0.0", config.dist_port))
             .await
             .map_err(|e| StartError(format!("cannot listen on port {}: {e}", config.dist_port)))?;
@@ -213,6 +220,14 @@ impl Node {
                 }
             };
 
+        let node = Node::assemble(config, creation, listen_port);
+        tracing::info!(node = %node.name(), port = listen_port, creation, "registered with epmd as a hidden node");
+        tokio::spawn(node.clone().keep_epmd(epmd_stream));
+        tokio::spawn(node.clone().accept_loop(listener));
+        Ok(node)
+    }
+
+    fn assemble(config: NodeConfig, creation: u32, listen_port: u16) -> Node {
         let (shutdown, _) = watch::channel(false);
         let inner = Inner {
             name: config.name.clone(),
@@ -230,11 +245,7 @@ impl Node {
         let node = Node(Arc::new(inner));
         let nk: Arc<dyn Process> = Arc::new(NetKernel(Arc::downgrade(&node.0)));
         let _ = node.register("net_kernel", nk);
-        tracing::info!(node = %node.name(), port = listen_port, creation, "registered with epmd as a hidden node");
-
-        tokio::spawn(node.clone().keep_epmd(epmd_stream));
-        tokio::spawn(node.clone().accept_loop(listener));
-        Ok(node)
+        node
     }
 
     /// Starts one connect loop per `--connect` node.
@@ -468,6 +479,22 @@ impl Node {
         let c = ctl::monitor_p(holder_pid, &target, &reference);
         peer.outbox.push(|b| message::write_frame(b, &c, None))?;
         Ok(reference)
+    }
+
+    /// Cancels a monitor set with [`Node::monitor_remote`].
+    pub fn demonitor_remote(
+        &self,
+        holder_pid: &Pid,
+        node: &str,
+        target: ProcId,
+        reference: &eetf::Reference,
+    ) -> Result<(), SendError> {
+        self.0.registry.remove_local_monitor(reference);
+        let peer = self
+            .peer(node)
+            .ok_or_else(|| SendError::NotConnected(node.to_string()))?;
+        let c = ctl::demonitor_p(holder_pid, &target, reference);
+        peer.outbox.push(|b| message::write_frame(b, &c, None))
     }
 
     // ---- incoming ----------------------------------------------------------------------
@@ -884,6 +911,15 @@ impl Node {
             o.node_down(self, name, &why);
         }
     }
+}
+
+/// A creation for a node that does not register with epmd (epmd hands out the others).
+fn client_creation() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(1);
+    (t ^ std::process::id().rotate_left(16)) | 4
 }
 
 /// Counts live connections for the cap and for a clean shutdown.

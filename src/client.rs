@@ -1,0 +1,187 @@
+//! A short-lived hidden node for tools (the CLI subcommands and the load generator): it
+//! connects out, sends, makes gen_server calls and receives, like `erl_call` does.
+
+use crate::dist::connection::SendError;
+use crate::dist::message::ProcId;
+use crate::dist::{Cookie, Node, NodeConfig};
+use crate::etf;
+use crate::process::{gen, Mailbox, Process, Signal};
+use eetf::{Pid, Term};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Why a call did not return a reply.
+#[derive(Debug)]
+pub enum CallError {
+    /// The target name is not registered on that node (as `gen_server:call` says `noproc`).
+    NoProc,
+    /// The connection went down while waiting.
+    NoConnection,
+    Timeout,
+    /// The process behind the name exited with this reason.
+    Exit(String),
+    Send(SendError),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::NoProc => {
+                f.write_str("noproc: no process is registered under that name there")
+            }
+            CallError::NoConnection => {
+                f.write_str("the connection went down while waiting for the reply")
+            }
+            CallError::Timeout => f.write_str("no reply before the timeout"),
+            CallError::Exit(r) => write!(f, "the process exited: {r}"),
+            CallError::Send(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A hidden node with one process (its own mailbox) for a tool.
+pub struct Client {
+    node: Node,
+    mailbox: Mailbox,
+    /// Kept to route `DOWN`s of the monitors this client sets.
+    me: Arc<dyn Process>,
+}
+
+struct Forward(tokio::sync::mpsc::Sender<Signal>);
+
+impl Process for Forward {
+    fn deliver(&self, signal: Signal) {
+        let _ = self.0.try_send(signal);
+    }
+}
+
+impl Client {
+    /// Starts a client node named `name` (for example `rexi_cli_1234@127.0.0.1`).
+    pub async fn start(name: String, cookie: Cookie) -> Result<Client, String> {
+        let mut cfg = NodeConfig::new(name, cookie);
+        cfg.publish = false;
+        let node = Node::start(cfg).await.map_err(|e| e.0)?;
+        let mailbox = node.spawn_mailbox();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let me: Arc<dyn Process> = Arc::new(Forward(tx));
+        // DOWN signals arrive through `me`; hand them to the mailbox's queue.
+        let pid = mailbox.pid.clone();
+        let node2 = node.clone();
+        tokio::spawn(async move {
+            while let Some(sig) = rx.recv().await {
+                if let Some(p) = node2.registry().lookup_pid(&pid) {
+                    p.deliver(sig);
+                }
+            }
+        });
+        Ok(Client { node, mailbox, me })
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn pid(&self) -> &Pid {
+        &self.mailbox.pid
+    }
+
+    /// Connects to `peer`, with an error that says what went wrong.
+    pub async fn connect(&self, peer: &str) -> Result<(), String> {
+        self.node.connect(peer).await
+    }
+
+    /// `{Name, Node} ! Message` from this client's pid.
+    pub fn send_named(&self, node: &str, name: &str, message: &Term) -> Result<(), SendError> {
+        self.node.reg_send(&self.mailbox.pid, node, name, message)
+    }
+
+    pub fn send(&self, to: &Pid, message: Term) -> Result<(), SendError> {
+        self.node.send(to, message)
+    }
+
+    /// The next signal, or `None` after `timeout`.
+    pub async fn recv(&mut self, timeout: Duration) -> Option<Signal> {
+        tokio::time::timeout(timeout, self.mailbox.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// `gen_server:call({Name, Node}, Request, Timeout)`: monitors the name first, so an
+    /// unknown name fails at once with `noproc`, as against a BEAM node.
+    pub async fn call(
+        &mut self,
+        node: &str,
+        name: &str,
+        request: Term,
+        timeout: Duration,
+    ) -> Result<Term, CallError> {
+        let mref = self
+            .node
+            .monitor_remote(
+                &self.mailbox.pid,
+                self.me.clone(),
+                node,
+                ProcId::Name(name.to_string()),
+            )
+            .map_err(CallError::Send)?;
+        let from = Term::Tuple(eetf::Tuple::from(vec![
+            Term::Pid(self.mailbox.pid.clone()),
+            Term::Reference(Box::new(mref.clone())),
+        ]));
+        let msg = Term::Tuple(eetf::Tuple::from(vec![
+            gen::atom("$gen_call"),
+            from,
+            request,
+        ]));
+        let sent = self.send_named(node, name, &msg);
+        etf::dispose(msg);
+        sent.map_err(CallError::Send)?;
+        let until = Instant::now() + timeout;
+        let result = loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(sig) = self.recv(left).await else {
+                break Err(CallError::Timeout);
+            };
+            match sig {
+                Signal::Message {
+                    message: Term::Tuple(t),
+                    ..
+                } if t.elements.len() == 2
+                    && matches!(&t.elements[0], Term::Reference(r) if r.id == mref.id) =>
+                {
+                    break Ok(t
+                        .elements
+                        .into_iter()
+                        .nth(1)
+                        .unwrap_or_else(|| gen::atom("undefined")));
+                }
+                Signal::Down {
+                    reference, reason, ..
+                } if reference.id == mref.id => {
+                    break Err(match &reason {
+                        Term::Atom(a) if a.name == "noproc" => CallError::NoProc,
+                        Term::Atom(a) if a.name == "noconnection" => CallError::NoConnection,
+                        other => CallError::Exit(crate::term::print(other)),
+                    });
+                }
+                Signal::Message { message, .. } => etf::dispose(message),
+                _ => {}
+            }
+        };
+        if self.node.registry().remove_local_monitor(&mref) {
+            let _ = self.node.demonitor_remote(
+                &self.mailbox.pid,
+                node,
+                ProcId::Name(name.to_string()),
+                &mref,
+            );
+        }
+        result
+    }
+
+    pub async fn stop(self) {
+        self.node.shutdown().await;
+    }
+}
