@@ -24,3 +24,20 @@ pub mod phash2;
 pub mod process;
 pub mod rexi;
 pub mod term;
+
+pub use dist::{Cookie, Node, NodeConfig};
+pub use rexi::{Args, Ctx, Failure, Handlers, Release, RexiConfig, RexiServer};
+
+/// Starts a node that serves rexi with `handlers`: registers with epmd, installs the rexi
+/// server (its names exist before any peer's first message), then connects to
+/// `config.connect`. The node runs until [`Node::shutdown`].
+pub async fn serve(
+    config: NodeConfig,
+    handlers: Handlers,
+    rexi_config: RexiConfig,
+) -> Result<(Node, std::sync::Arc<RexiServer>), dist::node::StartError> {
+    let node = Node::start(config).await?;
+    let server = rexi::install(&node, handlers, rexi_config);
+    node.connect_configured();
+    Ok((node, server))
+}

@@ -4,7 +4,7 @@
 -module(rn_probe).
 -export([ping/1, expect_ping/1, monitors/1, wait_connected/1, idle/1, big/1, traffic/1,
          shapes/1, fresh_connect/1, storm/1, panic/1, never_returns/1, cast_and_die/1,
-         await_cancelled/1, release_switch/1]).
+         await_cancelled/1, release_switch/1, call_mfa/1]).
 
 -define(T(L), list_to_atom(hd(L))).
 
@@ -408,3 +408,21 @@ steady(Dest, Stop, Sent, Lost) ->
         after 5000 -> steady(Dest, Stop, Sent + 1, Lost + 1)
         end
     end.
+
+%% call_mfa Target Module Function ArgsTerm WantTerm: one cast, and its reply must equal Want.
+call_mfa([Target, Mod, Fun, ArgsStr, WantStr]) ->
+    T = list_to_atom(Target),
+    check(fun() ->
+        pong = net_adm:ping(T),
+        Args = parse(ArgsStr),
+        Want = parse(WantStr),
+        R = cast({rexi_server, T}, {list_to_atom(Mod), list_to_atom(Fun), Args}),
+        Got = rx(5000),
+        io:format("REPLY ~p~n", [Got]),
+        case Got of {R, Want} -> ok; _ -> {unexpected, Got} end
+    end).
+
+parse(S) ->
+    {ok, Toks, _} = erl_scan:string(S ++ "."),
+    {ok, Term} = erl_parse:parse_term(Toks),
+    Term.
