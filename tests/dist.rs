@@ -291,3 +291,137 @@ fn starts_its_own_epmd_when_none_answers() {
         .arg(pid.to_string())
         .status();
 }
+
+#[test]
+fn links_unlink_ack_and_exit_signals() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_dist9", &[]);
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_links",
+        "links",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+    assert!(out.contains("LINKS ok"));
+}
+
+#[test]
+fn trace_token_forms_are_routed() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_dist10", &[]);
+    Erl::run_ok(
+        epmd.port,
+        "e_traced",
+        "traced",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn a_stalled_handshake_times_out_and_the_connection_cap_holds() {
+    use std::io::Read;
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_dist11", &["--max-connections", "2"]);
+    let port: u16 = {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(rexi_node::dist::epmd::lookup(
+            "127.0.0.1",
+            epmd.port,
+            "rn_dist11",
+        ))
+        .expect("epmd")
+        .expect("registered")
+        .port
+    };
+    let t = Instant::now();
+    let mut a = std::net::TcpStream::connect(("127.0.0.1", port)).expect("a");
+    let _b = std::net::TcpStream::connect(("127.0.0.1", port)).expect("b");
+    std::thread::sleep(Duration::from_millis(200));
+    // Over the cap: closed at once.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("c");
+    c.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut buf = [0u8; 8];
+    assert!(
+        matches!(c.read(&mut buf), Ok(0) | Err(_)),
+        "a third connection must be refused"
+    );
+    assert!(
+        d.log.wait_for("connection cap", Duration::from_secs(3)),
+        "{}",
+        d.log.text()
+    );
+    // The stalled handshakes are dropped after the setup time (7 s, like net_setuptime).
+    a.set_read_timeout(Some(Duration::from_secs(12)))
+        .expect("timeout");
+    assert!(matches!(a.read(&mut buf), Ok(0) | Err(_)));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(12),
+        "{took:?}"
+    );
+    assert!(
+        d.log
+            .wait_for("handshake timed out", Duration::from_secs(2)),
+        "{}",
+        d.log.text()
+    );
+    // And the daemon serves again.
+    Erl::run_ok(
+        epmd.port,
+        "e_after_cap",
+        "ping",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn a_frame_over_the_cap_closes_that_connection() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_dist12", &["--max-frame", "1000000"]);
+    let mut e = Erl::start(epmd.port, "e_bigframe", COOKIE, "big", &[&d.name]);
+    let _ = e.wait(Duration::from_secs(60));
+    assert!(
+        d.log
+            .wait_for("exceeds the 1000000-byte cap", Duration::from_secs(10)),
+        "{}",
+        d.log.text()
+    );
+    Erl::run_ok(
+        epmd.port,
+        "e_after_frame",
+        "ping",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn json_logs() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_dist13", &["--log-format", "json"]);
+    Erl::run_ok(
+        epmd.port,
+        "e_json",
+        "ping",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+    assert!(d.log.wait_for("nodeup", Duration::from_secs(5)));
+    let line = d
+        .log
+        .all()
+        .into_iter()
+        .find(|l| l.contains("nodeup"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with('{') && line.contains("\"peer\":\"e_json@127.0.0.1\""),
+        "{line}"
+    );
+}

@@ -4,7 +4,7 @@
 -module(rn_probe).
 -export([ping/1, expect_ping/1, monitors/1, wait_connected/1, idle/1, big/1, traffic/1,
          shapes/1, fresh_connect/1, storm/1, panic/1, never_returns/1, cast_and_die/1,
-         await_cancelled/1, release_switch/1, call_mfa/1]).
+         await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1]).
 
 -define(T(L), list_to_atom(hd(L))).
 
@@ -426,3 +426,45 @@ parse(S) ->
     {ok, Toks, _} = erl_scan:string(S ++ "."),
     {ok, Term} = erl_parse:parse_term(Toks),
     Term.
+
+%% Links to a job's pid: unlink is acknowledged (UNLINK_ID_ACK), a link to a pid that is gone
+%% gives EXIT noproc, and a linked job that ends abnormally sends its exit signal.
+links(L) ->
+    T = ?T(L),
+    check(fun() ->
+        pong = net_adm:ping(T),
+        process_flag(trap_exit, true),
+        R = cast({rexi_server, T}, {rexi_node, sync, [q]}),
+        {R, {W, Tag}, q} = rx(5000),
+        true = link(W),
+        true = unlink(W),
+        true = link(W),
+        W ! {Tag, done},
+        {R, {answered, done}} = rx(5000),
+        %% the job ended normally: a normal exit signal, which trap_exit shows
+        {'EXIT', W, normal} = rx(5000),
+        true = link(W),
+        {'EXIT', W, noproc} = rx(5000),
+        %% a linked job killed through rexi: exit signal 'killed'
+        R2 = cast({rexi_server, T}, {rexi_node, sync, [q2]}),
+        {R2, {W2, _}, q2} = rx(5000),
+        true = link(W2),
+        gen_server:cast({rexi_server, T}, {kill, R2}),
+        {'EXIT', W2, killed} = rx(5000),
+        io:format("LINKS ok~n"),
+        ok
+    end).
+
+%% With a seq_trace token set, the BEAM sends REG_SEND_TT / SEND_TT.
+traced(L) ->
+    T = ?T(L),
+    check(fun() ->
+        pong = net_adm:ping(T),
+        seq_trace:set_token(label, 17),
+        R = cast({rexi_server, T}, {rexi_node, sync, [traced]}),
+        {R, {W, Tag}, traced} = rx(5000),
+        W ! {Tag, yes},
+        {R, {answered, yes}} = rx(5000),
+        seq_trace:set_token([]),
+        ok
+    end).
