@@ -8,7 +8,11 @@ pub mod phash2;
 pub mod server_id;
 
 #[derive(Parser, Debug)]
-#[command(name = "rexi-node", version, about = "A hidden Erlang C-node that serves rexi RPC")]
+#[command(
+    name = "rexi-node",
+    version,
+    about = "A hidden Erlang C-node that serves rexi RPC"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
