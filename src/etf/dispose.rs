@@ -80,11 +80,9 @@ fn detach(mut term: Term, stack: &mut Vec<Pending>) {
                 stack.push(Pending::One(last));
             }
         }
-        Term::Map(m) => {
-            if !m.map.is_empty() {
-                let map: HashMap<Term, Term> = std::mem::take(&mut m.map);
-                stack.push(Pending::Pairs(map.into_iter()));
-            }
+        Term::Map(m) if !m.map.is_empty() => {
+            let map: HashMap<Term, Term> = std::mem::take(&mut m.map);
+            stack.push(Pending::Pairs(map.into_iter()));
         }
         Term::InternalFun(f) => match &mut **f {
             InternalFun::New { free_vars, .. } | InternalFun::Old { free_vars, .. } => {

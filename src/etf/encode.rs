@@ -5,6 +5,10 @@
 //! chooses, so our bytes match `term_to_binary(T, [{minor_version, 2}])` for every term
 //! without maps (map order follows the `HashMap`).
 //!
+//! Maps of up to 32 keys are written with their keys in Erlang term order, as OTP does:
+//! OTP 25's `binary_to_term` misplaces such a map when it is a key of a larger map and
+//! arrives unsorted (see [`super::order`]).
+//!
 //! Two `eetf` encoder bugs corrupted data silently, and are avoided here:
 //!
 //! * a `List` of small integers went out as `STRING_EXT` even when an element was
@@ -17,12 +21,14 @@ use std::collections::hash_map;
 use eetf::{Atom, InternalFun, Term};
 use num_traits::ToPrimitive;
 
+use super::order::sorted_pairs;
 use super::tags::*;
 use super::EncodeError;
 
 enum Work<'a> {
     Seq(std::slice::Iter<'a, Term>),
     Pairs(hash_map::Iter<'a, Term, Term>),
+    Sorted(std::vec::IntoIter<(&'a Term, &'a Term)>),
     One(&'a Term),
     /// The `NIL_EXT` that ends a proper list.
     Nil,
@@ -56,6 +62,16 @@ fn run(root: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                     }
                 },
                 Some(Work::Pairs(it)) => match it.next() {
+                    Some((k, v)) => {
+                        stack.push(Work::One(v));
+                        k
+                    }
+                    None => {
+                        stack.pop();
+                        continue;
+                    }
+                },
+                Some(Work::Sorted(it)) => match it.next() {
                     Some((k, v)) => {
                         stack.push(Work::One(v));
                         k
@@ -102,14 +118,15 @@ fn run(root: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                 out.extend_from_slice(&p.serial.to_be_bytes());
                 out.extend_from_slice(&p.creation.to_be_bytes());
             }
+            // OTP 25 switches to V4_PORT_EXT above 28 bits, not 32.
             Term::Port(p) => match u32::try_from(p.id) {
-                Ok(id) => {
+                Ok(id) if p.id <= MAX_V3_PORT_NUMBER => {
                     out.push(NEW_PORT_EXT);
                     atom(&p.node, out)?;
                     out.extend_from_slice(&id.to_be_bytes());
                     out.extend_from_slice(&p.creation.to_be_bytes());
                 }
-                Err(_) => {
+                _ => {
                     out.push(V4_PORT_EXT);
                     atom(&p.node, out)?;
                     out.extend_from_slice(&p.id.to_be_bytes());
@@ -232,8 +249,12 @@ fn run(root: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             Term::Map(m) => {
                 out.push(MAP_EXT);
                 out.extend_from_slice(&len32(m.map.len(), "map")?.to_be_bytes());
-                if !m.map.is_empty() {
+                if m.map.len() > MAX_FLATMAP_KEYS {
+                    // OTP writes large maps in hash order and rebuilds them on reading.
                     stack.push(Work::Pairs(m.map.iter()));
+                } else if !m.map.is_empty() {
+                    // Small maps in key order, as OTP writes them (see `order`).
+                    stack.push(Work::Sorted(sorted_pairs(&m.map, 0)?.into_iter()));
                 }
             }
         }

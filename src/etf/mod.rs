@@ -38,6 +38,7 @@
 mod decode;
 mod dispose;
 mod encode;
+pub mod order;
 pub mod tags;
 
 use eetf::Term;

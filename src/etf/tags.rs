@@ -56,3 +56,11 @@ pub const MAX_REF_NUMBERS: usize = 5;
 
 /// The longest atom the BEAM accepts, in characters.
 pub const MAX_ATOM_CHARS: usize = 255;
+
+/// The largest port number OTP writes as `NEW_PORT_EXT` (`ERTS_MAX_V3_PORT_NUMBER`,
+/// 28 bits); bigger ones go out as `V4_PORT_EXT` (checked against OTP 25's
+/// `term_to_binary`).
+pub const MAX_V3_PORT_NUMBER: u64 = (1 << 28) - 1;
+
+/// Maps up to this size are "flatmaps" in the BEAM, written with sorted keys.
+pub const MAX_FLATMAP_KEYS: usize = 32;
