@@ -50,7 +50,7 @@ main(["check", OrigFile, OursFile]) ->
     {ok, Ours} = file:read_file(OursFile),
     put(otp_quirks, 0),
     {N, Bad} = check(Orig, Ours, 0, 0),
-    io:format("OTP's own round trip was inexact for ~b records (compared by content)~n",
+    io:format("~b records hold keys OTP 25 itself cannot round-trip (compared by content)~n",
               [get(otp_quirks)]),
     io:format("checked ~b mismatches ~b~n", [N, Bad]),
     halt(0);
@@ -94,22 +94,35 @@ check(_, _, N, Bad) ->
     io:format("MISMATCH record count or framing differs after ~b records~n", [N]),
     {N, Bad + 1}.
 
-%% OTP 25 itself cannot round-trip some maps of more than 32 keys exactly: with a
-%% one-word external reference as a key (an old REFERENCE_EXT form), or a fun of a
-%% module that is not loaded, binary_to_term(term_to_binary(M)) =/= M because the key
-%% hashes differently once decoded. When OTP's own round trip of T is inexact too, the
-%% terms are compared by content instead (deterministic encoding sorts every map).
+%% OTP 25 itself cannot round-trip some maps of more than 32 keys exactly: when a key
+%% holds a one- or two-word external reference (old REFERENCE_EXT forms) or a fun,
+%% the key may hash differently once decoded, so that M =/= binary_to_term(
+%% term_to_binary(M)) and maps:is_key(K, M) is false for one of its own keys; whether
+%% it shows depends on the order of the pairs. (Reproduced with OTP's own bytes:
+%% R = a one-word ref, M = maps:from_list([{R, x} | [{I, I} || I <- lists:seq(1, 40)]]),
+%% maps:is_key(R, binary_to_term(term_to_binary(M))) is false.) Only for such terms
+%% the two sides are compared by content (deterministic encoding sorts every map).
 same_content(N, Kind, T, U) ->
-    case binary_to_term(term_to_binary(T)) =:= T of
-        true ->
-            report(N, Kind, T, {got, U}), false;
-        false ->
-            D = fun(X) -> term_to_binary(X, [deterministic, {minor_version, 2}]) end,
-            case D(T) =:= D(U) of
-                true -> put(otp_quirks, get(otp_quirks) + 1), true;
-                false -> report(N, Kind, T, {got, U}), false
-            end
+    D = fun(X) -> term_to_binary(X, [deterministic, {minor_version, 2}]) end,
+    case unstable(T, false) andalso D(T) =:= D(U) of
+        true -> put(otp_quirks, get(otp_quirks) + 1), true;
+        false -> report(N, Kind, T, {got, U}), false
     end.
+
+%% Does T hold a map of more than 32 keys with a hash-unstable key?
+unstable(T, InKey) when is_map(T) ->
+    Big = map_size(T) > 32,
+    lists:any(fun({K, V}) -> unstable(K, InKey orelse Big) orelse unstable(V, InKey) end,
+              maps:to_list(T));
+unstable(T, InKey) when is_tuple(T) -> unstable(tuple_to_list(T), InKey);
+unstable([H | R], InKey) -> unstable(H, InKey) orelse unstable(R, InKey);
+unstable(R, true) when is_reference(R) ->
+    <<131, 90, Len:16, _/binary>> = term_to_binary(R, [{minor_version, 2}]),
+    Len < 3;
+unstable(F, true) when is_function(F) -> true;
+unstable(F, InKey) when is_function(F) ->
+    {env, Env} = erlang:fun_info(F, env), unstable(Env, InKey);
+unstable(_, _) -> false.
 
 report(N, Kind, T, What) ->
     io:format("MISMATCH record ~b (kind ~b): expected ~P~n  ~P~n", [N, Kind, T, 6, What, 6]).
