@@ -1,19 +1,70 @@
 //! The External Term Format codec used everywhere the project touches terms.
 //!
-//! TEMPORARY: this skeleton delegates to `eetf` so that other layers can be written
-//! against the final API; the guarded, iterative codec replaces it (issue 2).
+//! Terms are `eetf::Term` (eetf 0.11, the type `erl_dist` 0.8 speaks), but the bytes are
+//! read and written by our own code, because `eetf`'s codec cannot face a network peer
+//! (see `/work/shared/design/CRATES.md` §2.2). In short, this module:
+//!
+//! * **never recurses on the depth of a term**: decoding, encoding and [`dispose`] keep
+//!   explicit heap stacks, so a valid `{5000,{4999,...}}` (which killed the whole daemon
+//!   through `eetf`'s recursive decoder) or a million-deep list is just data;
+//! * **checks every count and length against the bytes that remain before allocating**,
+//!   and bounds what no byte count can bound (nesting, bignum size, inflated size) with
+//!   [`Limits`];
+//! * **returns an error naming the byte offset** for any malformed input: no panic
+//!   (`eetf` hit `unimplemented!()` on tags 68/82), no abort (`Vec::with_capacity` of a
+//!   peer-chosen `u32`), no unbounded work (4 GiB zero-fill for an 8-byte bignum header,
+//!   1 GiB inflated from a 1 MB zlib bomb);
+//! * **decodes every tag the BEAM emits to the term the BEAM means** (old `FLOAT_EXT` as
+//!   `f64`, Latin-1 atoms as Latin-1, old pid/port/reference forms, improper-list tails
+//!   written as lists, ...), and **encodes as OTP does**, so that `binary_to_term` on
+//!   our bytes gives back an `=:=` term.
+//!
+//! # Caution with `eetf::Term` itself
+//!
+//! `Term`'s derived `Drop`, `Clone`, `PartialEq`, `Hash`, `Debug` and `Display` all
+//! recurse. Code that may hold a deep term must drop it with [`dispose`] (or hold it in
+//! an [`Owned`]), and must not clone, compare, hash or format it whole.
+//!
+//! `eetf::Map` is a `HashMap<Term, Term>`, so inserting a key hashes it recursively. The
+//! decoder therefore bounds the nesting *inside map keys* with
+//! [`Limits::max_map_key_depth`] (default 1,000) and rejects deeper keys with a clear
+//! error. That is cheaper and more predictable than hashing on a big-stack thread, and
+//! real keys (binaries, atoms, small tuples) are nowhere near it. Values are unaffected:
+//! a map *value* may be as deep as [`Limits::max_depth`].
+//!
+//! Equal maps may hash differently in eetf (its `Hash for Map` follows the `HashMap`'s
+//! iteration order), so duplicate detection between map-valued keys is best effort.
+
+mod decode;
+mod dispose;
+mod encode;
+pub mod order;
+pub mod tags;
 
 use eetf::Term;
 
-/// Limits applied while decoding bytes that came from the network.
+pub use dispose::dispose;
+
+/// Limits applied while decoding bytes that came from the network. The daemon's
+/// configuration may override any of them; the defaults suit a node that takes frames
+/// of up to a few hundred MiB.
+///
+/// Counts and lengths need no limit of their own: each is checked against the bytes
+/// that remain, so the memory a decode uses is at most a small multiple (about 60x, the
+/// size of a `Term` per input byte) of the input.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Deepest nesting of lists, tuples, maps, improper tails and fun environments.
+    /// Our code handles any depth; this protects the heap and whoever walks the term.
     pub max_depth: usize,
-    /// Largest bignum, in bytes of magnitude.
+    /// Largest bignum, in bytes of magnitude (64 KiB = a 524,288-bit integer).
     pub max_bignum_bytes: usize,
-    /// Largest size a compressed term may claim once inflated.
+    /// Largest size a compressed term (tag 80) may claim once inflated.
     pub max_decompressed: usize,
+    /// Deepest nesting inside a map *key*: inserting a key into `eetf::Map`'s `HashMap`
+    /// hashes it recursively, so deep keys must be refused before they are hashed.
+    /// 1,000 levels hash in well under 1 MiB of stack, even in a debug build.
+    pub max_map_key_depth: usize,
 }
 
 impl Default for Limits {
@@ -22,6 +73,7 @@ impl Default for Limits {
             max_depth: 4 << 20,
             max_bignum_bytes: 1 << 16,
             max_decompressed: 256 << 20,
+            max_map_key_depth: 1000,
         }
     }
 }
@@ -52,20 +104,18 @@ impl std::fmt::Display for EncodeError {
 impl std::error::Error for EncodeError {}
 
 /// Decodes one term that starts with the version byte 131 at `bytes[0]`, returning the
-/// term and the number of bytes it used (a distribution frame holds two terms back to back).
-pub fn decode_prefix(bytes: &[u8], _limits: &Limits) -> Result<(Term, usize), DecodeError> {
-    let mut cursor = std::io::Cursor::new(bytes);
-    let t = Term::decode(&mut cursor).map_err(|e| DecodeError {
-        offset: 0,
-        reason: e.to_string(),
-    })?;
-    Ok((t, cursor.position() as usize))
+/// term and the number of bytes it used (a distribution frame holds two terms back to
+/// back). A compressed term (`131, 80, ...`) is inflated within
+/// [`Limits::max_decompressed`] and the bytes used are those of the compressed form.
+pub fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
+    decode::decode_prefix(bytes, limits)
 }
 
 /// Decodes exactly one term that fills `bytes` (version byte included).
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Term, DecodeError> {
     let (t, used) = decode_prefix(bytes, limits)?;
     if used != bytes.len() {
+        dispose(t);
         return Err(DecodeError {
             offset: used,
             reason: format!("{} trailing bytes after the term", bytes.len() - used),
@@ -74,13 +124,70 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Term, DecodeError> {
     Ok(t)
 }
 
-/// Appends the version byte 131 and the encoding of `term` to `out`.
+/// Appends the version byte 131 and the encoding of `term` to `out`. On error `out` is
+/// left as it was.
 pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    term.encode(out).map_err(|e| EncodeError(e.to_string()))
+    out.push(tags::VERSION);
+    encode::encode_body(term, out).inspect_err(|_| {
+        out.pop();
+    })
 }
 
-/// Drops a term without recursion (a 1,000,000-deep list would overflow the stack if
-/// dropped the ordinary way).
-pub fn dispose(term: Term) {
-    drop(term)
+/// Appends the encoding of `term` without the version byte (for callers that splice
+/// terms into a larger structure). On error `out` is left as it was.
+pub fn encode_body(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode::encode_body(term, out)
+}
+
+/// A term that is [`dispose`]d, not dropped recursively, when it goes out of scope.
+/// Hand this, rather than a bare `Term`, to layers that may drop terms of any depth.
+#[derive(Default)]
+pub struct Owned(pub Option<Term>);
+
+impl Owned {
+    pub fn new(term: Term) -> Self {
+        Owned(Some(term))
+    }
+
+    /// Takes the term out; the caller becomes responsible for disposing of it.
+    pub fn into_inner(mut self) -> Option<Term> {
+        self.0.take()
+    }
+}
+
+impl std::fmt::Debug for Owned {
+    /// Shallow on purpose: `Term`'s own `Debug` recurses.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(_) => f.write_str("Owned(Some(..))"),
+            None => f.write_str("Owned(None)"),
+        }
+    }
+}
+
+impl From<Term> for Owned {
+    fn from(term: Term) -> Self {
+        Owned::new(term)
+    }
+}
+
+impl std::ops::Deref for Owned {
+    type Target = Option<Term>;
+    fn deref(&self) -> &Option<Term> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Owned {
+    fn deref_mut(&mut self) -> &mut Option<Term> {
+        &mut self.0
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            dispose(t);
+        }
+    }
 }

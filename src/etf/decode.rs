@@ -1,0 +1,991 @@
+//! The decoder: ETF bytes to `eetf::Term`, without recursion and without trusting a
+//! single count in the input.
+//!
+//! # Shape
+//!
+//! [`Decoder::run`] is a loop around two steps:
+//!
+//! * [`Decoder::term`] reads one term at the cursor. A leaf (number, atom, pid, binary,
+//!   ...) comes back whole; a container (tuple, list, map, fun) pushes a [`Frame`] on an
+//!   explicit stack and comes back empty-handed.
+//! * [`Decoder::settle`] hands a finished term to the frame on top of the stack, and
+//!   closes every frame that is now complete, until a frame wants another child (back to
+//!   `term`) or the stack is empty (the root is done).
+//!
+//! Nesting therefore costs one `Frame` (32 bytes) of heap per level instead of about a
+//! kilobyte of thread stack per level, which is what made `eetf` overflow a 2 MiB tokio
+//! worker at ~1,800 levels.
+//!
+//! # Counts are promises
+//!
+//! Every element still to come needs at least one byte of input. `promised` counts the
+//! elements that open frames still expect (not yet started), and opening a container
+//! with `n` children requires `promised + n <= bytes remaining`. So the sum of all
+//! pre-sized `Vec`s is bounded by the input length, even when thousands of nested lists
+//! each claim "a million elements" (checking each count on its own against the remaining
+//! bytes would let a 1 MB input reserve a million times a megabyte). This is what
+//! replaces `eetf`'s `Vec::with_capacity(u32)`, which aborted the process on a 6-byte
+//! input.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use eetf::{
+    Atom, BigInteger, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
+    InternalFun, List, Map, Pid, Port, Reference, Term, Tuple,
+};
+use num_bigint::{BigInt, Sign};
+use num_traits::ToPrimitive;
+
+use super::dispose::{dispose, dispose_vec};
+use super::tags::*;
+use super::{DecodeError, Limits};
+
+/// Decodes the term that starts with the version byte at `bytes[0]`.
+pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
+    match bytes.first() {
+        Some(&VERSION) => {}
+        Some(&b) => return Err(err(0, format!("version byte is {b}, expected 131"))),
+        None => return Err(err(0, "empty input, expected the version byte 131")),
+    }
+    match bytes.get(1) {
+        Some(&COMPRESSED) => decode_compressed(bytes, limits),
+        Some(&DIST_HEADER) => Err(err(
+            1,
+            "distribution header (tag 68) is not supported: never advertise DIST_HDR_ATOM_CACHE",
+        )),
+        Some(&DIST_FRAG_HEADER) => Err(err(
+            1,
+            "fragmented distribution message (tag 69) is not supported: never advertise FRAGMENTS",
+        )),
+        _ => {
+            let mut d = Decoder::new(bytes, 1, limits);
+            let term = d.run()?;
+            Ok((term, d.rd.pos))
+        }
+    }
+}
+
+/// `131, 80, Size:32, ZlibData`. The declared size is checked against the limit before
+/// anything is inflated, and inflation stops one byte past it: `eetf` ignored the size
+/// and inflated a 1 MB bomb into 1 GiB.
+fn decode_compressed(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
+    let mut rd = Reader { buf: bytes, pos: 2 };
+    let size = rd.u32("size of a compressed term")? as usize;
+    if size > limits.max_decompressed {
+        return Err(err(
+            2,
+            format!(
+                "compressed term claims {size} bytes once inflated, the limit is {}",
+                limits.max_decompressed
+            ),
+        ));
+    }
+    let zlib = bytes.get(6..).unwrap_or(&[]);
+    let (inflated, used) = inflate(zlib, size).map_err(|reason| err(6, reason))?;
+    let mut d = Decoder::new(&inflated, 0, limits);
+    let term = d.run().map_err(|e| {
+        err(
+            6,
+            format!(
+                "inside the compressed term, at byte {} of the inflated data: {}",
+                e.offset, e.reason
+            ),
+        )
+    })?;
+    let end = d.rd.pos;
+    drop(d);
+    if end != inflated.len() {
+        dispose(term);
+        return Err(err(
+            6,
+            format!(
+                "the inflated data holds {} bytes after the term",
+                inflated.len() - end
+            ),
+        ));
+    }
+    Ok((term, 6 + used))
+}
+
+/// Inflates a zlib stream that must produce exactly `size` bytes. Returns the data and
+/// the number of compressed bytes the stream occupied.
+fn inflate(input: &[u8], size: usize) -> Result<(Vec<u8>, usize), String> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    // zlib cannot expand more than ~1032:1, so this first guess never over-reserves much
+    // for a lying size field; the Vec grows (up to `size + 1`) if the guess is short.
+    let guess = input.len().saturating_mul(1032).saturating_add(64);
+    let mut out = Vec::with_capacity(size.min(guess).saturating_add(1));
+    let mut z = Decompress::new(true);
+    loop {
+        if out.len() == out.capacity() {
+            let want = out.len().max(4096).min(size + 1 - out.len().min(size));
+            out.reserve(want.max(1));
+        }
+        let (in_before, out_before) = (z.total_in(), z.total_out());
+        let rest = input.get(in_before as usize..).unwrap_or(&[]);
+        let status = z
+            .decompress_vec(rest, &mut out, FlushDecompress::None)
+            .map_err(|e| format!("bad zlib data in compressed term: {e}"))?;
+        if out.len() > size {
+            return Err(format!(
+                "compressed term inflates to more than its declared {size} bytes"
+            ));
+        }
+        if status == Status::StreamEnd {
+            break;
+        }
+        if z.total_in() == in_before && z.total_out() == out_before && out.len() < out.capacity() {
+            return Err("compressed term is truncated (zlib stream does not end)".to_string());
+        }
+    }
+    if out.len() != size {
+        return Err(format!(
+            "compressed term inflates to {} bytes but declares {size}",
+            out.len()
+        ));
+    }
+    Ok((out, z.total_in() as usize))
+}
+
+#[cold]
+fn err(offset: usize, reason: impl Into<String>) -> DecodeError {
+    DecodeError {
+        offset,
+        reason: reason.into(),
+    }
+}
+
+/// A cursor over the input. Every read checks the bytes that remain; nothing here can
+/// panic.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline]
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+        match self.buf.get(self.pos..).and_then(|rest| rest.get(..n)) {
+            Some(s) => {
+                self.pos += n;
+                Ok(s)
+            }
+            None => Err(self.truncated(n, what)),
+        }
+    }
+
+    #[cold]
+    fn truncated(&self, n: usize, what: &str) -> DecodeError {
+        err(
+            self.pos,
+            format!(
+                "truncated: {what} needs {n} bytes, {} remain",
+                self.remaining()
+            ),
+        )
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
+        match self.buf.get(self.pos..).and_then(|rest| rest.get(..N)) {
+            Some(s) => {
+                let mut a = [0u8; N];
+                a.copy_from_slice(s);
+                self.pos += N;
+                Ok(a)
+            }
+            None => Err(self.truncated(N, what)),
+        }
+    }
+
+    #[inline]
+    fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.truncated(1, what)),
+        }
+    }
+
+    #[inline]
+    fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
+        self.array(what).map(u16::from_be_bytes)
+    }
+
+    #[inline]
+    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+        self.array(what).map(u32::from_be_bytes)
+    }
+
+    #[inline]
+    fn u64(&mut self, what: &str) -> Result<u64, DecodeError> {
+        self.array(what).map(u64::from_be_bytes)
+    }
+
+    /// An atom in any of the four atom encodings, tag included. Used for node names,
+    /// modules and functions, which the format requires to be atoms.
+    fn atom(&mut self, what: &str) -> Result<Atom, DecodeError> {
+        let at = self.pos;
+        let tag = self.u8(what)?;
+        self.atom_body(tag, at)
+            .map_err(|e| err(e.offset, format!("{what}: {}", e.reason)))
+    }
+
+    /// The text of an atom whose tag (at `at`) was already read.
+    ///
+    /// `ATOM_EXT`/`SMALL_ATOM_EXT` are Latin-1: each byte is one code point. `eetf` read
+    /// them as UTF-8 and so failed on `'hôte@ñu'` (or decoded `'Ã©'` as `'é'`); OTP 25's
+    /// default `term_to_binary` uses these tags for every atom whose characters are all
+    /// below 256.
+    fn atom_body(&mut self, tag: u8, at: usize) -> Result<Atom, DecodeError> {
+        let (len, latin1) = match tag {
+            SMALL_ATOM_UTF8_EXT => (self.u8("atom length")? as usize, false),
+            ATOM_UTF8_EXT => (self.u16("atom length")? as usize, false),
+            SMALL_ATOM_EXT => (self.u8("atom length")? as usize, true),
+            ATOM_EXT => (self.u16("atom length")? as usize, true),
+            ATOM_CACHE_REF => {
+                return Err(err(
+                    at,
+                    "atom cache reference (tag 82) is not supported: never advertise DIST_HDR_ATOM_CACHE",
+                ))
+            }
+            other => return Err(err(at, format!("expected an atom, found tag {other}"))),
+        };
+        if latin1 && len > MAX_ATOM_CHARS {
+            return Err(err(
+                at,
+                format!("atom of {len} characters, the BEAM allows 255"),
+            ));
+        }
+        let text = self.take(len, "atom text")?;
+        let name = if latin1 {
+            if text.is_ascii() {
+                // ASCII is valid UTF-8 as it stands.
+                String::from_utf8_lossy(text).into_owned()
+            } else {
+                text.iter().map(|&b| char::from(b)).collect()
+            }
+        } else {
+            let s =
+                std::str::from_utf8(text).map_err(|_| err(at, "atom text is not valid UTF-8"))?;
+            if len > MAX_ATOM_CHARS && s.chars().count() > MAX_ATOM_CHARS {
+                return Err(err(at, "atom longer than 255 characters"));
+            }
+            s.to_owned()
+        };
+        Ok(Atom { name })
+    }
+
+    /// A pid in either encoding, tag included (inside `NEW_FUN_EXT`).
+    fn pid(&mut self) -> Result<Pid, DecodeError> {
+        let at = self.pos;
+        match self.u8("pid")? {
+            tag @ (NEW_PID_EXT | PID_EXT) => self.pid_body(tag),
+            other => Err(err(at, format!("expected a pid, found tag {other}"))),
+        }
+    }
+
+    fn pid_body(&mut self, tag: u8) -> Result<Pid, DecodeError> {
+        let node = self.atom("node of a pid")?;
+        let id = self.u32("pid id")?;
+        let serial = self.u32("pid serial")?;
+        let creation = if tag == PID_EXT {
+            u32::from(self.u8("pid creation")?)
+        } else {
+            self.u32("pid creation")?
+        };
+        Ok(Pid {
+            node,
+            id,
+            serial,
+            creation,
+        })
+    }
+
+    fn port_body(&mut self, tag: u8) -> Result<Port, DecodeError> {
+        let node = self.atom("node of a port")?;
+        let id = if tag == V4_PORT_EXT {
+            self.u64("port id")?
+        } else {
+            u64::from(self.u32("port id")?)
+        };
+        let creation = if tag == PORT_EXT {
+            u32::from(self.u8("port creation")?)
+        } else {
+            self.u32("port creation")?
+        };
+        Ok(Port { node, id, creation })
+    }
+
+    fn reference_body(&mut self, tag: u8, at: usize) -> Result<Reference, DecodeError> {
+        if tag == REFERENCE_EXT {
+            let node = self.atom("node of a reference")?;
+            let id = self.u32("reference id")?;
+            let creation = u32::from(self.u8("reference creation")?);
+            return Ok(Reference {
+                node,
+                id: vec![id],
+                creation,
+            });
+        }
+        let len = self.u16("reference length")? as usize;
+        if len > MAX_REF_NUMBERS {
+            return Err(err(
+                at,
+                format!("reference with {len} numbers, the BEAM allows {MAX_REF_NUMBERS}"),
+            ));
+        }
+        let node = self.atom("node of a reference")?;
+        let creation = if tag == NEW_REFERENCE_EXT {
+            u32::from(self.u8("reference creation")?)
+        } else {
+            self.u32("reference creation")?
+        };
+        let raw = self.take(4 * len, "reference numbers")?;
+        let id = raw
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(Reference { node, id, creation })
+    }
+
+    /// `SMALL_INTEGER_EXT` or `INTEGER_EXT`, tag included (the old index and old uniq of
+    /// a fun).
+    fn small_int(&mut self, what: &str) -> Result<i32, DecodeError> {
+        let at = self.pos;
+        match self.u8(what)? {
+            SMALL_INTEGER_EXT => Ok(i32::from(self.u8(what)?)),
+            INTEGER_EXT => self.array(what).map(i32::from_be_bytes),
+            other => Err(err(
+                at,
+                format!("{what}: expected an integer, found tag {other}"),
+            )),
+        }
+    }
+
+    /// `SMALL_BIG_EXT` / `LARGE_BIG_EXT`. The size is checked against the limit and the
+    /// remaining bytes before anything is read (`eetf` zero-filled the claimed 4 GiB
+    /// first). Values that fit in an `i32` become `FixInteger`, as the BEAM means the
+    /// same integer whatever encoding carried it.
+    fn big(&mut self, tag: u8, at: usize, limits: &Limits) -> Result<Term, DecodeError> {
+        let n = if tag == SMALL_BIG_EXT {
+            self.u8("bignum size")? as usize
+        } else {
+            self.u32("bignum size")? as usize
+        };
+        if n > limits.max_bignum_bytes {
+            return Err(err(
+                at,
+                format!(
+                    "bignum of {n} bytes, the limit is {}",
+                    limits.max_bignum_bytes
+                ),
+            ));
+        }
+        // The BEAM treats any non-zero sign byte as negative.
+        let negative = self.u8("bignum sign")? != 0;
+        let digits = self.take(n, "bignum digits")?;
+        if n <= 8 {
+            let mut v: u64 = 0;
+            for &d in digits.iter().rev() {
+                v = (v << 8) | u64::from(d);
+            }
+            let value = if negative {
+                if v <= 1 << 31 {
+                    return Ok(fix(-(v as i64) as i32));
+                }
+                -BigInt::from(v)
+            } else {
+                if v <= i32::MAX as u64 {
+                    return Ok(fix(v as i32));
+                }
+                BigInt::from(v)
+            };
+            return Ok(Term::BigInteger(BigInteger { value }));
+        }
+        let sign = if negative { Sign::Minus } else { Sign::Plus };
+        let value = BigInt::from_bytes_le(sign, digits);
+        Ok(match value.to_i32() {
+            Some(v) => fix(v),
+            None => Term::BigInteger(BigInteger { value }),
+        })
+    }
+}
+
+#[inline]
+fn fix(value: i32) -> Term {
+    Term::FixInteger(FixInteger { value })
+}
+
+/// An open container on the explicit stack. Kept small (boxing the rare big variants)
+/// because a deep term holds one per level.
+enum Frame {
+    Tuple {
+        elems: Vec<Term>,
+        left: usize,
+    },
+    /// `LIST_EXT` elements; when `left` reaches 0 the tail comes next. A tail that is
+    /// itself `NIL_EXT`, `LIST_EXT` or `STRING_EXT` is read into the same frame, which is
+    /// how the BEAM reads it (`[1|[2]]` in any encoding is `[1,2]`), and keeps a chain of
+    /// improper-looking tails linear instead of quadratic.
+    List {
+        elems: Vec<Term>,
+        left: usize,
+    },
+    /// Waiting for the non-list tail of an improper list.
+    Tail {
+        elems: Vec<Term>,
+    },
+    Map(Box<MapFrame>),
+    Fun(Box<FunFrame>),
+}
+
+struct MapFrame {
+    map: HashMap<Term, Term>,
+    left: usize,
+    key: Option<Term>,
+    key_at: usize,
+    /// The depth cap in force outside the key being read.
+    saved_cap: usize,
+}
+
+struct FunFrame {
+    module: Atom,
+    arity: u8,
+    uniq: [u8; 16],
+    index: u32,
+    old_index: i32,
+    old_uniq: i32,
+    pid: Pid,
+    free_vars: Vec<Term>,
+    left: usize,
+    /// Where the fun must end according to its size field.
+    end: usize,
+    at: usize,
+}
+
+struct Decoder<'a> {
+    rd: Reader<'a>,
+    limits: &'a Limits,
+    stack: Vec<Frame>,
+    /// Children that open frames still expect and that have not started yet; each needs
+    /// at least one byte of input.
+    promised: usize,
+    /// Pushing a frame is refused once `stack.len()` reaches this: `limits.max_depth`,
+    /// lowered while a map key is read (see [`Limits::max_map_key_depth`]).
+    depth_cap: usize,
+}
+
+impl Drop for Decoder<'_> {
+    /// On error the partly built term lives in the frames; take it apart without
+    /// recursion (it may be a million levels deep).
+    fn drop(&mut self) {
+        while let Some(frame) = self.stack.pop() {
+            match frame {
+                Frame::Tuple { elems, .. } | Frame::List { elems, .. } | Frame::Tail { elems } => {
+                    dispose_vec(elems)
+                }
+                Frame::Map(m) => {
+                    let m = *m;
+                    dispose(Term::Map(Map { map: m.map }));
+                    if let Some(k) = m.key {
+                        dispose(k);
+                    }
+                }
+                Frame::Fun(f) => dispose_vec(f.free_vars),
+            }
+        }
+    }
+}
+
+impl<'a> Decoder<'a> {
+    fn new(buf: &'a [u8], pos: usize, limits: &'a Limits) -> Self {
+        Decoder {
+            rd: Reader { buf, pos },
+            limits,
+            stack: Vec::new(),
+            promised: 0,
+            depth_cap: limits.max_depth,
+        }
+    }
+
+    fn run(&mut self) -> Result<Term, DecodeError> {
+        loop {
+            if !self.stack.is_empty() {
+                // One of the promised children starts now.
+                self.promised = self.promised.saturating_sub(1);
+            }
+            let value = self.term()?;
+            if let Some(root) = self.settle(value)? {
+                return Ok(root);
+            }
+        }
+    }
+
+    /// Checks that `n` more children fit in the input and that one more level is allowed.
+    #[inline]
+    fn promise(&mut self, n: usize, at: usize) -> Result<(), DecodeError> {
+        if self.stack.len() >= self.depth_cap {
+            return Err(self.too_deep(at));
+        }
+        self.promise_more(n, at)
+    }
+
+    #[inline]
+    fn promise_more(&mut self, n: usize, at: usize) -> Result<(), DecodeError> {
+        let total = self.promised.saturating_add(n);
+        if total > self.rd.remaining() {
+            return Err(err(
+                at,
+                format!(
+                    "count of {n} elements cannot fit in the {} bytes that remain",
+                    self.rd.remaining().saturating_sub(self.promised)
+                ),
+            ));
+        }
+        self.promised = total;
+        Ok(())
+    }
+
+    #[cold]
+    fn too_deep(&self, at: usize) -> DecodeError {
+        if self.stack.len() >= self.limits.max_depth {
+            err(
+                at,
+                format!(
+                    "term nested deeper than the limit of {} levels",
+                    self.limits.max_depth
+                ),
+            )
+        } else {
+            err(
+                at,
+                format!(
+                    "map key nested deeper than the limit of {} levels",
+                    self.limits.max_map_key_depth
+                ),
+            )
+        }
+    }
+
+    /// Reads one term. Returns it if it is complete, or `None` after pushing a frame for
+    /// a container whose children follow.
+    fn term(&mut self) -> Result<Option<Term>, DecodeError> {
+        let at = self.rd.pos;
+        let tag = self.rd.u8("tag")?;
+        let t = match tag {
+            SMALL_INTEGER_EXT => fix(i32::from(self.rd.u8("small integer")?)),
+            INTEGER_EXT => fix(self.rd.array("integer").map(i32::from_be_bytes)?),
+            NEW_FLOAT_EXT => {
+                let value = f64::from_bits(self.rd.u64("float")?);
+                if !value.is_finite() {
+                    return Err(err(at, "float is not finite"));
+                }
+                Term::Float(Float { value })
+            }
+            FLOAT_EXT => self.old_float(at)?,
+            SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT => {
+                Term::Atom(self.rd.atom_body(tag, at)?)
+            }
+            SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
+                let n = if tag == SMALL_TUPLE_EXT {
+                    self.rd.u8("tuple arity")? as usize
+                } else {
+                    self.rd.u32("tuple arity")? as usize
+                };
+                if n == 0 {
+                    Term::Tuple(Tuple { elements: Vec::new() })
+                } else {
+                    self.promise(n, at)?;
+                    self.stack.push(Frame::Tuple {
+                        elems: Vec::with_capacity(n),
+                        left: n,
+                    });
+                    return Ok(None);
+                }
+            }
+            NIL_EXT => Term::List(List { elements: Vec::new() }),
+            STRING_EXT => {
+                let n = self.rd.u16("string length")? as usize;
+                let bytes = self.rd.take(n, "string bytes")?;
+                if n == 0 {
+                    Term::List(List { elements: Vec::new() })
+                } else {
+                    Term::ByteList(ByteList {
+                        bytes: bytes.to_vec(),
+                    })
+                }
+            }
+            LIST_EXT => {
+                let n = self.rd.u32("list length")? as usize;
+                // The elements plus the tail.
+                self.promise(n.saturating_add(1), at)?;
+                self.stack.push(Frame::List {
+                    elems: Vec::with_capacity(n),
+                    left: n,
+                });
+                return Ok(None);
+            }
+            BINARY_EXT => {
+                let n = self.rd.u32("binary length")? as usize;
+                Term::Binary(eetf::Binary {
+                    bytes: self.rd.take(n, "binary bytes")?.to_vec(),
+                })
+            }
+            BIT_BINARY_EXT => self.bit_binary(at)?,
+            SMALL_BIG_EXT | LARGE_BIG_EXT => self.rd.big(tag, at, self.limits)?,
+            MAP_EXT => {
+                let n = self.rd.u32("map size")? as usize;
+                if n == 0 {
+                    Term::Map(Map {
+                        map: HashMap::new(),
+                    })
+                } else {
+                    self.promise(n.saturating_mul(2), at)?;
+                    self.stack.push(Frame::Map(Box::new(MapFrame {
+                        map: HashMap::with_capacity(n),
+                        left: n,
+                        key: None,
+                        key_at: at,
+                        saved_cap: self.depth_cap,
+                    })));
+                    return Ok(None);
+                }
+            }
+            NEW_PID_EXT | PID_EXT => Term::Pid(self.rd.pid_body(tag)?),
+            NEW_PORT_EXT | V4_PORT_EXT | PORT_EXT => Term::Port(self.rd.port_body(tag)?),
+            NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT | REFERENCE_EXT => {
+                Term::Reference(Box::new(self.rd.reference_body(tag, at)?))
+            }
+            EXPORT_EXT => {
+                let module = self.rd.atom("module of an export")?;
+                let function = self.rd.atom("function of an export")?;
+                let a = self.rd.pos;
+                if self.rd.u8("arity of an export")? != SMALL_INTEGER_EXT {
+                    return Err(err(a, "arity of an export must be a SMALL_INTEGER_EXT"));
+                }
+                let arity = self.rd.u8("arity of an export")?;
+                Term::ExternalFun(Box::new(ExternalFun {
+                    module,
+                    function,
+                    arity,
+                }))
+            }
+            NEW_FUN_EXT => return self.new_fun(at),
+            COMPRESSED => {
+                return Err(err(
+                    at,
+                    "compressed term (tag 80) may only follow the version byte",
+                ))
+            }
+            ATOM_CACHE_REF => {
+                return Err(err(
+                    at,
+                    "atom cache reference (tag 82) is not supported: never advertise DIST_HDR_ATOM_CACHE",
+                ))
+            }
+            DIST_HEADER => {
+                return Err(err(
+                    at,
+                    "distribution header (tag 68) inside a term is not supported",
+                ))
+            }
+            DIST_FRAG_HEADER => {
+                return Err(err(
+                    at,
+                    "distribution fragment header (tag 69) inside a term is not supported",
+                ))
+            }
+            FUN_EXT => {
+                return Err(err(
+                    at,
+                    "old FUN_EXT (tag 117) is not supported (OTP 23 and later reject it too)",
+                ))
+            }
+            LOCAL_EXT => {
+                return Err(err(
+                    at,
+                    "LOCAL_EXT (tag 121) is node-local and never valid from another node",
+                ))
+            }
+            VERSION => return Err(err(at, "version byte 131 inside a term")),
+            other => return Err(err(at, format!("unknown tag {other}"))),
+        };
+        Ok(Some(t))
+    }
+
+    /// `FLOAT_EXT`: 31 bytes of `"%.20e"` text, NUL padded. Parsed as `f64`; `eetf`
+    /// parsed it as `f32` and turned `0.1` into `0.10000000149011612`.
+    fn old_float(&mut self, at: usize) -> Result<Term, DecodeError> {
+        let raw = self.rd.take(FLOAT_EXT_LEN, "FLOAT_EXT text")?;
+        let text = match raw.iter().position(|&b| b == 0) {
+            Some(nul) => raw.get(..nul).unwrap_or(raw),
+            None => raw,
+        };
+        let value = std::str::from_utf8(text)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| err(at, "FLOAT_EXT text is not a finite float"))?;
+        Ok(Term::Float(Float { value }))
+    }
+
+    /// `BIT_BINARY_EXT`: `Len:32, Bits:8, Data`. The BEAM accepts `Bits` 1..=8 with data,
+    /// and 0 only with no data; `eetf` shifted by `8 - Bits` unchecked and overflowed on
+    /// 0 or 9. A whole last byte (8 bits) is a plain binary to the BEAM, so it decodes as
+    /// `Binary`.
+    fn bit_binary(&mut self, at: usize) -> Result<Term, DecodeError> {
+        let n = self.rd.u32("bitstring length")? as usize;
+        let bits = self.rd.u8("bitstring tail bits")?;
+        if (bits == 0) != (n == 0) || bits > 8 {
+            return Err(err(
+                at,
+                format!("bitstring of {n} bytes cannot end in {bits} bits"),
+            ));
+        }
+        let data = self.rd.take(n, "bitstring bytes")?;
+        if bits == 8 || n == 0 {
+            return Ok(Term::Binary(eetf::Binary {
+                bytes: data.to_vec(),
+            }));
+        }
+        let mut bytes = data.to_vec();
+        if let Some(last) = bytes.last_mut() {
+            // eetf keeps the tail bits right-aligned.
+            *last >>= 8 - bits;
+        }
+        Ok(Term::BitBinary(BitBinary {
+            bytes,
+            tail_bits_size: bits,
+        }))
+    }
+
+    /// `NEW_FUN_EXT`: `Size:32, Arity:8, Uniq:16, Index:32, NumFree:32, Module, OldIndex,
+    /// OldUniq, Pid, FreeVars...`; `Size` counts from itself to the end of the fun.
+    fn new_fun(&mut self, at: usize) -> Result<Option<Term>, DecodeError> {
+        let size = self.rd.u32("fun size")? as usize;
+        let end = at.saturating_add(1).saturating_add(size);
+        if end > self.rd.buf.len() {
+            return Err(err(
+                at,
+                format!(
+                    "fun claims {size} bytes, {} remain",
+                    self.rd.buf.len().saturating_sub(at + 1)
+                ),
+            ));
+        }
+        let arity = self.rd.u8("fun arity")?;
+        let uniq = self.rd.array::<16>("fun uniq")?;
+        let index = self.rd.u32("fun index")?;
+        let num_free = self.rd.u32("fun free variable count")? as usize;
+        let module = self.rd.atom("module of a fun")?;
+        let old_index = self.rd.small_int("fun old index")?;
+        let old_uniq = self.rd.small_int("fun old uniq")?;
+        let pid = self.rd.pid()?;
+        if num_free > end.saturating_sub(self.rd.pos) {
+            return Err(err(
+                at,
+                format!("fun with {num_free} free variables does not fit in its size of {size}"),
+            ));
+        }
+        let frame = FunFrame {
+            module,
+            arity,
+            uniq,
+            index,
+            old_index,
+            old_uniq,
+            pid,
+            free_vars: Vec::new(),
+            left: num_free,
+            end,
+            at,
+        };
+        if num_free == 0 {
+            return self.finish_fun(frame).map(Some);
+        }
+        self.promise(num_free, at)?;
+        let mut frame = frame;
+        frame.free_vars.reserve_exact(num_free);
+        self.stack.push(Frame::Fun(Box::new(frame)));
+        Ok(None)
+    }
+
+    fn finish_fun(&self, f: FunFrame) -> Result<Term, DecodeError> {
+        if self.rd.pos != f.end {
+            let used = self.rd.pos.saturating_sub(f.at + 1);
+            let declared = f.end - f.at - 1;
+            dispose_vec(f.free_vars);
+            return Err(err(
+                f.at,
+                format!("fun declares a size of {declared} bytes but occupies {used}"),
+            ));
+        }
+        Ok(Term::InternalFun(Box::new(InternalFun::New {
+            module: f.module,
+            arity: f.arity,
+            pid: f.pid,
+            free_vars: f.free_vars,
+            index: f.index,
+            uniq: f.uniq,
+            old_index: f.old_index,
+            old_uniq: f.old_uniq,
+        })))
+    }
+
+    /// Hands `incoming` (a finished term, or nothing right after a frame was pushed) to
+    /// the frame on top, and closes frames while they are complete. Returns the root once
+    /// the stack is empty, or `None` when the top frame wants another child.
+    fn settle(&mut self, mut incoming: Option<Term>) -> Result<Option<Term>, DecodeError> {
+        loop {
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(incoming);
+            };
+            let done = match frame {
+                Frame::Tuple { elems, left } => {
+                    if let Some(v) = incoming.take() {
+                        elems.push(v);
+                        *left -= 1;
+                    }
+                    if *left > 0 {
+                        return Ok(None);
+                    }
+                    Term::Tuple(Tuple {
+                        elements: std::mem::take(elems),
+                    })
+                }
+                Frame::List { elems, left } => {
+                    if let Some(v) = incoming.take() {
+                        elems.push(v);
+                        *left -= 1;
+                    }
+                    if *left > 0 {
+                        return Ok(None);
+                    }
+                    // The tail: a list encoding continues this frame.
+                    let at = self.rd.pos;
+                    match self.rd.buf.get(at).copied() {
+                        Some(NIL_EXT) => {
+                            self.rd.pos += 1;
+                            self.promised = self.promised.saturating_sub(1);
+                            Term::List(List {
+                                elements: std::mem::take(elems),
+                            })
+                        }
+                        Some(LIST_EXT) => {
+                            self.rd.pos += 1;
+                            let n = self.rd.u32("list length")? as usize;
+                            self.promised = self.promised.saturating_sub(1);
+                            let total = self.promised.saturating_add(n).saturating_add(1);
+                            if total > self.rd.remaining() {
+                                return Err(err(
+                                    at,
+                                    format!("list tail count of {n} elements cannot fit in the bytes that remain"),
+                                ));
+                            }
+                            self.promised = total;
+                            elems.reserve(n);
+                            *left = n;
+                            continue;
+                        }
+                        Some(STRING_EXT) => {
+                            self.rd.pos += 1;
+                            let n = self.rd.u16("string length")? as usize;
+                            let bytes = self.rd.take(n, "string bytes")?;
+                            self.promised = self.promised.saturating_sub(1);
+                            elems.reserve(n);
+                            elems.extend(bytes.iter().map(|&b| fix(i32::from(b))));
+                            Term::List(List {
+                                elements: std::mem::take(elems),
+                            })
+                        }
+                        Some(_) => {
+                            let elems = std::mem::take(elems);
+                            *frame = Frame::Tail { elems };
+                            return Ok(None);
+                        }
+                        None => return Err(self.rd.truncated(1, "list tail")),
+                    }
+                }
+                Frame::Tail { elems } => {
+                    let last = match incoming.take() {
+                        Some(v) => v,
+                        None => return Ok(None),
+                    };
+                    if elems.is_empty() {
+                        // `LIST_EXT` with no elements is just its tail.
+                        last
+                    } else {
+                        Term::ImproperList(ImproperList {
+                            elements: std::mem::take(elems),
+                            last: Box::new(last),
+                        })
+                    }
+                }
+                Frame::Map(m) => {
+                    if let Some(v) = incoming.take() {
+                        match m.key.take() {
+                            None => {
+                                // A key is complete; its value comes next, at full depth.
+                                m.key = Some(v);
+                                self.depth_cap = m.saved_cap;
+                                return Ok(None);
+                            }
+                            Some(k) => match m.map.entry(k) {
+                                // The key is shallow (bounded by max_map_key_depth), so
+                                // dropping it normally is safe; the value may be deep.
+                                Entry::Occupied(_) => {
+                                    dispose(v);
+                                    return Err(err(m.key_at, "duplicate map key"));
+                                }
+                                Entry::Vacant(e) => {
+                                    e.insert(v);
+                                    m.left -= 1;
+                                }
+                            },
+                        }
+                    }
+                    if m.left > 0 {
+                        // A key comes next: hashing it into the HashMap recurses, so it
+                        // may not be nested deeper than max_map_key_depth.
+                        m.key_at = self.rd.pos;
+                        m.saved_cap = self.depth_cap;
+                        self.depth_cap = self.depth_cap.min(
+                            self.stack
+                                .len()
+                                .saturating_add(self.limits.max_map_key_depth),
+                        );
+                        return Ok(None);
+                    }
+                    Term::Map(Map {
+                        map: std::mem::take(&mut m.map),
+                    })
+                }
+                Frame::Fun(f) => {
+                    if let Some(v) = incoming.take() {
+                        f.free_vars.push(v);
+                        f.left -= 1;
+                    }
+                    if f.left > 0 {
+                        return Ok(None);
+                    }
+                    incoming = match self.stack.pop() {
+                        Some(Frame::Fun(f)) => Some(self.finish_fun(*f)?),
+                        _ => return Err(err(self.rd.pos, "internal error: fun frame lost")),
+                    };
+                    continue;
+                }
+            };
+            self.stack.pop();
+            incoming = Some(done);
+        }
+    }
+}

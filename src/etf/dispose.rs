@@ -1,0 +1,114 @@
+//! Dropping a term without recursion.
+//!
+//! `eetf::Term` derives `Drop` (through its `Vec`s, `Box`es and `HashMap`), so dropping
+//! a term recurses once per level: a 40,000-deep term overflows a 2 MiB tokio worker.
+//! [`dispose`] instead detaches every container's children before the container
+//! itself is dropped, so each actual `drop` sees a shallow term. Pending children wait
+//! on a heap stack of iterators, one (or two, for a map pair) per level.
+
+use std::collections::{hash_map, HashMap};
+
+use eetf::{InternalFun, List, Term};
+
+enum Pending {
+    Terms(std::vec::IntoIter<Term>),
+    Pairs(hash_map::IntoIter<Term, Term>),
+    One(Term),
+}
+
+/// Drops `term` iteratively; safe for any depth.
+pub fn dispose(term: Term) {
+    let mut stack = Vec::new();
+    detach(term, &mut stack);
+    drain(&mut stack);
+}
+
+/// Drops a vector of terms iteratively.
+pub(crate) fn dispose_vec(terms: Vec<Term>) {
+    if terms.is_empty() {
+        return;
+    }
+    let mut stack = vec![Pending::Terms(terms.into_iter())];
+    drain(&mut stack);
+}
+
+fn drain(stack: &mut Vec<Pending>) {
+    loop {
+        let (first, second) = match stack.last_mut() {
+            None => return,
+            Some(Pending::Terms(it)) => match it.next() {
+                Some(t) => (t, None),
+                None => {
+                    stack.pop();
+                    continue;
+                }
+            },
+            Some(Pending::Pairs(it)) => match it.next() {
+                Some((k, v)) => (k, Some(v)),
+                None => {
+                    stack.pop();
+                    continue;
+                }
+            },
+            Some(Pending::One(_)) => match stack.pop() {
+                Some(Pending::One(t)) => (t, None),
+                _ => continue,
+            },
+        };
+        detach(first, stack);
+        if let Some(v) = second {
+            detach(v, stack);
+        }
+    }
+}
+
+/// Moves the children of `term` (if any) onto `stack`, then drops the now shallow term.
+#[inline]
+fn detach(mut term: Term, stack: &mut Vec<Pending>) {
+    match &mut term {
+        Term::List(l) => push_vec(std::mem::take(&mut l.elements), stack),
+        Term::Tuple(t) => push_vec(std::mem::take(&mut t.elements), stack),
+        Term::ImproperList(l) => {
+            push_vec(std::mem::take(&mut l.elements), stack);
+            let last = std::mem::replace(
+                &mut *l.last,
+                Term::List(List {
+                    elements: Vec::new(),
+                }),
+            );
+            if has_children(&last) {
+                stack.push(Pending::One(last));
+            }
+        }
+        Term::Map(m) if !m.map.is_empty() => {
+            let map: HashMap<Term, Term> = std::mem::take(&mut m.map);
+            stack.push(Pending::Pairs(map.into_iter()));
+        }
+        Term::InternalFun(f) => match &mut **f {
+            InternalFun::New { free_vars, .. } | InternalFun::Old { free_vars, .. } => {
+                push_vec(std::mem::take(free_vars), stack)
+            }
+        },
+        _ => {}
+    }
+    // `term` drops here, with no term children left.
+}
+
+#[inline]
+fn push_vec(v: Vec<Term>, stack: &mut Vec<Pending>) {
+    if !v.is_empty() {
+        stack.push(Pending::Terms(v.into_iter()));
+    }
+}
+
+#[inline]
+fn has_children(t: &Term) -> bool {
+    match t {
+        Term::List(l) => !l.elements.is_empty(),
+        Term::Tuple(t) => !t.elements.is_empty(),
+        Term::ImproperList(_) => true,
+        Term::Map(m) => !m.map.is_empty(),
+        Term::InternalFun(_) => true,
+        _ => false,
+    }
+}

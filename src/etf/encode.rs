@@ -1,0 +1,389 @@
+//! The encoder: `eetf::Term` to ETF, appended straight to the caller's `Vec<u8>`.
+//!
+//! Like the decoder it keeps its own stack (of child iterators, one per open
+//! container), so any depth encodes on any thread. It chooses the encodings OTP itself
+//! chooses, so our bytes match `term_to_binary(T, [{minor_version, 2}])` for every term
+//! without maps (map order follows the `HashMap`).
+//!
+//! Maps of up to 32 keys are written with their keys in Erlang term order, as OTP does:
+//! OTP 25's `binary_to_term` misplaces such a map when it is a key of a larger map and
+//! arrives unsorted (see [`super::order`]).
+//!
+//! Two `eetf` encoder bugs corrupted data silently, and are avoided here:
+//!
+//! * a `List` of small integers went out as `STRING_EXT` even when an element was
+//!   negative, so `[-1,2]` arrived as `[255,2]`: here only elements in `0..=255` qualify;
+//! * a `ByteList` longer than 65,535 bytes had its length cut to 16 bits: here it goes
+//!   out as a `LIST_EXT` of `SMALL_INTEGER_EXT`, as OTP does.
+
+use std::collections::hash_map;
+
+use eetf::{Atom, InternalFun, Term};
+use num_traits::ToPrimitive;
+
+use super::order::sorted_pairs;
+use super::tags::*;
+use super::EncodeError;
+
+enum Work<'a> {
+    Seq(std::slice::Iter<'a, Term>),
+    Pairs(hash_map::Iter<'a, Term, Term>),
+    Sorted(std::vec::IntoIter<(&'a Term, &'a Term)>),
+    One(&'a Term),
+    /// The `NIL_EXT` that ends a proper list.
+    Nil,
+    /// Write the size of the `NEW_FUN_EXT` whose size field sits at this offset.
+    FunSize(usize),
+}
+
+/// Appends the encoding of `term` (no version byte). On error `out` is left as it was.
+pub(super) fn encode_body(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    let r = run(term, out);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn run(root: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let mut stack: Vec<Work<'_>> = Vec::new();
+    let mut next = Some(root);
+    loop {
+        let term = match next.take() {
+            Some(t) => t,
+            None => match stack.last_mut() {
+                None => return Ok(()),
+                Some(Work::Seq(it)) => match it.next() {
+                    Some(t) => t,
+                    None => {
+                        stack.pop();
+                        continue;
+                    }
+                },
+                Some(Work::Pairs(it)) => match it.next() {
+                    Some((k, v)) => {
+                        stack.push(Work::One(v));
+                        k
+                    }
+                    None => {
+                        stack.pop();
+                        continue;
+                    }
+                },
+                Some(Work::Sorted(it)) => match it.next() {
+                    Some((k, v)) => {
+                        stack.push(Work::One(v));
+                        k
+                    }
+                    None => {
+                        stack.pop();
+                        continue;
+                    }
+                },
+                Some(Work::One(_)) => match stack.pop() {
+                    Some(Work::One(t)) => t,
+                    _ => continue,
+                },
+                Some(Work::Nil) => {
+                    stack.pop();
+                    out.push(NIL_EXT);
+                    continue;
+                }
+                Some(&mut Work::FunSize(at)) => {
+                    stack.pop();
+                    let size = len32(out.len() - at, "fun")?;
+                    if let Some(field) = out.get_mut(at..at + 4) {
+                        field.copy_from_slice(&size.to_be_bytes());
+                    }
+                    continue;
+                }
+            },
+        };
+        match term {
+            Term::FixInteger(i) => int(i.value, out),
+            Term::BigInteger(b) => big(&b.value, out)?,
+            Term::Float(f) => {
+                if !f.value.is_finite() {
+                    return Err(EncodeError(format!("float {} is not finite", f.value)));
+                }
+                out.push(NEW_FLOAT_EXT);
+                out.extend_from_slice(&f.value.to_bits().to_be_bytes());
+            }
+            Term::Atom(a) => atom(a, out)?,
+            Term::Pid(p) => {
+                out.push(NEW_PID_EXT);
+                atom(&p.node, out)?;
+                out.extend_from_slice(&p.id.to_be_bytes());
+                out.extend_from_slice(&p.serial.to_be_bytes());
+                out.extend_from_slice(&p.creation.to_be_bytes());
+            }
+            // OTP 25 switches to V4_PORT_EXT above 28 bits, not 32.
+            Term::Port(p) => match u32::try_from(p.id) {
+                Ok(id) if p.id <= MAX_V3_PORT_NUMBER => {
+                    out.push(NEW_PORT_EXT);
+                    atom(&p.node, out)?;
+                    out.extend_from_slice(&id.to_be_bytes());
+                    out.extend_from_slice(&p.creation.to_be_bytes());
+                }
+                _ => {
+                    out.push(V4_PORT_EXT);
+                    atom(&p.node, out)?;
+                    out.extend_from_slice(&p.id.to_be_bytes());
+                    out.extend_from_slice(&p.creation.to_be_bytes());
+                }
+            },
+            Term::Reference(r) => {
+                if r.id.len() > MAX_REF_NUMBERS {
+                    return Err(EncodeError(format!(
+                        "reference with {} numbers, the BEAM allows {MAX_REF_NUMBERS}",
+                        r.id.len()
+                    )));
+                }
+                out.push(NEWER_REFERENCE_EXT);
+                out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
+                atom(&r.node, out)?;
+                out.extend_from_slice(&r.creation.to_be_bytes());
+                for n in &r.id {
+                    out.extend_from_slice(&n.to_be_bytes());
+                }
+            }
+            Term::ExternalFun(f) => {
+                out.push(EXPORT_EXT);
+                atom(&f.module, out)?;
+                atom(&f.function, out)?;
+                out.push(SMALL_INTEGER_EXT);
+                out.push(f.arity);
+            }
+            Term::InternalFun(f) => match &**f {
+                InternalFun::New {
+                    module,
+                    arity,
+                    pid,
+                    free_vars,
+                    index,
+                    uniq,
+                    old_index,
+                    old_uniq,
+                } => {
+                    out.push(NEW_FUN_EXT);
+                    let at = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    out.push(*arity);
+                    out.extend_from_slice(uniq);
+                    out.extend_from_slice(&index.to_be_bytes());
+                    out.extend_from_slice(
+                        &len32(free_vars.len(), "fun environment")?.to_be_bytes(),
+                    );
+                    atom(module, out)?;
+                    int(*old_index, out);
+                    int(*old_uniq, out);
+                    out.push(NEW_PID_EXT);
+                    atom(&pid.node, out)?;
+                    out.extend_from_slice(&pid.id.to_be_bytes());
+                    out.extend_from_slice(&pid.serial.to_be_bytes());
+                    out.extend_from_slice(&pid.creation.to_be_bytes());
+                    stack.push(Work::FunSize(at));
+                    if !free_vars.is_empty() {
+                        stack.push(Work::Seq(free_vars.iter()));
+                    }
+                }
+                InternalFun::Old { .. } => {
+                    return Err(EncodeError(
+                        "old-style fun (FUN_EXT) cannot be encoded: OTP 23 and later reject it"
+                            .to_string(),
+                    ))
+                }
+            },
+            Term::Binary(b) => {
+                out.push(BINARY_EXT);
+                out.extend_from_slice(&len32(b.bytes.len(), "binary")?.to_be_bytes());
+                out.extend_from_slice(&b.bytes);
+            }
+            Term::BitBinary(b) => bit_binary(&b.bytes, b.tail_bits_size, out)?,
+            Term::ByteList(l) => bytes_as_list(&l.bytes, out)?,
+            Term::List(l) => {
+                let elems = &l.elements;
+                if elems.is_empty() {
+                    out.push(NIL_EXT);
+                } else if elems.len() <= u16::MAX as usize && elems.iter().all(is_byte) {
+                    // What OTP does with a list of bytes; negative or larger integers
+                    // must not qualify (eetf's `[-1,2]` bug).
+                    out.push(STRING_EXT);
+                    out.extend_from_slice(&(elems.len() as u16).to_be_bytes());
+                    out.extend(elems.iter().map(|t| match t {
+                        Term::FixInteger(i) => i.value as u8,
+                        _ => 0,
+                    }));
+                } else {
+                    out.push(LIST_EXT);
+                    out.extend_from_slice(&len32(elems.len(), "list")?.to_be_bytes());
+                    stack.push(Work::Nil);
+                    stack.push(Work::Seq(elems.iter()));
+                }
+            }
+            Term::ImproperList(l) => {
+                if l.elements.is_empty() {
+                    // `[] ++ Last` is just `Last`.
+                    next = Some(&l.last);
+                } else {
+                    out.push(LIST_EXT);
+                    out.extend_from_slice(&len32(l.elements.len(), "list")?.to_be_bytes());
+                    stack.push(Work::One(&l.last));
+                    stack.push(Work::Seq(l.elements.iter()));
+                }
+            }
+            Term::Tuple(t) => {
+                let n = t.elements.len();
+                if n <= u8::MAX as usize {
+                    out.push(SMALL_TUPLE_EXT);
+                    out.push(n as u8);
+                } else {
+                    out.push(LARGE_TUPLE_EXT);
+                    out.extend_from_slice(&len32(n, "tuple")?.to_be_bytes());
+                }
+                if n > 0 {
+                    stack.push(Work::Seq(t.elements.iter()));
+                }
+            }
+            Term::Map(m) => {
+                out.push(MAP_EXT);
+                out.extend_from_slice(&len32(m.map.len(), "map")?.to_be_bytes());
+                if m.map.len() > MAX_FLATMAP_KEYS {
+                    // OTP writes large maps in hash order and rebuilds them on reading.
+                    stack.push(Work::Pairs(m.map.iter()));
+                } else if !m.map.is_empty() {
+                    // Small maps in key order, as OTP writes them (see `order`).
+                    stack.push(Work::Sorted(sorted_pairs(&m.map, 0)?.into_iter()));
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn is_byte(t: &Term) -> bool {
+    matches!(t, Term::FixInteger(i) if (0..=255).contains(&i.value))
+}
+
+fn len32(n: usize, what: &str) -> Result<u32, EncodeError> {
+    u32::try_from(n)
+        .map_err(|_| EncodeError(format!("{what} of {n} elements or bytes exceeds 2^32-1")))
+}
+
+/// `SMALL_INTEGER_EXT` for 0..=255, else `INTEGER_EXT`, as OTP does.
+#[inline]
+fn int(v: i32, out: &mut Vec<u8>) {
+    if (0..=255).contains(&v) {
+        out.push(SMALL_INTEGER_EXT);
+        out.push(v as u8);
+    } else {
+        out.push(INTEGER_EXT);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// A `BigInteger` that fits an `i32` is written as one (what the BEAM would send);
+/// otherwise `SMALL_BIG_EXT` up to 255 bytes of magnitude, `LARGE_BIG_EXT` beyond.
+/// The magnitude is written from its 64-bit digits without an intermediate `Vec`.
+fn big(v: &num_bigint::BigInt, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if let Some(small) = v.to_i32() {
+        int(small, out);
+        return Ok(());
+    }
+    let n = usize::try_from(v.bits().div_ceil(8))
+        .map_err(|_| EncodeError("bignum too large".to_string()))?;
+    if n <= u8::MAX as usize {
+        out.push(SMALL_BIG_EXT);
+        out.push(n as u8);
+    } else {
+        out.push(LARGE_BIG_EXT);
+        out.extend_from_slice(&len32(n, "bignum")?.to_be_bytes());
+    }
+    out.push(u8::from(v.sign() == num_bigint::Sign::Minus));
+    let mut left = n;
+    for digit in v.iter_u64_digits() {
+        let bytes = digit.to_le_bytes();
+        let k = left.min(8);
+        out.extend_from_slice(bytes.get(..k).unwrap_or(&bytes));
+        left -= k;
+    }
+    Ok(())
+}
+
+/// Atoms go out as UTF-8 (`SMALL_ATOM_UTF8_EXT` when the text fits 255 bytes), which
+/// every OTP since 20 reads; more than 255 characters is an error, as in the BEAM.
+#[inline]
+fn atom(a: &Atom, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let s = a.name.as_bytes();
+    if s.len() <= u8::MAX as usize {
+        out.push(SMALL_ATOM_UTF8_EXT);
+        out.push(s.len() as u8);
+    } else {
+        if a.name.chars().count() > MAX_ATOM_CHARS {
+            return Err(EncodeError(format!(
+                "atom of {} characters, the BEAM allows 255",
+                a.name.chars().count()
+            )));
+        }
+        out.push(ATOM_UTF8_EXT);
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(s);
+    Ok(())
+}
+
+/// `STRING_EXT` holds at most 65,535 bytes; a longer byte list is a `LIST_EXT` of small
+/// integers (eetf truncated the length to 16 bits instead).
+fn bytes_as_list(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if bytes.is_empty() {
+        out.push(NIL_EXT);
+    } else if bytes.len() <= u16::MAX as usize {
+        out.push(STRING_EXT);
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(bytes);
+    } else {
+        out.push(LIST_EXT);
+        out.extend_from_slice(&len32(bytes.len(), "byte list")?.to_be_bytes());
+        out.reserve(bytes.len() * 2 + 1);
+        for &b in bytes {
+            out.push(SMALL_INTEGER_EXT);
+            out.push(b);
+        }
+        out.push(NIL_EXT);
+    }
+    Ok(())
+}
+
+/// eetf keeps the last byte of a bitstring right-aligned; the wire wants it
+/// left-aligned. `tail_bits_size` 8 (or an empty bitstring) is a plain binary.
+fn bit_binary(bytes: &[u8], bits: u8, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let last = match bytes.last() {
+        None if bits == 0 || bits == 8 => {
+            out.push(BINARY_EXT);
+            out.extend_from_slice(&0u32.to_be_bytes());
+            return Ok(());
+        }
+        Some(_) if bits == 8 => {
+            out.push(BINARY_EXT);
+            out.extend_from_slice(&len32(bytes.len(), "binary")?.to_be_bytes());
+            out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        Some(&last) if (1..8).contains(&bits) && u32::from(last) < (1u32 << bits) => last,
+        _ => {
+            return Err(EncodeError(format!(
+                "bitstring of {} bytes with tail_bits_size {bits} (and last byte {:?}) has no Erlang meaning",
+                bytes.len(),
+                bytes.last()
+            )))
+        }
+    };
+    out.push(BIT_BINARY_EXT);
+    out.extend_from_slice(&len32(bytes.len(), "bitstring")?.to_be_bytes());
+    out.push(bits);
+    let (init, _) = bytes.split_at(bytes.len() - 1);
+    out.extend_from_slice(init);
+    out.push(last << (8 - bits));
+    Ok(())
+}
