@@ -1,0 +1,213 @@
+%% @doc The three-release migration between BEAM nodes (MIGRATION.md).
+%%
+%% matrix: caller release x target release, 4x4, on fresh nodes started with
+%%   `-rexi release N' (the "restart with another setting" path). The four
+%%   non-adjacent mixes MIGRATION.md lists lose the cast, all others deliver.
+%% rolling_upgrade: three nodes go 0 -> 1 -> 2 -> 3 one node at a time, in
+%%   place (rexi_release:set/1), under continuous cast traffic from every
+%%   node to every node; zero lost casts at every step.
+%% upgrade_gap: the seed's check_nodes window after an in-place R0 -> R1
+%%   upgrade: per-node servers of already-connected peers are missing until
+%%   the first tick (60 s) or the next nodeup of any node, so an R2 caller's
+%%   cast is lost meanwhile.
+%%
+%% Targets are the maps of rexi_ct_lib, so a Rust target (kind rust) can be
+%% appended to the cluster of rolling_upgrade: the traffic generators cast to
+%% every target, releases are changed through rexi_ct_lib:set_release/2 and
+%% readiness through rexi_ct_lib:wait_ready/2.
+-module(rexi_migration_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+
+-export([all/0, suite/0, init_per_suite/1, end_per_suite/1,
+         init_per_testcase/2, end_per_testcase/2]).
+-export([matrix/1, rolling_upgrade/1, upgrade_gap/1]).
+
+-define(CHECK_MS, 500).         % check_interval_ms for the peers
+-define(LOSS_WAIT_MS, 1000).    % how long a probe waits before "lost"
+-define(STEP_MS, 1500).         % traffic time per rolling step
+-define(PERIOD_MS, 50).         % traffic: one cast per target every 50 ms
+-define(REPLY_TIMEOUT_MS, 2000).% traffic: unanswered after 2 s = lost
+
+suite() ->
+    [{timetrap, {minutes, 5}}].
+
+all() ->
+    [matrix, rolling_upgrade, upgrade_gap].
+
+init_per_suite(Config) ->
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_testcase(_Case, Config) ->
+    Config.
+
+end_per_testcase(_Case, Config) ->
+    [rexi_ct_lib:stop(T) || T <- proplists:get_value(targets, Config, [])],
+    ok.
+
+%% ---------------------------------------------------------------------------
+%% matrix
+
+%% caller -> target mixes that lose a doit (MIGRATION.md section 2 / 7)
+expected(2, 0) -> lost;
+expected(3, 0) -> lost;
+expected(0, 3) -> lost;
+expected(1, 3) -> lost;
+expected(_, _) -> answered.
+
+matrix(_Config) ->
+    Rs = [0, 1, 2, 3],
+    Env = fun(R) -> [{release, R}, {check_interval_ms, ?CHECK_MS}] end,
+    Callers = [{R, rexi_ct_lib:start_beam(name("mc", R), Env(R))} || R <- Rs],
+    Targets = [{R, rexi_ct_lib:start_beam(name("mt", R), Env(R))} || R <- Rs],
+    try
+        [rexi_ct_lib:connect(C, T) || {_, C} <- Callers, {_, T} <- Targets],
+        %% the footnote of the table: cast only once the target's
+        %% rexi_server_mon has started the callers' per-node servers
+        [ok = rexi_ct_lib:wait_ready(T, 10000) || {_, T} <- Targets],
+        Results =
+            [{RC, RT, probe(C, T, {RC, RT})} || {RC, C} <- Callers, {RT, T} <- Targets],
+        Rows = [[io_lib:format("R~p", [RC]) |
+                 [atom_to_list(R) ++ mark(R, expected(RC, RT))
+                  || {RC1, RT, R} <- Results, RC1 =:= RC]] || RC <- Rs],
+        Table = rexi_ct_lib:fmt_table(["caller\\target", "R0", "R1", "R2", "R3"], Rows),
+        report("doit delivery, caller release x target release "
+               "(\"!\" marks a result that differs from MIGRATION.md)", Table),
+        Wrong = [{RC, RT, R} || {RC, RT, R} <- Results, R =/= expected(RC, RT)],
+        [] = Wrong
+    after
+        [rexi_ct_lib:stop(T) || {_, T} <- Callers ++ Targets]
+    end.
+
+mark(R, R) -> "";
+mark(_, _) -> "!".
+
+probe(#{node := C}, #{node := T}, Tag) ->
+    rpc:call(C, rexi_traffic, probe, [T, {probe, Tag}, ?LOSS_WAIT_MS]).
+
+name(Prefix, R) ->
+    list_to_atom(Prefix ++ integer_to_list(R)).
+
+%% ---------------------------------------------------------------------------
+%% rolling upgrade
+
+rolling_upgrade(Config) ->
+    Names = [n1, n2, n3],
+    Env = [{release, 0}, {check_interval_ms, ?CHECK_MS}],
+    Targets = [rexi_ct_lib:start_beam(N, Env) || N <- Names],
+    Config1 = [{targets, Targets} | Config],
+    rolling_upgrade(Targets, Config1).
+
+%% @doc The body, for any list of targets (BEAM and others). Casts go from
+%% every BEAM target to every target.
+rolling_upgrade(Targets, _Config) ->
+    ok = rexi_ct_lib:mesh(Targets),
+    Nodes = [N || #{node := N} <- Targets],
+    Callers = [N || #{node := N} <- rexi_ct_lib:callers(Targets)],
+    [ok = rexi_ct_lib:set_release(T, 0) || T <- Targets, not rexi_ct_lib:is_beam(T)],
+    [rpc:call(C, rexi_traffic, start, [Nodes, ?PERIOD_MS, ?REPLY_TIMEOUT_MS])
+     || C <- Callers],
+    Steps = [{"all R0", none, 0}] ++
+            [{step_name(T, R), T, R} || R <- [1, 2, 3], T <- Targets],
+    Done = run_steps(Steps, 0, Callers, Targets),
+    %% drain: count under a step of its own until every cast has resolved
+    [rexi_traffic:set_step(C, drain) || C <- Callers],
+    timer:sleep(?REPLY_TIMEOUT_MS + 2 * ?PERIOD_MS + 500),
+    Tables = [step_table(I, Name, Callers, Nodes) || {I, Name} <- Done],
+    [rexi_traffic:stop(C) || C <- Callers],
+    Bad = lists:append([Problems || {_, _, Problems} <- Tables]),
+    Summary = rexi_ct_lib:fmt_table(
+                ["step", "sent", "answered", "lost", "bad"],
+                [[Name | tuple_to_list(Tot)] || {Name, Tot, _} <- Tables]),
+    report("rolling upgrade 0 -> 3, totals per step", Summary),
+    case Bad of
+        [] -> ok;
+        _ -> ct:fail({lost_or_unanswered_casts, Bad})
+    end.
+
+step_name(#{node := N}, R) ->
+    lists:flatten(io_lib:format("~s -> R~p", [N, R])).
+
+run_steps([], _I, _Callers, _Targets) ->
+    [];
+run_steps([{Name, T, R} | Rest], I, Callers, Targets) ->
+    [rexi_traffic:set_step(C, I) || C <- Callers],
+    %% Before the first node moves to R2 (starts casting to per-node names),
+    %% every target must have a per-node server for every caller; the
+    %% rexi_server_mon status "ok" says so. R3 needs the same (and all
+    %% callers at R2 already, which the step order gives).
+    case R >= 2 of
+        true -> [ok = rexi_ct_lib:wait_ready(X, 10000) || X <- Targets];
+        false -> ok
+    end,
+    case T of
+        none -> ok;
+        _ -> ok = rexi_ct_lib:set_release(T, R)
+    end,
+    timer:sleep(?STEP_MS),
+    [{I, Name} | run_steps(Rest, I + 1, Callers, Targets)].
+
+%% One table per step: sent / answered / lost / bad per ordered pair.
+step_table(I, Name, Callers, Nodes) ->
+    Rows = lists:append(
+             [begin
+                  {Pending, Counts} = rexi_traffic:counts(C, I),
+                  [{C, T, S, A, L, B, Pending} || {T, {S, A, L, B}} <- Counts]
+              end || C <- Callers]),
+    Text = rexi_ct_lib:fmt_table(
+             ["caller", "target", "sent", "answered", "lost", "bad", "pending"],
+             [[C, T, S, A, L, B, P] || {C, T, S, A, L, B, P} <- Rows]),
+    report(io_lib:format("step ~p: ~s", [I, Name]), Text),
+    Tot = lists:foldl(fun({_, _, S, A, L, B, _}, {S0, A0, L0, B0}) ->
+                              {S0 + S, A0 + A, L0 + L, B0 + B}
+                      end, {0, 0, 0, 0}, Rows),
+    Problems = [{Name, C, T, {sent, S}, {answered, A}, {lost, L}, {bad, B}, {pending, P}}
+                || {C, T, S, A, L, B, P} <- Rows,
+                   S =:= 0 orelse A =/= S orelse L =/= 0 orelse B =/= 0 orelse P =/= 0],
+    Missing = [{Name, C, T, no_casts} || C <- Callers, T <- Nodes,
+                                         not lists:keymember({C, T}, 1,
+                                                             [{{C1, T1}, x} || {C1, T1, _, _, _, _, _} <- Rows])],
+    {Name, Tot, Problems ++ Missing}.
+
+%% ---------------------------------------------------------------------------
+%% the check_nodes window after an in-place R0 -> R1 upgrade
+
+upgrade_gap(Config) ->
+    %% the target keeps the seed's 60 s tick
+    T = rexi_ct_lib:start_beam(gap_t, [{release, 0}]),
+    C = rexi_ct_lib:start_beam(gap_c, [{release, 2}, {check_interval_ms, ?CHECK_MS}]),
+    Config1 = [{targets, [T, C]} | Config],
+    ok = rexi_ct_lib:connect(C, T),
+    lost = probe(C, T, r2_to_r0),               % R2 -> R0: lost
+    ok = rexi_ct_lib:set_release(T, 1),         % in place, peers connected
+    ok = rexi_ct_lib:set_release(T, 2),
+    {waiting, N} = rexi_ct_lib:status(T),
+    lost = probe(C, T, during_gap),             % no rexi_server_<phash2(C)> yet
+    %% a fresh connection produces a nodeup, and the monitor then starts
+    %% every missing server (not only the new node's), which ends the gap
+    %% before the 60 s tick
+    D = rexi_ct_lib:start_beam(gap_d, [{release, 2}, {check_interval_ms, ?CHECK_MS}]),
+    ok = rexi_ct_lib:connect(D, T),
+    answered = wait_answered(D, T, 20),
+    ok = rexi_ct_lib:status(T),
+    answered = probe(C, T, after_nodeup),
+    report("in-place R0 -> R2 upgrade with the seed's 60 s check_nodes tick",
+           io_lib:format("status after upgrade: {waiting, ~p}; cast from an already-connected "
+                         "R2 caller: lost; after another node connects (nodeup): status ok, "
+                         "both callers answered", [N])),
+    rexi_ct_lib:stop(D),
+    Config1.
+
+wait_answered(C, T, 0) -> probe(C, T, retry);
+wait_answered(C, T, N) ->
+    case probe(C, T, retry) of
+        answered -> answered;
+        _ -> timer:sleep(100), wait_answered(C, T, N - 1)
+    end.
+
+report(Title, Text) ->
+    ct:pal("~s~n~s~n", [Title, Text]),
+    ct:log("~s~n~s~n", [Title, Text]).
