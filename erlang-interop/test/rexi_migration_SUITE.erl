@@ -44,8 +44,8 @@ end_per_suite(_Config) ->
 init_per_testcase(_Case, Config) ->
     Config.
 
-end_per_testcase(_Case, Config) ->
-    [rexi_ct_lib:stop(T) || T <- proplists:get_value(targets, Config, [])],
+end_per_testcase(_Case, _Config) ->
+    %% every case stops the nodes it started itself (try ... after)
     ok.
 
 %% ---------------------------------------------------------------------------
@@ -98,8 +98,11 @@ rolling_upgrade(Config) ->
     Names = [n1, n2, n3],
     Env = [{release, 0}, {check_interval_ms, ?CHECK_MS}],
     Targets = [rexi_ct_lib:start_beam(N, Env) || N <- Names],
-    Config1 = [{targets, Targets} | Config],
-    rolling_upgrade(Targets, Config1).
+    try
+        rolling_upgrade(Targets, Config)
+    after
+        [rexi_ct_lib:stop(T) || T <- Targets]
+    end.
 
 %% @doc The body, for any list of targets (BEAM and others). Casts go from
 %% every BEAM target to every target.
@@ -167,9 +170,9 @@ step_table(I, Name, Callers, Nodes) ->
     Problems = [{Name, C, T, {sent, S}, {answered, A}, {lost, L}, {bad, B}, {pending, P}}
                 || {C, T, S, A, L, B, P} <- Rows,
                    S =:= 0 orelse A =/= S orelse L =/= 0 orelse B =/= 0 orelse P =/= 0],
+    Seen = [{C, T} || {C, T, _, _, _, _, _} <- Rows],
     Missing = [{Name, C, T, no_casts} || C <- Callers, T <- Nodes,
-                                         not lists:keymember({C, T}, 1,
-                                                             [{{C1, T1}, x} || {C1, T1, _, _, _, _, _} <- Rows])],
+                                         not lists:member({C, T}, Seen)],
     {Name, Tot, Problems ++ Missing}.
 
 %% ---------------------------------------------------------------------------
@@ -179,7 +182,11 @@ upgrade_gap(Config) ->
     %% the target keeps the seed's 60 s tick
     T = rexi_ct_lib:start_beam(gap_t, [{release, 0}]),
     C = rexi_ct_lib:start_beam(gap_c, [{release, 2}, {check_interval_ms, ?CHECK_MS}]),
-    Config1 = [{targets, [T, C]} | Config],
+    try upgrade_gap(T, C)
+    after [rexi_ct_lib:stop(X) || X <- [T, C]]
+    end.
+
+upgrade_gap(T, C) ->
     ok = rexi_ct_lib:connect(C, T),
     lost = probe(C, T, r2_to_r0),               % R2 -> R0: lost
     ok = rexi_ct_lib:set_release(T, 1),         % in place, peers connected
@@ -190,16 +197,18 @@ upgrade_gap(Config) ->
     %% every missing server (not only the new node's), which ends the gap
     %% before the 60 s tick
     D = rexi_ct_lib:start_beam(gap_d, [{release, 2}, {check_interval_ms, ?CHECK_MS}]),
-    ok = rexi_ct_lib:connect(D, T),
-    answered = wait_answered(D, T, 20),
+    try
+        ok = rexi_ct_lib:connect(D, T),
+        answered = wait_answered(D, T, 20)
+    after
+        rexi_ct_lib:stop(D)
+    end,
     ok = rexi_ct_lib:status(T),
     answered = probe(C, T, after_nodeup),
     report("in-place R0 -> R2 upgrade with the seed's 60 s check_nodes tick",
            io_lib:format("status after upgrade: {waiting, ~p}; cast from an already-connected "
                          "R2 caller: lost; after another node connects (nodeup): status ok, "
-                         "both callers answered", [N])),
-    rexi_ct_lib:stop(D),
-    Config1.
+                         "both callers answered", [N])).
 
 wait_answered(C, T, 0) -> probe(C, T, retry);
 wait_answered(C, T, N) ->
