@@ -48,42 +48,78 @@ rust_bin() ->
     end.
 
 %% @doc Start the Rust daemon as `Name@127.0.0.1' at release `Release'
-%% (ERL_EPMD_PORT is inherited) and wait until it answers a ping.
+%% (ERL_EPMD_PORT is inherited) and wait until it answers a ping. The port
+%% is owned by a keeper process that outlives the calling process (e.g.
+%% init_per_suite) and logs the daemon's output.
 start_rust(Name, Release) ->
     Bin = rust_bin(),
     Node = list_to_atom(atom_to_list(Name) ++ "@" ++ ?HOST),
-    Port = open_port({spawn_executable, Bin},
-                     [{args, ["run", "--name", atom_to_list(Node),
-                              "--cookie", atom_to_list(erlang:get_cookie()),
-                              "--release", integer_to_list(Release)]},
-                      exit_status, use_stdio, stderr_to_stdout, binary]),
-    {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-    T = #{kind => rust, node => Node, port => Port, os_pid => OsPid},
-    case wait_pong(Node, Port, 100) of
-        ok -> T;
-        Error -> stop(T), erlang:error({rexi_node_did_not_start, Error})
+    Args = ["run", "--name", atom_to_list(Node),
+            "--cookie", atom_to_list(erlang:get_cookie()),
+            "--release", integer_to_list(Release)],
+    Parent = self(),
+    Ref = make_ref(),
+    Keeper = spawn(fun() -> keeper(Parent, Ref, Bin, Args) end),
+    receive
+        {Ref, {ok, Port, OsPid}} ->
+            T = #{kind => rust, node => Node, port => Port, os_pid => OsPid,
+                  keeper => Keeper},
+            case wait_pong(Node, Keeper, 100) of
+                ok -> T;
+                Error -> stop(T), erlang:error({rexi_node_did_not_start, Bin, Error})
+            end;
+        {Ref, {error, E}} ->
+            erlang:error({rexi_node_did_not_start, Bin, E})
+    after 10000 ->
+        erlang:error({rexi_node_did_not_start, Bin, keeper_timeout})
     end.
 
-wait_pong(_Node, _Port, 0) ->
-    timeout;
-wait_pong(Node, Port, N) ->
+keeper(Parent, Ref, Bin, Args) ->
+    try open_port({spawn_executable, Bin},
+                  [{args, Args}, exit_status, use_stdio, stderr_to_stdout,
+                   binary, {line, 4096}]) of
+        Port ->
+            {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+            Parent ! {Ref, {ok, Port, OsPid}},
+            keeper_loop(Port, OsPid)
+    catch
+        _:E -> Parent ! {Ref, {error, E}}
+    end.
+
+keeper_loop(Port, OsPid) ->
     receive
-        {Port, {exit_status, S}} -> {exited, S};
-        {Port, {data, D}} -> ct:log("rexi-node: ~s", [D]), wait_pong(Node, Port, N)
-    after 0 ->
-        case net_adm:ping(Node) of
-            pong -> ok;
-            pang -> timer:sleep(100), wait_pong(Node, Port, N - 1)
-        end
+        {Port, {data, {_, Line}}} ->
+            ct:log("rexi-node ~p: ~s", [OsPid, Line]),
+            keeper_loop(Port, OsPid);
+        {Port, {exit_status, S}} ->
+            ct:log("rexi-node ~p exited with status ~p", [OsPid, S]);
+        stop ->
+            catch port_close(Port),
+            _ = os:cmd("kill " ++ integer_to_list(OsPid)),   % only the pid we started
+            ok
+    end.
+
+wait_pong(_Node, _Keeper, 0) ->
+    timeout;
+wait_pong(Node, Keeper, N) ->
+    case is_process_alive(Keeper) of
+        false -> exited;
+        true ->
+            case net_adm:ping(Node) of
+                pong -> ok;
+                pang -> timer:sleep(100), wait_pong(Node, Keeper, N - 1)
+            end
     end.
 
 stop(#{kind := beam, peer := Peer}) ->
     catch peer:stop(Peer),
     ok;
-stop(#{kind := rust, port := Port, os_pid := OsPid}) ->
-    catch port_close(Port),
-    os:cmd("kill " ++ integer_to_list(OsPid)),   % only the pid we started
-    ok.
+stop(#{kind := rust, keeper := Keeper}) ->
+    %% the keeper closes the port and kills the daemon's OS pid, unless the
+    %% daemon has already exited (then the keeper is gone too)
+    Mon = erlang:monitor(process, Keeper),
+    Keeper ! stop,
+    receive {'DOWN', Mon, _, _, _} -> ok after 5000 -> ok end.
 
 %% @doc Change a target's release at runtime.
 set_release(#{kind := beam, node := Node}, R) ->
