@@ -1,28 +1,45 @@
-%% @doc A stand-in for the Rust daemon, to check rexi_node_SUITE itself
-%% (test/fake-rexi-node). A hidden BEAM node running the rexi app that also
-%% serves `rexi_server_<phash2(C)>' and `rexi_server_<C>' for every node C
-%% that connects, including hidden ones (which BEAM rexi never does). Unlike
-%% the daemon, each name is a separate server with its own job table.
+%% @doc A stand-in for the Rust daemon, to check rexi_node_SUITE and the
+%% Rust hooks of rexi_migration_SUITE without it (test/fake-rexi-node).
+%%
+%% A hidden BEAM node running the rexi app at release 0 (singleton only)
+%% that, like the daemon, serves every server name whatever its release:
+%% for every node C that connects (hidden ones included, which BEAM rexi never
+%% does) it starts `rexi_server_<phash2(C)>' and `rexi_server_<C>'. Unlike
+%% the daemon, each name is a separate server with its own job table. This
+%% process registers as `rexi_server_mon' and answers status (ok), stats (a
+%% map) and {set_release, N} (recorded only).
 -module(rexi_fake_node).
--export([start/0, init/0]).
+-export([start/1, init/1]).
 
-start() ->
+start(Release) ->
     {ok, _} = application:ensure_all_started(rexi),
-    spawn(?MODULE, init, []).
+    spawn(?MODULE, init, [Release]).
 
-init() ->
-    register(rexi_fake_node, self()),
+init(Release) ->
+    register(rexi_server_mon, self()),
     ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
-    loop().
+    loop(#{release => Release, servers => 1}).
 
-loop() ->
+loop(St) ->
     receive
         {nodeup, Node, _} ->
-            [catch rexi_server:start_link(Name)
-             || Name <- [rexi_utils:per_node_id(Node),
-                         list_to_atom("rexi_server_" ++ atom_to_list(Node))],
-                whereis(Name) =:= undefined],
-            loop();
+            New = [Name || Name <- [rexi_utils:per_node_id(Node),
+                                    list_to_atom("rexi_server_" ++ atom_to_list(Node))],
+                           whereis(Name) =:= undefined],
+            [{ok, _} = rexi_server:start_link(Name) || Name <- New],
+            loop(St#{servers := maps:get(servers, St) + length(New)});
+        {'$gen_call', From, status} ->
+            gen_server:reply(From, ok),
+            loop(St);
+        {'$gen_call', From, stats} ->
+            gen_server:reply(From, St),
+            loop(St);
+        {'$gen_call', From, {set_release, R}} when is_integer(R), R >= 0, R =< 3 ->
+            gen_server:reply(From, ok),
+            loop(St#{release := R});
+        {'$gen_call', From, _} ->
+            gen_server:reply(From, ignored),
+            loop(St);
         _ ->
-            loop()
+            loop(St)
     end.

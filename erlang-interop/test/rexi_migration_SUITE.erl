@@ -23,7 +23,8 @@
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
--export([matrix/1, rolling_upgrade/1, non_adjacent_jump/1, upgrade_gap/1]).
+-export([matrix/1, rolling_upgrade/1, non_adjacent_jump/1, upgrade_gap/1,
+         rolling_upgrade_with_rust/1]).
 -export([rolling_upgrade/2, run_traffic/2]).
 
 -define(CHECK_MS, 500).         % check_interval_ms for the peers
@@ -36,7 +37,8 @@ suite() ->
     [{timetrap, {minutes, 5}}].
 
 all() ->
-    [matrix, rolling_upgrade, non_adjacent_jump, upgrade_gap].
+    [matrix, rolling_upgrade, non_adjacent_jump, upgrade_gap,
+     rolling_upgrade_with_rust].
 
 init_per_suite(Config) ->
     Config.
@@ -105,6 +107,29 @@ rolling_upgrade(Config) ->
         rolling_upgrade(Targets, Config)
     after
         [rexi_ct_lib:stop(T) || T <- Targets]
+    end.
+
+%% @doc The same rolling upgrade with the Rust daemon as a fourth, hidden
+%% target (skipped unless REXI_NODE_BIN names an existing file). BEAM callers
+%% connect to it explicitly (rexi:cast/2 does not auto-connect), BEAM nodes
+%% start no per-node servers for it (it is hidden and never a caller), and it
+%% changes release through {set_release, N} on its rexi_server_mon.
+rolling_upgrade_with_rust(Config) ->
+    Bin = rexi_ct_lib:rust_bin(),
+    case os:getenv("REXI_NODE_BIN") =/= false andalso filelib:is_regular(Bin) of
+        false ->
+            {skip, "REXI_NODE_BIN not set to an existing rexi-node binary"};
+        true ->
+            Env = [{release, 0}, {check_interval_ms, ?CHECK_MS}],
+            Beams = [rexi_ct_lib:start_beam(N, Env) || N <- [r1, r2, r3]],
+            try
+                Rust = rexi_ct_lib:start_rust(rust, 0),
+                try rolling_upgrade(Beams ++ [Rust], Config)
+                after rexi_ct_lib:stop(Rust)
+                end
+            after
+                [rexi_ct_lib:stop(T) || T <- Beams]
+            end
     end.
 
 %% @doc The body, for any list of targets (BEAM and others). Casts go from
@@ -217,7 +242,7 @@ step_table(I, Name, Callers, Nodes) ->
 %% ---------------------------------------------------------------------------
 %% the check_nodes window after an in-place R0 -> R1 upgrade
 
-upgrade_gap(Config) ->
+upgrade_gap(_Config) ->
     %% the target keeps the seed's 60 s tick
     T = rexi_ct_lib:start_beam(gap_t, [{release, 0}]),
     C = rexi_ct_lib:start_beam(gap_c, [{release, 2}, {check_interval_ms, ?CHECK_MS}]),
