@@ -13,6 +13,8 @@
          set_release/2, release/1, status/1, wait_ready/2, wait_ready/3,
          connect/2, mesh/1, is_beam/1, callers/1, per_node_name/1,
          nodename_name/1, fmt_table/2]).
+%% job bodies used by rexi_server_SUITE (this module is loaded on peers)
+-export([job_suicide/0, job_slow_stream/0, job_stream_limit1/0]).
 
 -define(HOST, "127.0.0.1").
 
@@ -197,3 +199,22 @@ to_s(A) when is_atom(A) -> atom_to_list(A);
 to_s(I) when is_integer(I) -> integer_to_list(I);
 to_s(S) when is_list(S) -> S;
 to_s(T) -> lists:flatten(io_lib:format("~p", [T])).
+
+%% ---- job bodies, run as rexi MFAs on peers ------------------------------
+
+%% killed by an exit signal from outside the MFA's try: raw reason `killed'
+job_suicide() ->
+    exit(self(), kill).
+
+%% two v1 rows 200 ms apart, then done
+job_slow_stream() ->
+    rexi:stream(a),
+    timer:sleep(200),
+    rexi:stream(b),
+    rexi:reply(done).
+
+%% limit 1 and a 200 ms ack timeout: the second row waits, then exit(timeout)
+job_stream_limit1() ->
+    rexi:stream(1, 1, 200),
+    rexi:stream(2, 1, 200),
+    rexi:reply(done).
