@@ -67,7 +67,10 @@ start_rust(Name, Release) ->
             T = #{kind => rust, node => Node, port => Port, os_pid => OsPid,
                   keeper => Keeper},
             case wait_pong(Node, Keeper, 100) of
-                ok -> T;
+                ok ->
+                    %% a pong can come before the daemon's names exist
+                    ok = wait_ready(T, 10000, fun(S) -> S =/= noproc end),
+                    T;
                 Error -> stop(T), erlang:error({rexi_node_did_not_start, Bin, Error})
             end;
         {Ref, {error, E}} ->
@@ -150,12 +153,14 @@ status(#{kind := rust, node := Node}) ->
 %% ok), or for a BEAM R0 target, which has no monitor, return at once.
 wait_ready(T, TimeoutMs) ->
     wait_ready(T, TimeoutMs, fun(S) -> S =:= ok orelse S =:= no_mon end).
+
+%% (a Ready fun sees `noproc' while the target has no rexi_server_mon yet)
 wait_ready(T, TimeoutMs, Ready) ->
     Deadline = erlang:monotonic_time(millisecond) + TimeoutMs,
     wait_ready_loop(T, Deadline, Ready).
 
 wait_ready_loop(T, Deadline, Ready) ->
-    S = status(T),
+    S = try status(T) catch exit:{noproc, _} -> noproc end,
     case Ready(S) of
         true -> ok;
         false ->

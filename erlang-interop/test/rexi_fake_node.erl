@@ -18,6 +18,9 @@ start(Release) ->
 init(Release) ->
     register(rexi_server_mon, self()),
     ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
+    %% nodes that connected before we subscribed (the ct node's first ping
+    %% can beat this process)
+    [self() ! {nodeup, N, []} || N <- nodes(connected)],
     loop(#{release => Release, servers => 1}).
 
 loop(St) ->
