@@ -99,6 +99,21 @@ name(Prefix, R) ->
 %% ---------------------------------------------------------------------------
 %% rolling upgrade
 
+%% Which in-place steps are safe (each node switches alone, callers read the
+%% release on every cast):
+%%  * R0 -> R1 on X only adds servers (after the next nodeup/tick); every
+%%    caller still uses the singleton. Safe at any time.
+%%  * R1 -> R2 on X: X now casts to rexi_server_<phash2(X)> on every target,
+%%    so every target must already be at R1+ AND have started that server:
+%%    barrier "all nodes R1 and every rexi_server_mon status ok" before the
+%%    first R2 step (run_steps waits for it). X's kills of jobs it cast under
+%%    R1 reach the singleton through the double kill.
+%%  * R2 -> R3 on X removes X's singleton: no caller may still use it, so
+%%    barrier "all nodes R2" (the step order gives it; the previous step ran
+%%    STEP_MS, longer than any cast takes to arrive). A singleton stopped with
+%%    requests still in its mailbox would drop them, and its running workers
+%%    become orphans (no rexi_EXIT, kills ignored).
+%% The cluster thus never holds two non-adjacent releases at once.
 rolling_upgrade(Config) ->
     Names = [n1, n2, n3],
     Env = [{release, 0}, {check_interval_ms, ?CHECK_MS}],

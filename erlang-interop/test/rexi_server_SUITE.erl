@@ -8,13 +8,14 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
 -export([legacy_doit/1, error_ring/1, kill_all/1, exit_reasons/1,
          mismatched_ack/1, stream_timeout/1, recv_loop/1, names_by_release/1,
-         release_switch/1]).
+         release_switch/1, r2_double_kill/1]).
 
 suite() -> [{timetrap, {minutes, 2}}].
 
 all() ->
     [legacy_doit, error_ring, kill_all, exit_reasons, mismatched_ack,
-     stream_timeout, recv_loop, names_by_release, release_switch].
+     stream_timeout, recv_loop, names_by_release, release_switch,
+     r2_double_kill].
 
 init_per_suite(Config) ->
     T = rexi_ct_lib:start_beam(srv, [{release, 1}, {check_interval_ms, 500},
@@ -129,3 +130,24 @@ release_switch(Config) ->
     false = lists:member(rexi_server, Regs()),
     answered = rpc:call(N, rexi_traffic, probe, [N, self_cast, 2000]),
     ok = rexi_ct_lib:set_release(T, 1).
+
+%% The reason for release 2's double kill: a job cast under R1 (to the
+%% singleton) and killed after the caller moved to R2 is still killed; an R3
+%% caller's kill (per-node name only) misses it and the job runs on. The ct
+%% node is the caller here (the rexi app need not run on it; only its env).
+r2_double_kill(Config) ->
+    N = node_of(Config),
+    ok = rexi_ct_lib:wait_ready(?config(t, Config), 5000),
+    try
+        Kill = fun(CallerRelease) ->
+                       ok = application:set_env(rexi, release, 1),
+                       Ref = rexi:cast(N, {rexi_node, sleep, [400]}),
+                       ok = application:set_env(rexi, release, CallerRelease),
+                       ok = rexi:kill(N, Ref),
+                       receive {Ref, R} -> R after 700 -> nothing end
+               end,
+        nothing = Kill(2),
+        {slept, 400} = Kill(3)
+    after
+        application:unset_env(rexi, release)
+    end.
