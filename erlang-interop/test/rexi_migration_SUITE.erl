@@ -24,7 +24,7 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
 -export([matrix/1, rolling_upgrade/1, non_adjacent_jump/1, upgrade_gap/1,
-         rolling_upgrade_with_rust/1]).
+         rust_target_matrix/1, rolling_upgrade_with_rust/1]).
 -export([rolling_upgrade/2, run_traffic/2]).
 
 -define(CHECK_MS, 500).         % check_interval_ms for the peers
@@ -38,7 +38,7 @@ suite() ->
 
 all() ->
     [matrix, rolling_upgrade, non_adjacent_jump, upgrade_gap,
-     rolling_upgrade_with_rust].
+     rust_target_matrix, rolling_upgrade_with_rust].
 
 init_per_suite(Config) ->
     Config.
@@ -86,6 +86,49 @@ matrix(_Config) ->
     after
         [rexi_ct_lib:stop(T) || {_, T} <- Callers ++ Targets]
     end.
+
+%% rexi-node as the target at each of its releases (switched at runtime), against BEAM
+%% callers of every release. It serves every name itself, so every cast the protocol
+%% allows is answered: only R0/R1 callers (which use the singleton) lose their casts to
+%% a rexi-node at release 3, where the singleton is retired, as MIGRATION.md says for
+%% any R3 target.
+rust_target_matrix(_Config) ->
+    case filelib:is_regular(rexi_ct_lib:rust_bin()) of
+        false -> {skip, "no rexi-node binary (set REXI_NODE_BIN)"};
+        true -> rust_target_matrix()
+    end.
+
+rust_target_matrix() ->
+    Rs = [0, 1, 2, 3],
+    Env = fun(R) -> [{release, R}, {check_interval_ms, ?CHECK_MS}] end,
+    Callers = [{R, rexi_ct_lib:start_beam(name("rc", R), Env(R))} || R <- Rs],
+    Rust = rexi_ct_lib:start_rust(rust_matrix, 1),
+    try
+        [rexi_ct_lib:connect(C, Rust) || {_, C} <- Callers],
+        Results =
+            lists:append(
+              [begin
+                   ok = rexi_ct_lib:set_release(Rust, RT),
+                   ok = rexi_ct_lib:wait_ready(Rust, 10000),
+                   [{RC, RT, probe(C, Rust, {RC, RT})} || {RC, C} <- Callers]
+               end || RT <- Rs]),
+        Rows = [[io_lib:format("R~p", [RC]) |
+                 [atom_to_list(R) ++ mark(R, expected_rust(RC, RT))
+                  || {RC1, RT, R} <- Results, RC1 =:= RC]] || RC <- Rs],
+        Table = rexi_ct_lib:fmt_table(["caller\\rexi-node", "R0", "R1", "R2", "R3"], Rows),
+        report("doit delivery to rexi-node, caller release x rexi-node release "
+               "(\"!\" marks a result that differs from MIGRATION.md)", Table),
+        Wrong = [{RC, RT, R} || {RC, RT, R} <- Results, R =/= expected_rust(RC, RT)],
+        [] = Wrong
+    after
+        rexi_ct_lib:stop(Rust),
+        [rexi_ct_lib:stop(C) || {_, C} <- Callers]
+    end.
+
+%% A C-node serves every name at every release: the only losses are casts to the
+%% singleton once it is retired (release 3).
+expected_rust(RC, 3) when RC =< 1 -> lost;
+expected_rust(_, _) -> answered.
 
 mark(R, R) -> "";
 mark(_, _) -> "!".
