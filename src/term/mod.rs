@@ -1,6 +1,13 @@
-//! Erlang term text syntax <-> `eetf::Term` (issue 3). Skeleton.
+//! Erlang term text syntax <-> `eetf::Term`, for the CLI and for logs.
+//!
+//! Operators think in Erlang syntax: they copy `{ok, <<"db">>}` out of a remote shell and
+//! expect `rexi-node phash2` to hash exactly that term, and they read our logs next to the
+//! BEAM's. [`parse`] reads what `erl_parse:parse_term/1` reads; [`print`] writes what
+//! `io:format("~tp")` writes, on one line, and its output parses back to the same term.
+//! Both are iterative, since a term's depth is up to whoever typed or sent it.
 
-/// Placeholder printer until the term syntax lands.
-pub fn print(t: &eetf::Term) -> String {
-    format!("{t}")
-}
+mod parse;
+mod print;
+
+pub use parse::{parse, ParseError};
+pub use print::{atom_text, float_text, print, print_truncated};
