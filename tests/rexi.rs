@@ -141,3 +141,17 @@ fn switching_release_under_traffic_loses_nothing_but_counted_singleton_casts() {
         d.log.text()
     );
 }
+
+#[test]
+fn phash2_and_node_served_over_rexi_match_the_beam() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_rexi8", &[]);
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_hash",
+        "phash2_served",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+    assert!(out.contains("terms agree"), "{}", out.text());
+}

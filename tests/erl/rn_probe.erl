@@ -4,7 +4,7 @@
 -module(rn_probe).
 -export([ping/1, expect_ping/1, monitors/1, wait_connected/1, idle/1, big/1, traffic/1,
          shapes/1, fresh_connect/1, storm/1, panic/1, never_returns/1, cast_and_die/1,
-         await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1]).
+         await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1, phash2_served/1]).
 
 -define(T(L), list_to_atom(hd(L))).
 
@@ -468,3 +468,25 @@ traced(L) ->
         seq_trace:set_token([]),
         ok
     end).
+
+%% erlang:phash2/1,2 and erlang:node/0 served by rexi-node agree with this BEAM.
+phash2_served(L) ->
+    T = ?T(L),
+    check(fun() ->
+        pong = net_adm:ping(T),
+        Terms = [node(), 'hôte@ñu', -1, 1 bsl 70, 0.0, -0.0, [1, 2 | x], "abc", <<1:3>>,
+                 #{a => [1], {b} => <<"c">>}, {self(), make_ref()}, fun lists:map/2,
+                 lists:foldl(fun(I, A) -> [I | A] end, [], lists:seq(1, 300))],
+        Bad = [{X, Got} || X <- Terms,
+                           Got <- [rpc_cast(T, erlang, phash2, [X]), rpc_cast(T, erlang, phash2, [X, 1 bsl 32])],
+                           not lists:member(Got, [erlang:phash2(X), erlang:phash2(X, 1 bsl 32)])],
+        [] = Bad,
+        T = rpc_cast(T, erlang, node, []),
+        {rexi_EXIT, {badarg, _}} = rpc_cast(T, erlang, phash2, [x, 0]),
+        io:format("PHASH2 ~p terms agree~n", [length(Terms)]),
+        ok
+    end).
+
+rpc_cast(T, M, F, A) ->
+    R = cast({rexi_server, T}, {M, F, A}),
+    receive {R, V} -> V after 5000 -> timeout end.
