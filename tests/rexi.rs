@@ -155,3 +155,29 @@ fn phash2_and_node_served_over_rexi_match_the_beam() {
     );
     assert!(out.contains("terms agree"), "{}", out.text());
 }
+
+#[test]
+fn overload_is_answered_at_once() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_rexi9", &["--max-jobs", "5"]);
+    Erl::run_ok(
+        epmd.port,
+        "e_over",
+        "overload",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn worker_side_timeouts_end_abandoned_jobs() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_rexi10", &["--worker-timeout", "1"]);
+    Erl::run_ok(
+        epmd.port,
+        "e_wt",
+        "worker_timeouts",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+}

@@ -4,7 +4,7 @@
 -module(rn_probe).
 -export([ping/1, expect_ping/1, monitors/1, wait_connected/1, idle/1, big/1, traffic/1,
          shapes/1, fresh_connect/1, storm/1, panic/1, never_returns/1, cast_and_die/1,
-         await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1, phash2_served/1]).
+         await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1, phash2_served/1, overload/1, worker_timeouts/1]).
 
 -define(T(L), list_to_atom(hd(L))).
 
@@ -490,3 +490,38 @@ phash2_served(L) ->
 rpc_cast(T, M, F, A) ->
     R = cast({rexi_server, T}, {M, F, A}),
     receive {R, V} -> V after 5000 -> timeout end.
+
+%% With --max-jobs 5: the sixth concurrent job is refused at once with overloaded.
+overload(L) ->
+    T = ?T(L),
+    check(fun() ->
+        pong = net_adm:ping(T),
+        Refs = [cast({rexi_server, T}, {rexi_node, sleep, [2000]}) || _ <- lists:seq(1, 5)],
+        R6 = cast({rexi_server, T}, {rexi_node, echo, [six]}),
+        {R6, {rexi_EXIT, {overloaded, []}}} = rx(1000),
+        1 = stat(T, overloaded),
+        [receive {R, {slept, 2000}} -> ok after 5000 -> error(lost) end || R <- Refs],
+        R7 = cast({rexi_server, T}, {rexi_node, echo, [seven]}),
+        {R7, seven} = rx(1000),
+        ok
+    end).
+
+%% With --worker-timeout 1: an unanswered sync_reply returns timeout to the job, an
+%% unanswered stream2 INIT and unacked stream rows end the job with {timeout, Stack}.
+worker_timeouts(L) ->
+    T = ?T(L),
+    check(fun() ->
+        pong = net_adm:ping(T),
+        R1 = cast({rexi_server, T}, {rexi_node, sync, [q]}),
+        {R1, {_, _}, q} = rx(2000),
+        {R1, {answered, timeout}} = rx(3000),
+        R2 = cast({rexi_server, T}, {rexi_node, stream2, [3, x]}),
+        {R2, {_, _}, rexi_STREAM_INIT} = rx(2000),
+        {R2, {rexi_EXIT, {timeout, S2}}} = rx(3000),
+        true = is_list(S2),
+        R3 = cast({rexi_server, T}, {rexi_node, stream, [20, x]}),
+        Rows = [receive {R3, _, Row} -> Row after 2000 -> missing end || _ <- lists:seq(1, 10)],
+        10 = length([X || X <- Rows, X =/= missing]),
+        {R3, {rexi_EXIT, {timeout, _}}} = rx(3000),
+        ok
+    end).
