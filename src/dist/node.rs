@@ -314,7 +314,8 @@ impl Node {
     pub fn peers(&self) -> Vec<String> {
         let mut v: Vec<String> = rlock(&self.0.peers)
             .iter()
-            .filter_map(|(k, s)| matches!(s, Slot::Up(_)).then(|| k.clone()))
+            .filter(|(_, s)| matches!(s, Slot::Up(_)))
+            .map(|(k, _)| k.clone())
             .collect();
         v.sort();
         v
@@ -445,10 +446,9 @@ impl Node {
         match self.peer(node) {
             Some(p) => {
                 let c = ctl::reg_send(from, name);
-                let r = p
-                    .outbox
-                    .push(|b| message::write_frame(b, &c, Some(message)));
-                r
+
+                p.outbox
+                    .push(|b| message::write_frame(b, &c, Some(message)))
             }
             None => Err(SendError::NotConnected(node.to_string())),
         }
