@@ -75,10 +75,7 @@ matrix(_Config) ->
         [ok = rexi_ct_lib:wait_ready(T, 10000) || {_, T} <- Targets],
         Results =
             [{RC, RT, probe(C, T, {RC, RT})} || {RC, C} <- Callers, {RT, T} <- Targets],
-        Rows = [[io_lib:format("R~p", [RC]) |
-                 [atom_to_list(R) ++ mark(R, expected(RC, RT))
-                  || {RC1, RT, R} <- Results, RC1 =:= RC]] || RC <- Rs],
-        Table = rexi_ct_lib:fmt_table(["caller\\target", "R0", "R1", "R2", "R3"], Rows),
+        Table = matrix_table("caller\\target", Rs, Results, fun expected/2),
         report("doit delivery, caller release x target release "
                "(\"!\" marks a result that differs from MIGRATION.md)", Table),
         Wrong = [{RC, RT, R} || {RC, RT, R} <- Results, R =/= expected(RC, RT)],
@@ -112,10 +109,7 @@ rust_target_matrix() ->
                    ok = rexi_ct_lib:wait_ready(Rust, 10000),
                    [{RC, RT, probe(C, Rust, {RC, RT})} || {RC, C} <- Callers]
                end || RT <- Rs]),
-        Rows = [[io_lib:format("R~p", [RC]) |
-                 [atom_to_list(R) ++ mark(R, expected_rust(RC, RT))
-                  || {RC1, RT, R} <- Results, RC1 =:= RC]] || RC <- Rs],
-        Table = rexi_ct_lib:fmt_table(["caller\\rexi-node", "R0", "R1", "R2", "R3"], Rows),
+        Table = matrix_table("caller\\rexi-node", Rs, Results, fun expected_rust/2),
         report("doit delivery to rexi-node, caller release x rexi-node release "
                "(\"!\" marks a result that differs from MIGRATION.md)", Table),
         Wrong = [{RC, RT, R} || {RC, RT, R} <- Results, R =/= expected_rust(RC, RT)],
@@ -129,6 +123,14 @@ rust_target_matrix() ->
 %% singleton once it is retired (release 3).
 expected_rust(RC, 3) when RC =< 1 -> lost;
 expected_rust(_, _) -> answered.
+
+%% One row per caller release, one column per target release; "!" marks a cell that
+%% differs from what Expected says.
+matrix_table(Corner, Rs, Results, Expected) ->
+    Rows = [[io_lib:format("R~p", [RC]) |
+             [atom_to_list(R) ++ mark(R, Expected(RC, RT))
+              || {RC1, RT, R} <- Results, RC1 =:= RC]] || RC <- Rs],
+    rexi_ct_lib:fmt_table([Corner | [io_lib:format("R~p", [R]) || R <- Rs]], Rows).
 
 mark(R, R) -> "";
 mark(_, _) -> "!".
