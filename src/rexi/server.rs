@@ -292,13 +292,7 @@ impl RexiServer {
             return;
         }
         let Some(me) = self.me.upgrade() else { return };
-        let mailbox = self.node.spawn_mailbox();
-        let state = Arc::new(JobState::new(
-            d.caller,
-            d.reference,
-            mailbox.pid.clone(),
-            d.nonce,
-        ));
+        let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce));
         if let Some(old) = lock(&self.jobs).insert(
             key.clone(),
             JobEntry {
@@ -312,7 +306,6 @@ impl RexiServer {
             self.node.clone(),
             me.clone(),
             state.clone(),
-            mailbox,
             self.cfg.worker_timeout,
             self.cfg.stream_limit,
         );
@@ -346,11 +339,13 @@ impl RexiServer {
         let entry = lock(&self.jobs).remove(&key);
         match entry {
             Some(e) => {
-                e.state.kill();
+                let worker = e.state.kill();
                 if let Some(a) = e.abort {
                     a.abort();
                 }
-                self.node.exit_process(&e.state.worker, &atom("killed"));
+                if let Some(w) = worker {
+                    self.node.exit_process(&w, &atom("killed"));
+                }
                 bump(&self.stats.kills);
             }
             None => {
@@ -372,12 +367,13 @@ impl RexiServer {
             keys.into_iter().filter_map(|k| jobs.remove(&k)).collect()
         };
         for e in gone {
-            e.state.kill();
+            let worker = e.state.kill();
             if let Some(a) = e.abort {
                 a.abort();
             }
-            self.node
-                .exit_process(&e.state.worker, &atom("noconnection"));
+            if let Some(w) = worker {
+                self.node.exit_process(&w, &atom("noconnection"));
+            }
             bump(&self.stats.cancelled_nodedown);
         }
     }
@@ -413,7 +409,9 @@ impl RexiServer {
                 }
             }
         };
-        self.node.exit_process(&state.worker, &exit_reason);
+        if let Some(w) = state.worker() {
+            self.node.exit_process(&w, &exit_reason);
+        }
     }
 
     fn record_error(&self, reason: &Term, m: &str, f: &str, arity: usize, nonce: &Term) {

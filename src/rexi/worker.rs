@@ -38,42 +38,60 @@ impl Failure {
 }
 
 /// What the server and the job share.
+///
+/// The job's pid is registered only when the job first shows it to the caller
+/// (`sync_reply`, a stream row, [`Ctx::pid`]): a plain `reply` job, the common case, never
+/// needs a mailbox, and nobody can address a pid they were never sent. The kill flag and
+/// the pid live under one lock, so a kill either sees the pid (and ends that process) or
+/// makes the registration fail.
 pub struct JobState {
     pub caller: Pid,
     pub reference: Reference,
-    pub worker: Pid,
     pub nonce: Term,
-    killed: Mutex<bool>,
+    inner: Mutex<JobInner>,
+}
+
+#[derive(Default)]
+struct JobInner {
+    killed: bool,
+    worker: Option<Pid>,
 }
 
 impl JobState {
-    pub fn new(caller: Pid, reference: Reference, worker: Pid, nonce: Term) -> JobState {
+    pub fn new(caller: Pid, reference: Reference, nonce: Term) -> JobState {
         JobState {
             caller,
             reference,
-            worker,
             nonce,
-            killed: Mutex::new(false),
+            inner: Mutex::new(JobInner::default()),
         }
     }
 
-    fn flag(&self) -> std::sync::MutexGuard<'_, bool> {
-        self.killed.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn kill(&self) {
-        *self.flag() = true;
+    /// Marks the job killed; its pid, if it has one, for the caller to end.
+    pub fn kill(&self) -> Option<Pid> {
+        let mut g = self.lock();
+        g.killed = true;
+        g.worker.clone()
     }
 
     pub fn is_killed(&self) -> bool {
-        *self.flag()
+        self.lock().killed
+    }
+
+    /// The job's pid, if it was ever shown.
+    pub fn worker(&self) -> Option<Pid> {
+        self.lock().worker.clone()
     }
 
     /// Sends to the caller unless the job was killed; false when it was.
     pub fn send(&self, node: &Node, message: Term) -> bool {
-        let killed = self.flag();
-        if *killed {
-            drop(killed);
+        let g = self.lock();
+        if g.killed {
+            drop(g);
             etf::dispose(message);
             return false;
         }
@@ -95,7 +113,8 @@ pub struct Ctx {
     node: Node,
     server: Arc<RexiServer>,
     job: Arc<JobState>,
-    mailbox: Mailbox,
+    mailbox: Option<Mailbox>,
+    pid: Option<Pid>,
     timeout: Duration,
     stream_limit: usize,
     unacked: usize,
@@ -113,7 +132,6 @@ impl Ctx {
         node: Node,
         server: Arc<RexiServer>,
         job: Arc<JobState>,
-        mailbox: Mailbox,
         timeout: Duration,
         stream_limit: usize,
     ) -> Ctx {
@@ -121,7 +139,8 @@ impl Ctx {
             node,
             server,
             job,
-            mailbox,
+            mailbox: None,
+            pid: None,
             timeout,
             stream_limit,
             unacked: 0,
@@ -129,13 +148,41 @@ impl Ctx {
         }
     }
 
+    /// Registers this job's pid and mailbox on first use.
+    fn ensure_mailbox(&mut self) -> Result<(), Failure> {
+        if self.mailbox.is_some() {
+            return Ok(());
+        }
+        let mut g = self.job.lock();
+        if g.killed {
+            return Err(Failure::Exit(atom("killed")));
+        }
+        let mb = self.node.spawn_mailbox();
+        g.worker = Some(mb.pid.clone());
+        drop(g);
+        self.pid = Some(mb.pid.clone());
+        self.mailbox = Some(mb);
+        Ok(())
+    }
+
+    fn worker_term(&mut self) -> Result<Term, Failure> {
+        self.ensure_mailbox()?;
+        match &self.pid {
+            Some(p) => Ok(Term::Pid(p.clone())),
+            None => Err(Failure::Exit(atom("killed"))),
+        }
+    }
+
     pub fn node(&self) -> &Node {
         &self.node
     }
 
-    /// This job's pid (the `WorkerPid` callers ack and answer to).
-    pub fn pid(&self) -> &Pid {
-        &self.job.worker
+    /// This job's pid (the `WorkerPid` callers ack and answer to); registers it on first use.
+    pub fn pid(&mut self) -> Result<Pid, Failure> {
+        self.ensure_mailbox()?;
+        self.pid
+            .clone()
+            .ok_or_else(|| Failure::Exit(atom("killed")))
     }
 
     pub fn caller(&self) -> &Pid {
@@ -167,7 +214,7 @@ impl Ctx {
     pub async fn sync_reply(&mut self, msg: Term) -> Result<Term, Failure> {
         let tag = self.node.make_ref();
         let from = tuple(vec![
-            Term::Pid(self.job.worker.clone()),
+            self.worker_term()?,
             Term::Reference(Box::new(tag.clone())),
         ]);
         self.job.send(
@@ -245,15 +292,22 @@ impl Ctx {
             }
         } else {
             // Drain acks already queued without waiting.
-            while let Ok(sig) = self.mailbox.rx.try_recv() {
+            while let Some(sig) = self.mailbox.as_mut().and_then(|m| m.rx.try_recv().ok()) {
                 if let Event::Message(m) = self.absorb(sig)? {
                     etf::dispose(m);
                 }
             }
         }
+        let worker = match self.worker_term() {
+            Ok(w) => w,
+            Err(e) => {
+                etf::dispose(msg);
+                return Err(e);
+            }
+        };
         let row = tuple(vec![
             Term::Reference(Box::new(self.job.reference.clone())),
-            Term::Pid(self.job.worker.clone()),
+            worker,
             msg,
         ]);
         if self.job.send(&self.node, row) {
@@ -264,7 +318,11 @@ impl Ctx {
     }
 
     async fn next(&mut self, until: Instant) -> Result<Event, Failure> {
-        match tokio::time::timeout_at(until, self.mailbox.rx.recv()).await {
+        self.ensure_mailbox()?;
+        let Some(mb) = self.mailbox.as_mut() else {
+            return Err(Failure::Exit(atom("killed")));
+        };
+        match tokio::time::timeout_at(until, mb.rx.recv()).await {
             Err(_) => Ok(Event::Timeout),
             Ok(None) => Err(Failure::Exit(atom("killed"))),
             Ok(Some(sig)) => self.absorb(sig),
