@@ -284,9 +284,11 @@ impl<'a> Hasher<'a> {
         }
     }
 
-    /// Visits one term: leaves are absorbed at once, containers absorb their header and push
-    /// their children.
-    fn visit(&mut self, t: &'a Term) -> Result<(), Phash2Error> {
+    /// Absorbs `t` if it is a leaf (a term with no subterms to schedule) and says whether
+    /// it was. Lists and tuples hash their leaf elements through this directly, without a
+    /// round trip through the stack: most elements are leaves.
+    #[inline]
+    fn leaf(&mut self, t: &Term) -> bool {
         match t {
             Term::Atom(a) => self.atom(&a.name),
             Term::FixInteger(i) => self.int_i64(i64::from(i.value)),
@@ -304,6 +306,31 @@ impl<'a> Hasher<'a> {
                     _ => self.bits(&b.bytes, 0, 0),
                 }
             }
+            Term::List(l) if l.elements.is_empty() => self.nil(),
+            Term::ByteList(l) if l.bytes.is_empty() => self.nil(),
+            Term::Pid(p) => self.absorb1(p.id, HCONST_5),
+            Term::Port(p) => self.absorb2(p.id as u32, (p.id >> 32) as u32, HCONST_6),
+            Term::Reference(r) => {
+                // A reference always has at least one ID word in ETF; an empty one from a
+                // hand-built term hashes like a zero word rather than failing.
+                self.absorb1(r.id.first().copied().unwrap_or(0), HCONST_7)
+            }
+            Term::ExternalFun(f) => {
+                self.absorb2(u32::from(f.arity), atom_hash(&f.module.name), HCONST);
+                self.absorb1(atom_hash(&f.function.name), HCONST_14);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Visits one term: leaves are absorbed at once, containers absorb their header and push
+    /// their children.
+    fn visit(&mut self, t: &'a Term) -> Result<(), Phash2Error> {
+        if self.leaf(t) {
+            return Ok(());
+        }
+        match t {
             Term::Tuple(tu) => {
                 self.absorb1(tu.elements.len() as u32, HCONST_9);
                 self.seq(&tu.elements);
@@ -323,17 +350,6 @@ impl<'a> Hasher<'a> {
                     self.map_pairs(m.map.iter());
                 }
             }
-            Term::Pid(p) => self.absorb1(p.id, HCONST_5),
-            Term::Port(p) => self.absorb2(p.id as u32, (p.id >> 32) as u32, HCONST_6),
-            Term::Reference(r) => {
-                // A reference always has at least one ID word in ETF; an empty one from a
-                // hand-built term hashes like a zero word rather than failing.
-                self.absorb1(r.id.first().copied().unwrap_or(0), HCONST_7)
-            }
-            Term::ExternalFun(f) => {
-                self.absorb2(u32::from(f.arity), atom_hash(&f.module.name), HCONST);
-                self.absorb1(atom_hash(&f.function.name), HCONST_14);
-            }
             Term::InternalFun(f) => match &**f {
                 InternalFun::New {
                     module,
@@ -348,6 +364,8 @@ impl<'a> Hasher<'a> {
                 }
                 InternalFun::Old { .. } => return Err(Phash2Error::OldInternalFun),
             },
+            // Every other kind is a leaf, absorbed above.
+            _ => {}
         }
         Ok(())
     }
@@ -430,6 +448,14 @@ impl<'a> Hasher<'a> {
                     if count > 0 {
                         self.absorb1(packed, HCONST_4);
                     }
+                    // A non-byte element ends the run; the rest of the list starts a new
+                    // one, exactly as when the BEAM pops the rest of the list later.
+                    if self.leaf(e) {
+                        count = 0;
+                        packed = 0;
+                        seg = rest;
+                        continue;
+                    }
                     self.stack.push(Work::List(rest, tail));
                     self.stack.push(Work::Term(e));
                     return;
@@ -445,13 +471,20 @@ impl<'a> Hasher<'a> {
         loop {
             match item {
                 Work::Term(t) => self.visit(t)?,
-                Work::Seq([first, rest @ ..]) => {
-                    if !rest.is_empty() {
-                        self.stack.push(Work::Seq(rest));
+                Work::Seq(mut elems) => {
+                    // Leaves in a row are absorbed here; the first container is visited
+                    // after the rest of the sequence is put back on the stack.
+                    while let [first, rest @ ..] = elems {
+                        elems = rest;
+                        if !self.leaf(first) {
+                            if !rest.is_empty() {
+                                self.stack.push(Work::Seq(rest));
+                            }
+                            self.visit(first)?;
+                            break;
+                        }
                     }
-                    self.visit(first)?;
                 }
-                Work::Seq([]) => {}
                 Work::List(seg, tail) => self.list(seg, tail),
                 Work::MapPairs(it) => self.map_pairs(it),
                 Work::MapPair => {

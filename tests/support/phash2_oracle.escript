@@ -11,8 +11,8 @@
 %%       COUNT lines: the 64 bits of a float in hex TAB io_lib:format("~p", [F])
 %%   escript phash2_oracle.escript bench FILE ITERATIONS
 %%       decodes the base64 term in the first column of every line of FILE, then times
-%%       ITERATIONS rounds of erlang:phash2/1 over all of them (timer:tc);
-%%       prints "terms TAB total_ns TAB ns_per_term"
+%%       ITERATIONS rounds of erlang:phash2/1 over all of them (timer:tc), seven times;
+%%       prints "terms TAB total_ns TAB ns_per_term" of the fastest of the seven
 %%
 %% Only `escript` is needed: no distribution, no epmd. Pids, ports and references of
 %% other nodes are made by binary_to_term of hand-built external-format bytes.
@@ -43,7 +43,9 @@ main(["bench", File, Iters]) ->
              || L <- binary:split(Bin, <<"\n">>, [global]), L =/= <<>>],
     N = list_to_integer(Iters),
     _ = hash_rounds(Terms, 1, 0),               % warm up
-    {Us, _} = timer:tc(fun() -> hash_rounds(Terms, N, 0) end),
+    %% The best of several timings: on a shared machine the minimum is the least disturbed.
+    Us = lists:min([element(1, timer:tc(fun() -> hash_rounds(Terms, N, 0) end))
+                    || _ <- lists:seq(1, 7)]),
     Count = length(Terms) * N,
     io:format("~b\t~b\t~.3f~n", [length(Terms), Us * 1000, Us * 1000 / Count]);
 main(_) ->
