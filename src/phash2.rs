@@ -425,7 +425,8 @@ impl<'a> Hasher<'a> {
                         self.absorb1(packed, HCONST_4);
                     }
                     match tail {
-                        // Not a list, so `visit` cannot come back here: no recursion.
+                        Some(t) if self.leaf(t) => {}
+                        // Not a list, so visiting it cannot come back here.
                         Some(t) => self.stack.push(Work::Term(t)),
                         None => self.nil(),
                     }
