@@ -89,6 +89,12 @@ fn phash2_explains_bad_input() {
         );
     }
 
+    let o = run(&["phash2", "a@127.0.0.1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("hint: node names with dots or dashes are quoted atoms: 'a@127.0.0.1'")
+    );
+
     let o = run(&["phash2"]);
     assert!(!o.status.success());
     let o = run(&["phash2", "a", "--batch"]);

@@ -198,6 +198,8 @@ fn errors_name_the_column_and_what_was_expected() {
     assert!(e.to_string().contains("quote it as 'end'"), "{e}");
     assert_eq!(parse("[a,\n  b").unwrap_err().line, 2);
     assert!(parse(&format!("'{}'", "x".repeat(256))).is_err());
+    assert!(parse(&"x".repeat(256)).is_err());
+    assert!(parse(&"x".repeat(255)).is_ok());
     assert!(parse("<<0:99999999999>>").is_err());
 }
 
@@ -294,4 +296,37 @@ fn has_no_literal_syntax(t: &Term) -> bool {
         }
     }
     false
+}
+
+#[test]
+fn opaque_terms_print_like_erlang_with_the_node_name() {
+    let pid = Term::from(eetf::Pid::from(("a@b", 85, 0)));
+    assert_eq!(print(&pid), "<a@b.85.0>");
+    let port = Term::from(eetf::Port {
+        node: eetf::Atom::from("a@b"),
+        id: 7,
+        creation: 1,
+    });
+    assert_eq!(print(&port), "#Port<a@b.7>");
+    let r = Term::from(eetf::Reference {
+        node: eetf::Atom::from("a@b"),
+        id: vec![1, 2, 3],
+        creation: 1,
+    });
+    assert_eq!(print(&r), "#Ref<a@b.3.2.1>");
+    let f = Term::from(eetf::InternalFun::New {
+        module: eetf::Atom::from("erl_eval"),
+        arity: 1,
+        pid: eetf::Pid::from(("a@b", 1, 0)),
+        free_vars: vec![],
+        index: 6,
+        uniq: [0; 16],
+        old_index: 6,
+        old_uniq: 3316493,
+    });
+    assert_eq!(print(&f), "#Fun<erl_eval.6.3316493>");
+    assert_eq!(
+        print(&Term::from(eetf::Tuple::from(vec![pid, f]))),
+        "{<a@b.85.0>,#Fun<erl_eval.6.3316493>}"
+    );
 }

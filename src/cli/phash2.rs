@@ -87,7 +87,16 @@ fn run(a: Args) -> ExitCode {
             eprintln!("rexi-node phash2: TERM is not an Erlang term: {e}");
             if e.line == 1 && !text.contains('\n') && text.chars().count() <= 200 {
                 eprintln!("  {text}");
-                eprintln!("  {}^", " ".repeat(e.column - 1));
+                eprintln!("  {}^", " ".repeat(e.column.saturating_sub(1)));
+            }
+            // The commonest slip: a node name typed bare, which Erlang reads as `a@127`
+            // followed by a full stop.
+            let t = text.trim();
+            if t.contains('@')
+                && !t.starts_with(['\'', '"', '{', '[', '#', '<'])
+                && !t.contains(char::is_whitespace)
+            {
+                eprintln!("hint: node names with dots or dashes are quoted atoms: '{t}' (or try: rexi-node server-id {t})");
             }
             return ExitCode::from(2);
         }

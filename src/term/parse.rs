@@ -195,6 +195,13 @@ impl Parser {
         };
         let tok = if is_atom_start(c) {
             let name = self.take_name();
+            if self.pos - start > MAX_ATOM_CHARS {
+                return Err(self.error_at(
+                    start,
+                    "an atom of at most 255 characters",
+                    format!("{} characters", self.pos - start),
+                ));
+            }
             if RESERVED.contains(&name.as_str()) {
                 Tok::Reserved(name)
             } else {

@@ -10,8 +10,9 @@
 %%   escript phash2_oracle.escript floats SEED COUNT OUT
 %%       COUNT lines: the 64 bits of a float in hex TAB io_lib:format("~p", [F])
 %%   escript phash2_oracle.escript bench FILE ITERATIONS
-%%       decodes every term of a `terms` file, then times ITERATIONS rounds of
-%%       erlang:phash2/1 over all of them; prints "terms TAB total_ns TAB ns_per_term"
+%%       decodes the base64 term in the first column of every line of FILE, then times
+%%       ITERATIONS rounds of erlang:phash2/1 over all of them (timer:tc), seven times;
+%%       prints "terms TAB total_ns TAB ns_per_term" of the fastest of the seven
 %%
 %% Only `escript` is needed: no distribution, no epmd. Pids, ports and references of
 %% other nodes are made by binary_to_term of hand-built external-format bytes.
@@ -41,17 +42,23 @@ main(["bench", File, Iters]) ->
     Terms = [binary_to_term(base64:decode(hd(binary:split(L, <<"\t">>))))
              || L <- binary:split(Bin, <<"\n">>, [global]), L =/= <<>>],
     N = list_to_integer(Iters),
-    Loop = fun Loop(0) -> ok;
-               Loop(I) -> lists:foreach(fun(T) -> erlang:phash2(T) end, Terms), Loop(I - 1)
-           end,
-    Loop(1),                                    % warm up
-    {Us, ok} = timer:tc(fun() -> Loop(N) end),
+    _ = hash_rounds(Terms, 1, 0),               % warm up
+    %% The best of several timings: on a shared machine the minimum is the least disturbed.
+    Us = lists:min([element(1, timer:tc(fun() -> hash_rounds(Terms, N, 0) end))
+                    || _ <- lists:seq(1, 7)]),
     Count = length(Terms) * N,
     io:format("~b\t~b\t~.3f~n", [length(Terms), Us * 1000, Us * 1000 / Count]);
 main(_) ->
     io:format(standard_error,
               "usage: phash2_oracle.escript terms|floats SEED COUNT OUT | bench FILE N~n", []),
     halt(2).
+
+%% The result is folded into an accumulator so the compiler cannot drop the calls.
+hash_rounds(_Terms, 0, Acc) -> Acc;
+hash_rounds(Terms, N, Acc) -> hash_rounds(Terms, N - 1, hash_all(Terms, Acc)).
+
+hash_all([], Acc) -> Acc;
+hash_all([T | Ts], Acc) -> hash_all(Ts, Acc bxor erlang:phash2(T)).
 
 seed(S) ->
     _ = rand:seed(exsss, list_to_integer(S)),
