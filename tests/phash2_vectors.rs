@@ -13,9 +13,9 @@ const NODE_NAMES: &str = include_str!("fixtures/phash2/node_names.tsv");
 
 /// Runs `f` on a thread with a 512 MiB stack.
 ///
-/// TEMPORARY: `etf::decode` still delegates to eetf, whose decoder (and `Drop` of `Term`)
-/// recurses; lines 216–219 nest up to 10,001 levels and overflow the default test-thread
-/// stack. Once the iterative codec of issue 2 lands this wrapper can go.
+/// Why a big stack: the codec decodes and disposes iteratively, but these tests drop
+/// terms the ordinary way, through eetf's derived `Drop`, which recurses; the inputs nest
+/// up to 10,001 levels. The stack is reserved address space, touched only as deep as used.
 fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::Builder::new()
         .stack_size(512 << 20)

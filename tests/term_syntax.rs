@@ -217,8 +217,9 @@ fn truncated_printing_is_bounded() {
 
 /// Runs `f` on a thread with a 512 MiB stack.
 ///
-/// TEMPORARY: `etf::decode` still delegates to eetf, whose decoder and `Drop` of `Term`
-/// recurse, and the vectors nest up to 10,001 levels; our parser and printer don't need it.
+/// Why a big stack: the codec decodes and disposes iteratively, but these tests drop
+/// terms the ordinary way, through eetf's derived `Drop`, which recurses; the inputs nest
+/// up to 10,001 levels. The stack is reserved address space, touched only as deep as used.
 fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::Builder::new()
         .stack_size(512 << 20)

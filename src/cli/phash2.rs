@@ -52,25 +52,9 @@ fn parse_range(s: &str) -> Result<u64, String> {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    // TEMPORARY: decoding with the current `etf` (a thin layer over eetf) and dropping
-    // eetf terms both recurse, and terms nested thousands deep are legitimate input. Run on
-    // a thread with a large stack until the iterative codec lands; the stack is only
-    // reserved address space, pages are touched only as deep as the input goes.
-    let worker = std::thread::Builder::new()
-        .name("phash2".into())
-        .stack_size(512 << 20)
-        .spawn(move || run(a));
-    match worker.map(|h| h.join()) {
-        Ok(Ok(code)) => code,
-        Ok(Err(_)) => {
-            eprintln!("rexi-node phash2: internal error (the worker thread panicked); please report it with the input");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("rexi-node phash2: cannot start a worker thread: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // Parsing, decoding (etf::), hashing and disposing are all iterative: a term nested a
+    // million deep needs no big stack.
+    run(a)
 }
 
 fn run(a: Args) -> ExitCode {
