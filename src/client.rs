@@ -181,6 +181,31 @@ impl Client {
         result
     }
 
+    /// A fresh reference of this client node, e.g. a rexi job's `Ref`.
+    pub fn make_ref(&self) -> eetf::Reference {
+        self.node.make_ref()
+    }
+
+    /// `erlang:monitor(process, Target)` on `node` from this client's pid. The `DOWN`
+    /// (`noproc` at once when the name is not registered there, `noconnection` when the
+    /// node goes away) arrives through [`Client::recv`] as a [`Signal::Down`]. Tools use it
+    /// to fail fast instead of waiting on a message that was dropped.
+    pub fn monitor(&self, node: &str, target: ProcId) -> Result<eetf::Reference, SendError> {
+        self.node
+            .monitor_remote(&self.mailbox.pid, self.me.clone(), node, target)
+    }
+
+    /// Cancels a monitor set with [`Client::monitor`].
+    pub fn demonitor(
+        &self,
+        node: &str,
+        target: ProcId,
+        reference: &eetf::Reference,
+    ) -> Result<(), SendError> {
+        self.node
+            .demonitor_remote(&self.mailbox.pid, node, target, reference)
+    }
+
     pub async fn stop(self) {
         self.node.shutdown().await;
     }
