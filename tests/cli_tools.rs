@@ -291,6 +291,27 @@ fn cast_prints_replies_sync_replies_rows_and_rexi_exit() {
     assert_eq!(r.code, 0, "{}", r.text());
     assert_eq!(r.out.matches("(acked)").count(), 15, "{}", r.text());
 
+    // --keep-listening: past the final reply, until the worker (monitored once a row gave
+    // its pid) has exited.
+    let r = tool(
+        epmd.port,
+        &[
+            "cast",
+            &d.name,
+            "rexi_node",
+            "stream",
+            "2",
+            "z",
+            "--keep-listening",
+            "--timeout",
+            "10",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert!(r.plain().contains("reply: done"), "{}", r.text());
+    assert!(r.out.contains("end: worker exited: normal"), "{}", r.text());
+    assert!(r.took < Duration::from_secs(8), "took {:?}", r.took);
+
     let r = tool(
         epmd.port,
         &[
