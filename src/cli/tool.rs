@@ -258,12 +258,11 @@ pub fn small_int(t: &Term) -> Option<i64> {
     }
 }
 
-/// The elements of a proper list (`[]` included).
+/// The elements of a proper list (`[]` included). A list of small integers that arrived
+/// as a string (`ByteList`) is not a list of atoms or tuples, which is all callers expect.
 pub fn list_items(t: &Term) -> Option<&[Term]> {
     match t {
         Term::List(l) => Some(&l.elements),
-        Term::ImproperList(_) => None,
-        Term::ByteList(_) => None,
         _ => None,
     }
 }
