@@ -46,6 +46,9 @@ pub struct Client {
     mailbox: Mailbox,
     /// Kept to route `DOWN`s of the monitors this client sets.
     me: Arc<dyn Process>,
+    /// Signals that arrived during a [`Client::call`] and were not its reply: like
+    /// `gen_server:call`'s selective receive, a call leaves them for the next `recv`.
+    stash: std::collections::VecDeque<Signal>,
 }
 
 struct Forward(tokio::sync::mpsc::Sender<Signal>);
@@ -75,7 +78,12 @@ impl Client {
                 }
             }
         });
-        Ok(Client { node, mailbox, me })
+        Ok(Client {
+            node,
+            mailbox,
+            me,
+            stash: std::collections::VecDeque::new(),
+        })
     }
 
     pub fn node(&self) -> &Node {
@@ -102,6 +110,9 @@ impl Client {
 
     /// The next signal, or `None` after `timeout`.
     pub async fn recv(&mut self, timeout: Duration) -> Option<Signal> {
+        if let Some(sig) = self.stash.pop_front() {
+            return Some(sig);
+        }
         tokio::time::timeout(timeout, self.mailbox.rx.recv())
             .await
             .ok()
@@ -139,9 +150,16 @@ impl Client {
         etf::dispose(msg);
         sent.map_err(CallError::Send)?;
         let until = Instant::now() + timeout;
+        // Read the mailbox itself, not the stash: stashed signals are never a reply to
+        // this call (its reference is new).
+        let mut others = Vec::new();
         let result = loop {
             let left = until.saturating_duration_since(Instant::now());
-            let Some(sig) = self.recv(left).await else {
+            let Some(sig) = tokio::time::timeout(left, self.mailbox.rx.recv())
+                .await
+                .ok()
+                .flatten()
+            else {
                 break Err(CallError::Timeout);
             };
             match sig {
@@ -166,10 +184,10 @@ impl Client {
                         other => CallError::Exit(crate::term::print(other)),
                     });
                 }
-                Signal::Message { message, .. } => etf::dispose(message),
-                _ => {}
+                other => others.push(other),
             }
         };
+        self.stash.extend(others);
         if self.node.registry().remove_local_monitor(&mref) {
             let _ = self.node.demonitor_remote(
                 &self.mailbox.pid,
