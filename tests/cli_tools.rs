@@ -61,8 +61,19 @@ fn tool(epmd_port: u16, args: &[&str]) -> Run {
 
 /// A BEAM node with the stand-in rexi at `release`, its env set or not, connected to `peers`.
 fn standin(epmd_port: u16, alive: &str, release: u8, env: bool, peers: &[&str]) -> Erl {
+    standin_mode(
+        epmd_port,
+        alive,
+        release,
+        if env { "env" } else { "noenv" },
+        peers,
+    )
+}
+
+/// `mode`: env, noenv or env_waiting (rexi_server_mon answers `{waiting, 1}`).
+fn standin_mode(epmd_port: u16, alive: &str, release: u8, mode: &str, peers: &[&str]) -> Erl {
     let rel = release.to_string();
-    let mut args = vec![rel.as_str(), if env { "env" } else { "noenv" }];
+    let mut args = vec![rel.as_str(), mode];
     args.extend_from_slice(peers);
     let e = Erl::start_run(epmd_port, alive, COOKIE, "rn_rexi_standin", "start", &args);
     assert!(
@@ -647,4 +658,35 @@ fn migrate_check_discovers_a_cluster_with_its_rexi_node() {
     let r = tool(epmd.port, &["migrate-check", "--cluster", &d.name]);
     assert_eq!(r.code, 3, "{}", r.text());
     assert!(r.err.contains("must be a BEAM node"), "{}", r.text());
+}
+
+#[test]
+fn migrate_check_reports_ok_star_pairs_as_lost_while_the_target_waits() {
+    let epmd = Epmd::start();
+    let b1 = standin_mode(epmd.port, "t_wait_b1", 1, "env_waiting", &[]);
+    let b2 = standin(epmd.port, "t_wait_b2", 2, true, &[]);
+    let r = tool(epmd.port, &["status", &b1.name]);
+    assert!(
+        r.plain().contains("rexi_server_mon status: {waiting,1}"),
+        "{}",
+        r.text()
+    );
+    // R2 -> R1 is "ok*": fine once b1 started b2's server, lost until then.
+    let r = tool(epmd.port, &["migrate-check", &b1.name, &b2.name]);
+    assert_eq!(r.code, 1, "{}", r.text());
+    assert!(
+        r.out.contains(&format!(
+            "{} (release 2) -> {} (release 1): WAIT",
+            b2.name, b1.name
+        )),
+        "{}",
+        r.text()
+    );
+    let j = tool(epmd.port, &["migrate-check", &b1.name, &b2.name, "--json"]).json();
+    assert_eq!(j["consistent"], false);
+    let waiting: Vec<&serde_json::Value> = j["matrix"]
+        .as_array()
+        .map(|v| v.iter().filter(|c| c["delivery"] == "WAIT").collect())
+        .unwrap_or_default();
+    assert_eq!(waiting.len(), 1, "{j}");
 }

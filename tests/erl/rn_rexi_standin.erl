@@ -4,7 +4,10 @@
 %% app exposes it, so that the operator tools (status, cast, migrate-check) can be tested
 %% against real BEAM nodes. At merge, the tests should start erlang-interop's rexi instead.
 %%
-%% erl -run rn_rexi_standin start Release env|noenv [PeerNode...]
+%% erl -run rn_rexi_standin start Release env|noenv|env_waiting [PeerNode...]
+%%
+%% env_waiting: as env, and rexi_server_mon answers status -> {waiting, 1}, as a real one
+%% does before its per-node servers exist.
 %%
 %% Release 0: rexi_server. Releases 1 and 2: rexi_server, rexi_server_mon, rexi_server_sup
 %% and rexi_server_<phash2(N)> for N in [node() | nodes()]. Release 3: the same without
@@ -19,6 +22,9 @@ start([Rel, Env | Peers]) ->
     [pong = net_adm:ping(list_to_atom(P)) || P <- Peers],
     case Env of
         "env" -> application:set_env(rexi, release, R);
+        "env_waiting" ->
+            application:set_env(rexi, release, R),
+            application:set_env(rn_rexi_standin, waiting, true);
         "noenv" -> ok
     end,
     Names = names(R),
@@ -46,7 +52,11 @@ sync(T) ->
 
 init(Name) -> {ok, Name}.
 
-handle_call(status, _From, rexi_server_mon = S) -> {reply, ok, S};
+handle_call(status, _From, rexi_server_mon = S) ->
+    case application:get_env(rn_rexi_standin, waiting) of
+        {ok, true} -> {reply, {waiting, 1}, S};
+        _ -> {reply, ok, S}
+    end;
 handle_call(_, _From, S) -> {reply, ignored, S}.
 
 handle_cast({doit, {Pid, Ref} = From, _Nonce, {M, F, A}}, S) ->
