@@ -46,6 +46,9 @@ pub struct Client {
     mailbox: Mailbox,
     /// Kept to route `DOWN`s of the monitors this client sets.
     me: Arc<dyn Process>,
+    /// Signals that arrived during a [`Client::call`] and were not its reply: like
+    /// `gen_server:call`'s selective receive, a call leaves them for the next `recv`.
+    stash: std::collections::VecDeque<Signal>,
 }
 
 struct Forward(tokio::sync::mpsc::Sender<Signal>);
@@ -75,7 +78,12 @@ impl Client {
                 }
             }
         });
-        Ok(Client { node, mailbox, me })
+        Ok(Client {
+            node,
+            mailbox,
+            me,
+            stash: std::collections::VecDeque::new(),
+        })
     }
 
     pub fn node(&self) -> &Node {
@@ -102,6 +110,9 @@ impl Client {
 
     /// The next signal, or `None` after `timeout`.
     pub async fn recv(&mut self, timeout: Duration) -> Option<Signal> {
+        if let Some(sig) = self.stash.pop_front() {
+            return Some(sig);
+        }
         tokio::time::timeout(timeout, self.mailbox.rx.recv())
             .await
             .ok()
@@ -139,9 +150,16 @@ impl Client {
         etf::dispose(msg);
         sent.map_err(CallError::Send)?;
         let until = Instant::now() + timeout;
+        // Read the mailbox itself, not the stash: stashed signals are never a reply to
+        // this call (its reference is new).
+        let mut others = Vec::new();
         let result = loop {
             let left = until.saturating_duration_since(Instant::now());
-            let Some(sig) = self.recv(left).await else {
+            let Some(sig) = tokio::time::timeout(left, self.mailbox.rx.recv())
+                .await
+                .ok()
+                .flatten()
+            else {
                 break Err(CallError::Timeout);
             };
             match sig {
@@ -166,10 +184,10 @@ impl Client {
                         other => CallError::Exit(crate::term::print(other)),
                     });
                 }
-                Signal::Message { message, .. } => etf::dispose(message),
-                _ => {}
+                other => others.push(other),
             }
         };
+        self.stash.extend(others);
         if self.node.registry().remove_local_monitor(&mref) {
             let _ = self.node.demonitor_remote(
                 &self.mailbox.pid,
@@ -179,6 +197,31 @@ impl Client {
             );
         }
         result
+    }
+
+    /// A fresh reference of this client node, e.g. a rexi job's `Ref`.
+    pub fn make_ref(&self) -> eetf::Reference {
+        self.node.make_ref()
+    }
+
+    /// `erlang:monitor(process, Target)` on `node` from this client's pid. The `DOWN`
+    /// (`noproc` at once when the name is not registered there, `noconnection` when the
+    /// node goes away) arrives through [`Client::recv`] as a [`Signal::Down`]. Tools use it
+    /// to fail fast instead of waiting on a message that was dropped.
+    pub fn monitor(&self, node: &str, target: ProcId) -> Result<eetf::Reference, SendError> {
+        self.node
+            .monitor_remote(&self.mailbox.pid, self.me.clone(), node, target)
+    }
+
+    /// Cancels a monitor set with [`Client::monitor`].
+    pub fn demonitor(
+        &self,
+        node: &str,
+        target: ProcId,
+        reference: &eetf::Reference,
+    ) -> Result<(), SendError> {
+        self.node
+            .demonitor_remote(&self.mailbox.pid, node, target, reference)
     }
 
     pub async fn stop(self) {

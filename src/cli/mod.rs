@@ -4,10 +4,19 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod cast;
 pub mod epmd;
+pub mod inspect;
+pub mod migrate_check;
+pub mod names;
 pub mod phash2;
+pub mod ping;
+pub mod release;
 pub mod run;
 pub mod server_id;
+pub mod status;
+pub mod term_text;
+pub mod tool;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +39,18 @@ pub enum Command {
     Phash2(phash2::Args),
     /// Print the rexi server names a BEAM node uses for caller NODE.
     ServerId(server_id::Args),
+    /// List the nodes registered with epmd on HOST: name, port, normal or hidden.
+    Names(names::Args),
+    /// Ping NODE (like net_adm:ping): pong with the round-trip time, or pang and why.
+    Ping(ping::Args),
+    /// Show NODE's rexi: release, rexi_server names, rexi_server_mon status (and stats).
+    Status(status::Args),
+    /// Run one rexi job on NODE through the singleton rexi_server and print what it sends.
+    Cast(cast::Args),
+    /// Read or change a running rexi-node's migration release.
+    Release(release::Args),
+    /// Check which nodes lose rexi casts now, and which may take their next release step.
+    MigrateCheck(migrate_check::Args),
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
@@ -38,6 +59,12 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Epmd(a) => epmd::main(a),
         Command::Phash2(a) => phash2::main(a),
         Command::ServerId(a) => server_id::main(a),
+        Command::Names(a) => names::main(a),
+        Command::Ping(a) => ping::main(a),
+        Command::Status(a) => status::main(a),
+        Command::Cast(a) => cast::main(a),
+        Command::Release(a) => release::main(a),
+        Command::MigrateCheck(a) => migrate_check::main(a),
     }
 }
 

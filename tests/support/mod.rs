@@ -245,6 +245,38 @@ impl Erl {
         Erl { child, out, name }
     }
 
+    /// A real `erl` node running `Module:Function([Args...])` from any module of tests/erl
+    /// (`-run`), and staying up afterwards unless that function halts it.
+    pub fn start_run(
+        epmd_port: u16,
+        alive: &str,
+        cookie: &str,
+        module: &str,
+        func: &str,
+        args: &[&str],
+    ) -> Erl {
+        let name = format!("{alive}@127.0.0.1");
+        let mut cmd = Command::new("erl");
+        cmd.args(["-noshell", "-name", &name, "-setcookie", cookie, "-pa"])
+            .arg(erl_beams());
+        cmd.args(["-run", module, func]).args(args);
+        cmd.env("ERL_EPMD_PORT", epmd_port.to_string());
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("erl must be installed");
+        let out = Lines::default();
+        if let Some(o) = child.stdout.take() {
+            out.follow(o);
+        }
+        if let Some(e) = child.stderr.take() {
+            out.follow(e);
+        }
+        Erl { child, out, name }
+    }
+
     /// Waits for the node to halt; its exit code.
     pub fn wait(&mut self, limit: Duration) -> Option<i32> {
         let t = Instant::now();

@@ -1,0 +1,222 @@
+//! `rexi-node migrate-check NODE... | --cluster SEED`: reads each node's rexi release,
+//! prints which caller->target pairs deliver `rexi:cast`s today (MIGRATION.md §2), what the
+//! matrix would be after each node's next step, and a verdict per node. The logic lives in
+//! [`rexi_node::migrate`]; this file only reads the nodes and prints.
+//!
+//! Exit codes: 0 no pair loses casts today; 1 some pair does; 3 a node could not be read
+//! (the cluster cannot be judged then).
+
+use super::inspect::{hidden_nodes, inspect, visible_nodes, Report};
+use super::status::report_json;
+use super::tool::{self, connect, jarr, jobj, js, ToolArgs};
+use rexi_node::migrate::{assess, describe, Matrix, Member, NodeKind, Verdict};
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The nodes to check, NAME@HOST (BEAM nodes and rexi-nodes).
+    pub nodes: Vec<String>,
+    /// Also check SEED and every node in its nodes() (the visible cluster), plus the
+    /// rexi-nodes among its hidden connections.
+    #[arg(long, value_name = "SEED_NODE")]
+    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub tool: ToolArgs,
+}
+
+const LEGEND: &str = "caller row -> target column. ok: delivered; ok*: delivered once the target's rexi_server_mon started the caller's server; WAIT: ok* but that server is not started yet, lost now; LOST: dropped silently; -: a rexi-node never casts";
+
+fn matrix_json(m: &Matrix) -> String {
+    let mut cells = Vec::new();
+    for (i, row) in m.rows.iter().enumerate() {
+        for (j, c) in row.iter().enumerate() {
+            cells.push(jobj(&[
+                ("caller", js(&m.names[i])),
+                ("target", js(&m.names[j])),
+                ("delivery", js(c.label())),
+                ("loses", c.loses().to_string()),
+            ]));
+        }
+    }
+    jarr(cells)
+}
+
+pub fn main(a: Args) -> ExitCode {
+    if a.nodes.is_empty() && a.cluster.is_none() {
+        eprintln!("rexi-node: name the nodes to check, or a seed node with --cluster SEED_NODE");
+        return ExitCode::from(2);
+    }
+    let rt = match tool::runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    rt.block_on(async move {
+        let first = a
+            .cluster
+            .clone()
+            .or_else(|| a.nodes.first().cloned())
+            .unwrap_or_default();
+        let mut client = match tool::start_client(&a.tool, &first).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let timeout = a.tool.call_timeout();
+        let mut targets: Vec<String> = a.nodes.clone();
+        let mut hidden: Vec<String> = Vec::new();
+        if let Some(seed) = &a.cluster {
+            if let Err(e) = connect(&client, seed).await {
+                client.stop().await;
+                return tool::unreachable(&format!("cluster seed: {e}"));
+            }
+            let listed = match visible_nodes(&mut client, seed, timeout).await {
+                Ok(v) => v,
+                Err(e) => {
+                    client.stop().await;
+                    return tool::unreachable(&e);
+                }
+            };
+            targets.push(seed.clone());
+            targets.extend(listed);
+            match hidden_nodes(&mut client, seed, timeout).await {
+                Ok(v) => hidden = v,
+                Err(e) => {
+                    eprintln!("rexi-node: warning: {e}; rexi-nodes of the cluster are not checked")
+                }
+            }
+        }
+        let me = client.node().name().to_string();
+        hidden.retain(|h| *h != me && !targets.contains(h));
+        let mut seen = std::collections::HashSet::new();
+        targets.retain(|t| seen.insert(t.clone()));
+
+        let mut reports: Vec<Report> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        for t in &targets {
+            match connect(&client, t).await {
+                Err(e) => failures.push(e.to_string()),
+                Ok(()) => match inspect(&mut client, t, timeout).await {
+                    Ok(r) => reports.push(r),
+                    Err(e) => failures.push(e),
+                },
+            }
+        }
+        // Hidden peers of the seed: only rexi-nodes are cluster members for rexi (others are
+        // shells and tools).
+        for h in &hidden {
+            if connect(&client, h).await.is_ok() {
+                if let Ok(r) = inspect(&mut client, h, timeout).await {
+                    if r.kind == NodeKind::RexiNode {
+                        reports.push(r);
+                    }
+                }
+            }
+        }
+        client.stop().await;
+        if !failures.is_empty() {
+            for f in &failures {
+                eprintln!("rexi-node: {f}");
+            }
+            return tool::unreachable(
+                "cannot judge the migration: some nodes could not be read (see above)",
+            );
+        }
+        let (without, with): (Vec<Report>, Vec<Report>) =
+            reports.into_iter().partition(|r| r.release.is_none());
+        let members: Vec<Member> = with
+            .iter()
+            .filter_map(|r| {
+                Some(Member {
+                    name: r.node.clone(),
+                    kind: r.kind,
+                    release: r.release.clone()?,
+                    per_node_ready: r.per_node_ready,
+                })
+            })
+            .collect();
+        let result = assess(&members);
+        let consistent = result.consistent();
+        if a.tool.json {
+            let steps = result.steps.iter().map(|s| {
+                let (node, to, safe) = match &s.verdict {
+                    Verdict::CanMove { node, to } => (*node, to.get().to_string(), "true"),
+                    Verdict::NotYet { node, to, .. } => (*node, to.get().to_string(), "false"),
+                    Verdict::Done { node } => (*node, "null".into(), "null"),
+                    Verdict::Unknown { node } => (*node, "null".into(), "null"),
+                };
+                jobj(&[
+                    ("node", js(&members[node].name)),
+                    ("to", to),
+                    ("safe", safe.into()),
+                    ("verdict", js(&describe(&members, &s.verdict))),
+                    (
+                        "matrix",
+                        s.matrix
+                            .as_ref()
+                            .map(matrix_json)
+                            .unwrap_or_else(|| "null".into()),
+                    ),
+                ])
+            });
+            println!(
+                "{}",
+                jobj(&[
+                    ("consistent", consistent.to_string()),
+                    ("nodes", jarr(with.iter().map(report_json))),
+                    ("without_rexi", jarr(without.iter().map(|r| js(&r.node)))),
+                    ("matrix", matrix_json(&result.now)),
+                    ("steps", jarr(steps)),
+                ])
+            );
+        } else {
+            println!("nodes:");
+            let w = members.iter().map(|m| m.name.len()).max().unwrap_or(0);
+            for r in &with {
+                println!(
+                    "  {:<w$}  {:<9}  release {}  ({}; rexi_server_mon: {})",
+                    r.node,
+                    r.kind.label(),
+                    r.release
+                        .as_ref()
+                        .map(|x| x.to_string())
+                        .unwrap_or_default(),
+                    r.release_source,
+                    r.mon_status.as_deref().unwrap_or("absent"),
+                );
+            }
+            for r in &without {
+                println!("  {:<w$}  runs no rexi: left out", r.node);
+            }
+            println!("\ndelivery of rexi casts now ({LEGEND}):");
+            print!("{}", result.now.render());
+            if consistent {
+                println!("consistent: no pair loses casts today");
+            } else {
+                println!("NOT consistent: casts are lost today:");
+                for (c, t, cell) in result.now.losses() {
+                    println!(
+                        "  {} (release {}) -> {} (release {}): {}",
+                        members[c].name,
+                        members[c].release,
+                        members[t].name,
+                        members[t].release,
+                        cell.label()
+                    );
+                }
+            }
+            println!("\nnext steps (one node at a time, to its release + 1):");
+            for s in &result.steps {
+                println!("  {}", describe(&members, &s.verdict));
+                if let Some(m) = &s.matrix {
+                    for line in m.render().lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+        if consistent {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}

@@ -1,0 +1,92 @@
+//! `rexi-node ping NODE`: like `net_adm:ping/1`, from a short-lived hidden node: connect,
+//! then ask the peer's `net_kernel` `{is_auth, Us}`. Prints pong with the round-trip time
+//! of that call (and how long the connection took), or pang with the reason.
+
+use super::tool::{self, atom, connect, is_atom, jobj, js, tuple, ToolArgs};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The node to ping, NAME@HOST.
+    pub node: String,
+    #[command(flatten)]
+    pub tool: ToolArgs,
+}
+
+pub fn main(a: Args) -> ExitCode {
+    let rt = match tool::runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    rt.block_on(async move {
+        let mut client = match tool::start_client(&a.tool, &a.node).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let t0 = Instant::now();
+        let result = match connect(&client, &a.node).await {
+            Err(e) => Err(e.to_string()),
+            Ok(()) => {
+                let connect_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let me = atom(client.node().name());
+                let t1 = Instant::now();
+                let r = client
+                    .call(
+                        &a.node,
+                        "net_kernel",
+                        tuple(vec![atom("is_auth"), me]),
+                        a.tool.call_timeout(),
+                    )
+                    .await;
+                let rtt_ms = t1.elapsed().as_secs_f64() * 1e3;
+                match r {
+                    Ok(t) if is_atom(&t, "yes") => Ok((connect_ms, rtt_ms)),
+                    Ok(t) => Err(format!(
+                        "net_kernel answered {}",
+                        rexi_node::term::print(&t)
+                    )),
+                    Err(e) => Err(format!("net_kernel did not answer: {e}")),
+                }
+            }
+        };
+        client.stop().await;
+        match result {
+            Ok((connect_ms, rtt_ms)) => {
+                if a.tool.json {
+                    println!(
+                        "{}",
+                        jobj(&[
+                            ("node", js(&a.node)),
+                            ("result", js("pong")),
+                            ("rtt_ms", format!("{rtt_ms:.3}")),
+                            ("connect_ms", format!("{connect_ms:.3}")),
+                        ])
+                    );
+                } else {
+                    println!(
+                        "pong from {} in {rtt_ms:.3} ms (connected in {connect_ms:.3} ms)",
+                        a.node
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                if a.tool.json {
+                    println!(
+                        "{}",
+                        jobj(&[
+                            ("node", js(&a.node)),
+                            ("result", js("pang")),
+                            ("error", js(&why))
+                        ])
+                    );
+                } else {
+                    println!("pang from {}", a.node);
+                }
+                eprintln!("rexi-node: {why}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,147 @@
+//! `rexi-node status NODE`: what rexi a node runs. For a BEAM node: its rexi release, the
+//! `rexi_*` names it registers (read through its `rex` server) and its `rexi_server_mon`
+//! status. For a rexi-node: its release, whether the names a caller uses exist, its
+//! `rexi_server_mon` status and its `stats`.
+
+use super::inspect::{inspect, Report};
+use super::tool::{self, connect, jarr, jobj, js, ToolArgs};
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The node to read, NAME@HOST.
+    pub node: String,
+    #[command(flatten)]
+    pub tool: ToolArgs,
+}
+
+pub fn report_json(r: &Report) -> String {
+    let release = match &r.release {
+        Some(rs) => match rs.exact() {
+            Some(x) => x.get().to_string(),
+            None => "null".into(),
+        },
+        None => "null".into(),
+    };
+    let candidates = match &r.release {
+        Some(rs) => jarr(rs.candidates().iter().map(|x| x.get().to_string())),
+        None => "[]".into(),
+    };
+    let mut fields = vec![
+        ("node", js(&r.node)),
+        ("kind", js(r.kind.label())),
+        ("release", release),
+        ("release_candidates", candidates),
+        ("release_source", js(r.release_source)),
+        (
+            "names",
+            jarr(
+                r.names
+                    .iter()
+                    .map(|(n, p)| jobj(&[("name", js(n)), ("present", p.to_string())])),
+            ),
+        ),
+        (
+            "rexi_server_mon",
+            r.mon_status
+                .as_deref()
+                .map(js)
+                .unwrap_or_else(|| "null".into()),
+        ),
+        ("per_node_ready", r.per_node_ready.to_string()),
+    ];
+    if let Some(stats) = &r.stats {
+        fields.push((
+            "stats",
+            jobj(
+                &stats
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            ),
+        ));
+    }
+    jobj(&fields)
+}
+
+pub fn report_text(r: &Report) -> String {
+    let mut out = String::new();
+    let kind = match r.kind {
+        rexi_node::migrate::NodeKind::Beam => "BEAM node",
+        rexi_node::migrate::NodeKind::RexiNode => "rexi-node (hidden C-node)",
+    };
+    match &r.release {
+        Some(rs) => out.push_str(&format!(
+            "{}: {kind}, rexi release {rs} ({})\n",
+            r.node, r.release_source
+        )),
+        None => out.push_str(&format!(
+            "{}: {kind}, runs no rexi (no rexi_server* name)\n",
+            r.node
+        )),
+    }
+    let names: Vec<String> = r
+        .names
+        .iter()
+        .map(|(n, present)| {
+            if *present {
+                n.clone()
+            } else {
+                format!("{n} (absent)")
+            }
+        })
+        .collect();
+    let what = match r.kind {
+        rexi_node::migrate::NodeKind::Beam => "rexi names",
+        rexi_node::migrate::NodeKind::RexiNode => "rexi names for this caller",
+    };
+    out.push_str(&format!(
+        "  {what}: {}\n",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    ));
+    out.push_str(&format!(
+        "  rexi_server_mon status: {}\n",
+        r.mon_status
+            .as_deref()
+            .unwrap_or("absent (no rexi_server_mon: release 0 or no rexi)")
+    ));
+    if let Some(stats) = &r.stats {
+        let s: Vec<String> = stats.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("  stats: {}\n", s.join(" ")));
+    }
+    out
+}
+
+pub fn main(a: Args) -> ExitCode {
+    let rt = match tool::runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    rt.block_on(async move {
+        let mut client = match tool::start_client(&a.tool, &a.node).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        if let Err(e) = connect(&client, &a.node).await {
+            client.stop().await;
+            return tool::unreachable(&e.to_string());
+        }
+        let r = inspect(&mut client, &a.node, a.tool.call_timeout()).await;
+        client.stop().await;
+        match r {
+            Ok(r) => {
+                if a.tool.json {
+                    println!("{}", report_json(&r));
+                } else {
+                    print!("{}", report_text(&r));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => tool::unreachable(&e),
+        }
+    })
+}

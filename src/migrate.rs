@@ -1,0 +1,581 @@
+//! Which `rexi` casts a mixed-release cluster loses, and which node may take the next step.
+//!
+//! This is the logic behind `rexi-node migrate-check`, kept free of I/O so that every cell of
+//! MIGRATION.md §2's table is pinned by a unit test. The CLI reads what each node runs and
+//! hands a list of [`Member`]s to [`assess`].
+//!
+//! Why the table looks the way it does: a cast is a message to a registered *name* on the
+//! target, and a message to a name that does not exist is dropped without any error. So a
+//! pair of nodes loses casts exactly when the caller's release sends to a name the target's
+//! release does not register:
+//!
+//! * R0 and R1 callers send `doit` to the singleton `rexi_server`, which R3 removed;
+//! * R2 and R3 callers send to the per-node `rexi_server_<caller>`, which R0 never starts and
+//!   which R1..R3 start only once their `rexi_server_mon` saw the caller (the "ok*" cells).
+//!
+//! A rexi-node is a hidden C-node: it serves every per-node name for every connected peer
+//! from the moment the peer connects, so it receives from every caller release, except
+//! that at its own release 3 it retires the singleton like an Erlang R3 node, and then
+//! R0/R1 callers lose their casts to it. A rexi-node never casts, so it is never a caller.
+
+use crate::rexi::Release;
+
+/// What kind of node a cluster member is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// An Erlang node running rexi (or nothing yet, at release 0, but the singleton).
+    Beam,
+    /// This project's daemon.
+    RexiNode,
+}
+
+impl NodeKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeKind::Beam => "beam",
+            NodeKind::RexiNode => "rexi-node",
+        }
+    }
+}
+
+/// What a `doit` from one release to another becomes (MIGRATION.md §2, caller row, target
+/// column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Delivery {
+    /// Delivered.
+    Ok,
+    /// Delivered once the target's `rexi_server_mon` started the caller's per-node server
+    /// (the table's "ok*"); lost before that.
+    OkOnceStarted,
+    /// Dropped silently: the caller sends to a name the target does not register.
+    Lost,
+}
+
+/// MIGRATION.md §2 for two Erlang nodes: `doit` from a `caller` at one release to a
+/// `target` at another.
+pub fn beam_delivery(caller: Release, target: Release) -> Delivery {
+    match (caller.get(), target.get()) {
+        // R0/R1 callers address the singleton, which only R3 lacks.
+        (0 | 1, 3) => Delivery::Lost,
+        (0 | 1, _) => Delivery::Ok,
+        // R2/R3 callers address the per-node name, which R0 never has and R1..R3 start late.
+        (_, 0) => Delivery::Lost,
+        _ => Delivery::OkOnceStarted,
+    }
+}
+
+/// `doit` from a `caller` release into a rexi-node at `target`: every per-node name exists
+/// as soon as the caller is connected, and the singleton exists below release 3.
+pub fn rexi_node_delivery(caller: Release, target: Release) -> Delivery {
+    let caller_uses_singleton = caller.get() <= 1;
+    if caller_uses_singleton && !target.has_singleton() {
+        Delivery::Lost
+    } else {
+        Delivery::Ok
+    }
+}
+
+/// What is known about a node's release: one value, or (for an Erlang node whose rexi does
+/// not say, and whose names look the same at releases 1 and 2) several candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Releases(Vec<Release>);
+
+impl Releases {
+    pub fn known(r: Release) -> Releases {
+        Releases(vec![r])
+    }
+
+    /// Several candidates; an empty list is treated as "any release".
+    pub fn one_of(mut rs: Vec<Release>) -> Releases {
+        if rs.is_empty() {
+            rs = (0..=3).filter_map(Release::new).collect();
+        }
+        rs.sort();
+        rs.dedup();
+        Releases(rs)
+    }
+
+    pub fn candidates(&self) -> &[Release] {
+        &self.0
+    }
+
+    /// The release when it is known exactly.
+    pub fn exact(&self) -> Option<Release> {
+        match self.0.as_slice() {
+            [r] => Some(*r),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Releases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|r| r.get().to_string()).collect();
+        f.write_str(&parts.join(" or "))
+    }
+}
+
+/// Infers an Erlang node's release from what it registers, when its rexi application does
+/// not expose `release` in its environment. Releases 1 and 2 register the same names, so
+/// they cannot be told apart this way. `None`: the node runs no rexi at all.
+pub fn infer_beam_release(
+    has_singleton: bool,
+    has_mon: bool,
+    has_per_node: bool,
+) -> Option<Releases> {
+    let r = |n| Release::new(n).into_iter().collect::<Vec<_>>();
+    match (has_singleton, has_mon, has_per_node) {
+        (false, false, false) => None,
+        // Only R1 introduced rexi_server_mon: without it, the node is still at R0.
+        (_, false, _) => Some(Releases::one_of(r(0))),
+        // R3 removed the singleton, keeping the monitor and the per-node servers.
+        (false, true, _) => Some(Releases::one_of(r(3))),
+        (true, true, _) => Some(Releases::one_of([r(1), r(2)].concat())),
+    }
+}
+
+/// One node of the cluster, as read by the CLI.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub kind: NodeKind,
+    pub release: Releases,
+    /// Whether the node's `rexi_server_mon` answered `ok` (all its per-node servers
+    /// exist). `false` when it answered `{waiting, N}`: "ok*" casts to it are lost now.
+    pub per_node_ready: bool,
+}
+
+/// One cell of the delivery matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cell {
+    Ok,
+    /// "ok*" and the target's per-node servers are up (or assumed up, in a plan).
+    OkOnceStarted,
+    /// "ok*" but the target's `rexi_server_mon` is still waiting: lost right now.
+    Waiting,
+    Lost,
+    /// The row is a rexi-node, which never casts.
+    NotACaller,
+}
+
+impl Cell {
+    /// Whether casts on this cell are lost today.
+    pub fn loses(self) -> bool {
+        matches!(self, Cell::Lost | Cell::Waiting)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Cell::Ok => "ok",
+            Cell::OkOnceStarted => "ok*",
+            Cell::Waiting => "WAIT",
+            Cell::Lost => "LOST",
+            Cell::NotACaller => "-",
+        }
+    }
+}
+
+fn cell_for(caller: &Member, caller_r: Release, target: &Member, target_r: Release) -> Cell {
+    if caller.kind == NodeKind::RexiNode {
+        return Cell::NotACaller;
+    }
+    let d = match target.kind {
+        NodeKind::Beam => beam_delivery(caller_r, target_r),
+        NodeKind::RexiNode => rexi_node_delivery(caller_r, target_r),
+    };
+    match d {
+        Delivery::Ok => Cell::Ok,
+        Delivery::Lost => Cell::Lost,
+        Delivery::OkOnceStarted if target.per_node_ready => Cell::OkOnceStarted,
+        Delivery::OkOnceStarted => Cell::Waiting,
+    }
+}
+
+/// The cell for a caller/target pair, the worst over every release either might be at.
+pub fn cell(caller: &Member, target: &Member) -> Cell {
+    let mut worst = Cell::Ok;
+    for &c in caller.release.candidates() {
+        for &t in target.release.candidates() {
+            worst = worst.max(cell_for(caller, c, target, t));
+        }
+    }
+    worst
+}
+
+/// The delivery matrix: `rows[i][j]` is member `i` casting to member `j`.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub names: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+impl Matrix {
+    pub fn of(members: &[Member]) -> Matrix {
+        Matrix {
+            names: members.iter().map(|m| m.name.clone()).collect(),
+            rows: members
+                .iter()
+                .map(|c| members.iter().map(|t| cell(c, t)).collect())
+                .collect(),
+        }
+    }
+
+    /// Every `(caller, target, cell)` that loses casts.
+    pub fn losses(&self) -> Vec<(usize, usize, Cell)> {
+        let mut v = Vec::new();
+        for (i, row) in self.rows.iter().enumerate() {
+            for (j, c) in row.iter().enumerate() {
+                if c.loses() {
+                    v.push((i, j, *c));
+                }
+            }
+        }
+        v
+    }
+
+    pub fn consistent(&self) -> bool {
+        self.losses().is_empty()
+    }
+
+    /// A fixed-width table, caller rows and target columns.
+    pub fn render(&self) -> String {
+        let w0 = self
+            .names
+            .iter()
+            .map(|n| n.len())
+            .max()
+            .unwrap_or(0)
+            .max("caller \\ target".len());
+        let widths: Vec<usize> = self.names.iter().map(|n| n.len().max(4)).collect();
+        let mut out = format!("  {:<w0$}", "caller \\ target");
+        for (n, w) in self.names.iter().zip(&widths) {
+            out.push_str(&format!("  {n:<w$}"));
+        }
+        out.push('\n');
+        for (name, row) in self.names.iter().zip(&self.rows) {
+            out.push_str(&format!("  {name:<w0$}"));
+            for (c, w) in row.iter().zip(&widths) {
+                out.push_str(&format!("  {:<w$}", c.label()));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Why a node may not take its next step yet: a pair that would lose casts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub caller: usize,
+    pub target: usize,
+}
+
+/// The verdict for one node's next step (its release + 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Moving `node` to `to` loses nothing.
+    CanMove { node: usize, to: Release },
+    /// Moving `node` to `to` would lose casts on these pairs.
+    NotYet {
+        node: usize,
+        to: Release,
+        blockers: Vec<Blocker>,
+    },
+    /// Already at release 3.
+    Done { node: usize },
+    /// The release is not known exactly, so no step can be judged.
+    Unknown { node: usize },
+}
+
+/// A next step, with the matrix the cluster would have after it.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub verdict: Verdict,
+    pub matrix: Option<Matrix>,
+}
+
+/// Everything `migrate-check` reports.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub now: Matrix,
+    pub steps: Vec<Step>,
+}
+
+impl Assessment {
+    pub fn consistent(&self) -> bool {
+        self.now.consistent()
+    }
+}
+
+/// The matrix now, and for each node the outcome of moving it alone to its next release.
+/// In a plan, the moved node's per-node servers are assumed to have started (the "ok*"
+/// caveat still applies: see [`Cell::OkOnceStarted`]).
+pub fn assess(members: &[Member]) -> Assessment {
+    let now = Matrix::of(members);
+    let mut steps = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let Some(r) = m.release.exact() else {
+            steps.push(Step {
+                verdict: Verdict::Unknown { node: i },
+                matrix: None,
+            });
+            continue;
+        };
+        let Some(to) = Release::new(r.get() + 1) else {
+            steps.push(Step {
+                verdict: Verdict::Done { node: i },
+                matrix: None,
+            });
+            continue;
+        };
+        let mut next = members.to_vec();
+        next[i].release = Releases::known(to);
+        next[i].per_node_ready = true;
+        let matrix = Matrix::of(&next);
+        // Only pairs that involve the moved node can block its step; other losses are
+        // reported by today's matrix.
+        let blockers: Vec<Blocker> = matrix
+            .losses()
+            .into_iter()
+            .filter(|(c, t, _)| *c == i || *t == i)
+            .map(|(caller, target, _)| Blocker { caller, target })
+            .collect();
+        let verdict = if blockers.is_empty() {
+            Verdict::CanMove { node: i, to }
+        } else {
+            Verdict::NotYet {
+                node: i,
+                to,
+                blockers,
+            }
+        };
+        steps.push(Step {
+            verdict,
+            matrix: Some(matrix),
+        });
+    }
+    Assessment { now, steps }
+}
+
+/// One sentence per verdict, for an operator.
+pub fn describe(members: &[Member], v: &Verdict) -> String {
+    let name = |i: usize| members[i].name.as_str();
+    match v {
+        Verdict::CanMove { node, to } => {
+            format!("node {} can move to release {} now", name(*node), to.get())
+        }
+        Verdict::Done { node } => format!(
+            "node {} is at release 3, the last step of the migration",
+            name(*node)
+        ),
+        Verdict::Unknown { node } => format!(
+            "node {}: release unknown ({}); set application env `release` of app rexi on it to judge its next step",
+            name(*node),
+            members[*node].release
+        ),
+        Verdict::NotYet { node, to, blockers } => {
+            // "still at" for a node behind the one that moves, "at" for one ahead of it.
+            let at = |other: usize| {
+                let behind = members[other]
+                    .release
+                    .candidates()
+                    .iter()
+                    .all(|r| r.get() < to.get());
+                let verb = if behind { "is still at" } else { "is at" };
+                format!("node {} {verb} release {}", name(other), members[other].release)
+            };
+            let reasons: Vec<String> = blockers
+                .iter()
+                .map(|b| {
+                    if b.caller == *node && b.target == *node {
+                        "its casts to itself would be lost".to_string()
+                    } else if b.caller == *node {
+                        format!(
+                            "{}, so {}'s casts to it would be lost",
+                            at(b.target),
+                            name(*node)
+                        )
+                    } else {
+                        format!("{}, its casts to {} would be lost", at(b.caller), name(*node))
+                    }
+                })
+                .collect();
+            format!(
+                "node {} cannot move to release {}: not yet: {}",
+                name(*node),
+                to.get(),
+                reasons.join("; ")
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(n: u8) -> Release {
+        Release::new(n).expect("release 0..3")
+    }
+
+    fn beam(name: &str, n: u8) -> Member {
+        Member {
+            name: name.into(),
+            kind: NodeKind::Beam,
+            release: Releases::known(r(n)),
+            per_node_ready: true,
+        }
+    }
+
+    fn rexi_node(name: &str, n: u8) -> Member {
+        Member {
+            kind: NodeKind::RexiNode,
+            ..beam(name, n)
+        }
+    }
+
+    /// MIGRATION.md §2, every cell, caller row by target column.
+    #[test]
+    fn every_cell_of_the_table() {
+        use Delivery::*;
+        let table = [
+            [Ok, Ok, Ok, Lost],
+            [Ok, Ok, Ok, Lost],
+            [Lost, OkOnceStarted, OkOnceStarted, OkOnceStarted],
+            [Lost, OkOnceStarted, OkOnceStarted, OkOnceStarted],
+        ];
+        for c in 0..4u8 {
+            for t in 0..4u8 {
+                assert_eq!(
+                    beam_delivery(r(c), r(t)),
+                    table[c as usize][t as usize],
+                    "caller R{c} -> target R{t}"
+                );
+                let m = Matrix::of(&[beam("c", c), beam("t", t)]);
+                let want_loss = table[c as usize][t as usize] == Lost;
+                assert_eq!(m.rows[0][1].loses(), want_loss, "R{c} -> R{t} as a cell");
+            }
+        }
+    }
+
+    #[test]
+    fn only_adjacent_mixes_are_safe() {
+        for a in 0..4u8 {
+            for b in 0..4u8 {
+                let m = Matrix::of(&[beam("a", a), beam("b", b)]);
+                assert_eq!(
+                    m.consistent(),
+                    a.abs_diff(b) <= 1,
+                    "R{a} with R{b}: {:?}",
+                    m.rows
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ok_star_is_lost_while_the_target_waits() {
+        let mut t = beam("t", 1);
+        t.per_node_ready = false;
+        assert_eq!(cell(&beam("c", 2), &t), Cell::Waiting);
+        assert!(cell(&beam("c", 2), &t).loses());
+        // Singleton callers do not care about per-node servers.
+        assert_eq!(cell(&beam("c", 1), &t), Cell::Ok);
+    }
+
+    #[test]
+    fn rexi_node_receives_from_every_release_but_retires_the_singleton_at_3() {
+        for c in 0..4u8 {
+            for t in 0..3u8 {
+                assert_eq!(cell(&beam("c", c), &rexi_node("x", t)), Cell::Ok);
+            }
+            let at3 = cell(&beam("c", c), &rexi_node("x", 3));
+            assert_eq!(at3.loses(), c <= 1, "R{c} -> rexi-node at 3");
+        }
+        assert_eq!(cell(&rexi_node("x", 1), &beam("b", 1)), Cell::NotACaller);
+    }
+
+    #[test]
+    fn unknown_release_is_judged_by_the_worst_candidate() {
+        let mut m = beam("m", 1);
+        m.release = Releases::one_of(vec![r(1), r(2)]);
+        // R0 caller to R1-or-R2: fine either way. R0 target from R2: lost.
+        assert_eq!(cell(&beam("z", 0), &m), Cell::Ok);
+        assert_eq!(cell(&m, &beam("z", 0)), Cell::Lost);
+        let a = assess(&[m, beam("z", 1)]);
+        assert!(matches!(a.steps[0].verdict, Verdict::Unknown { node: 0 }));
+    }
+
+    #[test]
+    fn inference_from_names() {
+        let show = |s, m, p| infer_beam_release(s, m, p).map(|r| r.to_string());
+        assert_eq!(show(true, false, false).as_deref(), Some("0"));
+        assert_eq!(show(true, true, true).as_deref(), Some("1 or 2"));
+        assert_eq!(show(true, true, false).as_deref(), Some("1 or 2"));
+        assert_eq!(show(false, true, true).as_deref(), Some("3"));
+        assert_eq!(show(false, false, false), None);
+    }
+
+    #[test]
+    fn verdicts_follow_the_rolling_plan() {
+        // a at 1, b at 1, c at 0: a may not go to 2 while c is at 0 (a's casts to c lost).
+        let ms = [beam("a", 1), beam("b", 1), beam("c", 0)];
+        let a = assess(&ms);
+        assert!(a.consistent());
+        match &a.steps[0].verdict {
+            Verdict::NotYet {
+                node: 0, blockers, ..
+            } => {
+                assert_eq!(
+                    blockers,
+                    &vec![Blocker {
+                        caller: 0,
+                        target: 2
+                    }]
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+        assert!(describe(&ms, &a.steps[0].verdict).contains("node c is still at release 0"));
+        // c may catch up.
+        assert!(matches!(
+            a.steps[2].verdict,
+            Verdict::CanMove { node: 2, .. }
+        ));
+        assert_eq!(
+            describe(&ms, &a.steps[2].verdict),
+            "node c can move to release 1 now"
+        );
+
+        // b at 2 and c at 1: moving b to 3 makes c's casts to b lost.
+        let ms = [beam("b", 2), beam("c", 1)];
+        let a = assess(&ms);
+        let d = describe(&ms, &a.steps[0].verdict);
+        assert!(
+            d.contains("node c is still at release 1, its casts to b would be lost"),
+            "{d}"
+        );
+        assert!(matches!(a.steps[1].verdict, Verdict::CanMove { .. }));
+    }
+
+    #[test]
+    fn rexi_node_steps() {
+        // A rexi-node may go to 3 only when no caller still uses the singleton.
+        let ms = [rexi_node("x", 2), beam("b", 1)];
+        let a = assess(&ms);
+        assert!(matches!(a.steps[0].verdict, Verdict::NotYet { .. }));
+        let ms = [rexi_node("x", 2), beam("b", 2)];
+        let a = assess(&ms);
+        assert!(matches!(a.steps[0].verdict, Verdict::CanMove { .. }));
+        let ms = [rexi_node("x", 3), beam("b", 3)];
+        assert!(matches!(assess(&ms).steps[0].verdict, Verdict::Done { .. }));
+    }
+
+    #[test]
+    fn renders_a_table() {
+        let m = Matrix::of(&[beam("a@h", 0), beam("b@h", 2)]);
+        let t = m.render();
+        assert!(t.contains("caller \\ target"), "{t}");
+        assert!(t.lines().nth(2).is_some_and(|l| l.contains("LOST")), "{t}");
+    }
+}
