@@ -12,11 +12,11 @@
 //! it to wait for more until the worker exits (it monitors the worker once a sync_reply or
 //! stream row told it the worker's pid) or `--timeout`.
 
-use super::term_text;
 use super::tool::{self, atom, connect, is_atom, jobj, js, list, tuple, ToolArgs};
 use eetf::{Pid, Reference, Term};
 use rexi_node::dist::message::ProcId;
 use rexi_node::process::Signal;
+use rexi_node::term as term_text;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -15,7 +15,7 @@ pub mod release;
 pub mod run;
 pub mod server_id;
 pub mod status;
-pub mod term_text;
+
 pub mod tool;
 
 #[derive(Parser, Debug)]
