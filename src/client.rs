@@ -51,14 +51,6 @@ pub struct Client {
     stash: std::collections::VecDeque<Signal>,
 }
 
-struct Forward(tokio::sync::mpsc::Sender<Signal>);
-
-impl Process for Forward {
-    fn deliver(&self, signal: Signal) {
-        let _ = self.0.try_send(signal);
-    }
-}
-
 impl Client {
     /// Starts a client node named `name` (for example `rexi_cli_1234@127.0.0.1`).
     pub async fn start(name: String, cookie: Cookie) -> Result<Client, String> {
@@ -66,18 +58,12 @@ impl Client {
         cfg.publish = false;
         let node = Node::start(cfg).await.map_err(|e| e.0)?;
         let mailbox = node.spawn_mailbox();
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-        let me: Arc<dyn Process> = Arc::new(Forward(tx));
-        // DOWN signals arrive through `me`; hand them to the mailbox's queue.
-        let pid = mailbox.pid.clone();
-        let node2 = node.clone();
-        tokio::spawn(async move {
-            while let Some(sig) = rx.recv().await {
-                if let Some(p) = node2.registry().lookup_pid(&pid) {
-                    p.deliver(sig);
-                }
-            }
-        });
+        // DOWNs of the monitors this client sets go straight to its own mailbox. Holding
+        // the mailbox's sending end (not the node) keeps the node free to be dropped.
+        let me = node
+            .registry()
+            .lookup_pid(&mailbox.pid)
+            .ok_or("the client's own process vanished at start")?;
         Ok(Client {
             node,
             mailbox,
