@@ -425,6 +425,26 @@ fn fix(value: i32) -> Term {
     Term::FixInteger(FixInteger { value })
 }
 
+/// A proper list whose elements are all integers in `0..=255` is a string to the BEAM,
+/// however it was encoded (OTP itself sends one longer than 65,535 as `LIST_EXT`), so
+/// it becomes a `ByteList`, as `STRING_EXT` does: `[97,98]` and `"ab"` are then the same
+/// `Term` (and so the same map key, as in Erlang), and take one byte per element
+/// instead of 56.
+fn proper_list(elements: Vec<Term>) -> Term {
+    let is_byte = |t: &Term| matches!(t, Term::FixInteger(i) if (0..=255).contains(&i.value));
+    if !elements.is_empty() && elements.iter().all(is_byte) {
+        let bytes = elements
+            .iter()
+            .map(|t| match t {
+                Term::FixInteger(i) => i.value as u8,
+                _ => 0,
+            })
+            .collect();
+        return Term::ByteList(ByteList { bytes });
+    }
+    Term::List(List { elements })
+}
+
 /// An open container on the explicit stack. Kept small (boxing the rare big variants)
 /// because a deep term holds one per level.
 enum Frame {
@@ -876,9 +896,7 @@ impl<'a> Decoder<'a> {
                         Some(NIL_EXT) => {
                             self.rd.pos += 1;
                             self.promised = self.promised.saturating_sub(1);
-                            Term::List(List {
-                                elements: std::mem::take(elems),
-                            })
+                            proper_list(std::mem::take(elems))
                         }
                         Some(LIST_EXT) => {
                             self.rd.pos += 1;
@@ -903,9 +921,7 @@ impl<'a> Decoder<'a> {
                             self.promised = self.promised.saturating_sub(1);
                             elems.reserve(n);
                             elems.extend(bytes.iter().map(|&b| fix(i32::from(b))));
-                            Term::List(List {
-                                elements: std::mem::take(elems),
-                            })
+                            proper_list(std::mem::take(elems))
                         }
                         Some(_) => {
                             let elems = std::mem::take(elems);

@@ -27,7 +27,7 @@
 //!
 //! `eetf::Map` is a `HashMap<Term, Term>`, so inserting a key hashes it recursively. The
 //! decoder therefore bounds the nesting *inside map keys* with
-//! [`Limits::max_map_key_depth`] (default 1,000) and rejects deeper keys with a clear
+//! [`Limits::max_map_key_depth`] (default 256) and rejects deeper keys with a clear
 //! error. That is cheaper and more predictable than hashing on a big-stack thread, and
 //! real keys (binaries, atoms, small tuples) are nowhere near it. Values are unaffected:
 //! a map *value* may be as deep as [`Limits::max_depth`].
@@ -63,7 +63,8 @@ pub struct Limits {
     pub max_decompressed: usize,
     /// Deepest nesting inside a map *key*: inserting a key into `eetf::Map`'s `HashMap`
     /// hashes it recursively, so deep keys must be refused before they are hashed.
-    /// 1,000 levels hash in well under 1 MiB of stack, even in a debug build.
+    /// 256 levels hash and compare (for sorting, see [`order`]) in well under 1 MiB of
+    /// stack, even in a debug build.
     pub max_map_key_depth: usize,
 }
 
@@ -73,7 +74,7 @@ impl Default for Limits {
             max_depth: 4 << 20,
             max_bignum_bytes: 1 << 16,
             max_decompressed: 256 << 20,
-            max_map_key_depth: 1000,
+            max_map_key_depth: 256,
         }
     }
 }
