@@ -9,7 +9,7 @@ use rexi_node::etf::{self, Limits};
 fuzz_target!(|data: &[u8]| {
     // Small limits keep each execution fast; the checks are the same at any size.
     let limits = Limits {
-        max_decompressed: 1 << 20,
+        max_decompressed: 1 << 16,
         max_bignum_bytes: 1 << 12,
         ..Limits::default()
     };

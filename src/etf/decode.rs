@@ -38,6 +38,7 @@ use num_bigint::{BigInt, Sign};
 use num_traits::ToPrimitive;
 
 use super::dispose::{dispose, dispose_vec};
+use super::encode::encode_canonical;
 use super::tags::*;
 use super::{DecodeError, Limits};
 
@@ -445,6 +446,30 @@ fn proper_list(elements: Vec<Term>) -> Term {
     Term::List(List { elements })
 }
 
+/// Whether a (map key) term holds a map anywhere. Keys are at most
+/// `max_map_key_depth` deep; the walk keeps its own stack anyway.
+fn contains_map(t: &Term) -> bool {
+    let mut stack = vec![t];
+    while let Some(t) = stack.pop() {
+        match t {
+            Term::Map(_) => return true,
+            Term::Tuple(x) => stack.extend(&x.elements),
+            Term::List(x) => stack.extend(&x.elements),
+            Term::ImproperList(x) => {
+                stack.extend(&x.elements);
+                stack.push(&x.last);
+            }
+            Term::InternalFun(f) => {
+                let (InternalFun::New { free_vars, .. } | InternalFun::Old { free_vars, .. }) =
+                    &**f;
+                stack.extend(free_vars);
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// An open container on the explicit stack. Kept small (boxing the rare big variants)
 /// because a deep term holds one per level.
 enum Frame {
@@ -470,6 +495,11 @@ enum Frame {
 
 struct MapFrame {
     map: HashMap<Term, Term>,
+    /// Canonical encodings of the keys that contain a map. eetf hashes a `Map` in its
+    /// `HashMap`'s iteration order, which differs between two equal maps, so the
+    /// `HashMap` alone can miss a duplicate key such as `#{#{a=>1,b=>2} => x,
+    /// #{b=>2,a=>1} => y}` (which the BEAM rejects). Found by fuzzing.
+    canonical: Option<std::collections::HashSet<Vec<u8>>>,
     left: usize,
     key: Option<Term>,
     key_at: usize,
@@ -672,6 +702,7 @@ impl<'a> Decoder<'a> {
                     self.promise(n.saturating_mul(2), at)?;
                     self.stack.push(Frame::Map(Box::new(MapFrame {
                         map: HashMap::with_capacity(n),
+                        canonical: None,
                         left: n,
                         key: None,
                         key_at: at,
@@ -956,6 +987,23 @@ impl<'a> Decoder<'a> {
                                 return Ok(None);
                             }
                             Some(k) => match m.map.entry(k) {
+                                Entry::Vacant(e) if contains_map(e.key()) => {
+                                    let mut bytes = Vec::new();
+                                    if encode_canonical(e.key(), &mut bytes).is_err() {
+                                        dispose(v);
+                                        return Err(err(m.key_at, "map key cannot be compared"));
+                                    }
+                                    if !m
+                                        .canonical
+                                        .get_or_insert_with(Default::default)
+                                        .insert(bytes)
+                                    {
+                                        dispose(v);
+                                        return Err(err(m.key_at, "duplicate map key"));
+                                    }
+                                    e.insert(v);
+                                    m.left -= 1;
+                                }
                                 // The key is shallow (bounded by max_map_key_depth), so
                                 // dropping it normally is safe; the value may be deep.
                                 Entry::Occupied(_) => {

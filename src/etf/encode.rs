@@ -38,15 +38,27 @@ enum Work<'a> {
 
 /// Appends the encoding of `term` (no version byte). On error `out` is left as it was.
 pub(super) fn encode_body(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_into(term, out, false)
+}
+
+/// A canonical encoding: like [`encode_body`], but every map (not only small ones) is
+/// written in key order and `-0.0` as `0.0`, so that two terms the BEAM considers the
+/// same map key always give the same bytes. Used by the decoder to find duplicate keys
+/// that contain maps (see `decode::MapFrame::canonical`).
+pub(super) fn encode_canonical(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_into(term, out, true)
+}
+
+fn encode_into(term: &Term, out: &mut Vec<u8>, canonical: bool) -> Result<(), EncodeError> {
     let start = out.len();
-    let r = run(term, out);
+    let r = run(term, out, canonical);
     if r.is_err() {
         out.truncate(start);
     }
     r
 }
 
-fn run(root: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn run(root: &Term, out: &mut Vec<u8>, canonical: bool) -> Result<(), EncodeError> {
     let mut stack: Vec<Work<'_>> = Vec::new();
     let mut next = Some(root);
     loop {
@@ -108,7 +120,12 @@ fn run(root: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                     return Err(EncodeError(format!("float {} is not finite", f.value)));
                 }
                 out.push(NEW_FLOAT_EXT);
-                out.extend_from_slice(&f.value.to_bits().to_be_bytes());
+                let v = if canonical && f.value == 0.0 {
+                    0.0
+                } else {
+                    f.value
+                };
+                out.extend_from_slice(&v.to_bits().to_be_bytes());
             }
             Term::Atom(a) => atom(a, out)?,
             Term::Pid(p) => {
@@ -249,7 +266,7 @@ fn run(root: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             Term::Map(m) => {
                 out.push(MAP_EXT);
                 out.extend_from_slice(&len32(m.map.len(), "map")?.to_be_bytes());
-                if m.map.len() > MAX_FLATMAP_KEYS {
+                if m.map.len() > MAX_FLATMAP_KEYS && !canonical {
                     // OTP writes large maps in hash order and rebuilds them on reading.
                     stack.push(Work::Pairs(m.map.iter()));
                 } else if !m.map.is_empty() {
