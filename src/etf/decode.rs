@@ -39,6 +39,7 @@ use num_traits::ToPrimitive;
 
 use super::dispose::{dispose, dispose_vec};
 use super::encode::encode_canonical;
+use super::stack::Stack;
 use super::tags::*;
 use super::{DecodeError, Limits};
 
@@ -530,7 +531,8 @@ struct FunFrame {
 struct Decoder<'a> {
     rd: Reader<'a>,
     limits: &'a Limits,
-    stack: Vec<Frame>,
+    /// Open containers; the first 16 levels live inline (no allocation).
+    stack: Stack<Frame, 16>,
     /// Children that open frames still expect and that have not started yet; each needs
     /// at least one byte of input.
     promised: usize,
@@ -566,7 +568,7 @@ impl<'a> Decoder<'a> {
         Decoder {
             rd: Reader { buf, pos },
             limits,
-            stack: Vec::new(),
+            stack: Stack::new(),
             promised: 0,
             depth_cap: limits.max_depth,
         }

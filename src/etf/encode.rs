@@ -22,6 +22,7 @@ use eetf::{Atom, InternalFun, Term};
 use num_traits::ToPrimitive;
 
 use super::order::sorted_pairs;
+use super::stack::Stack;
 use super::tags::*;
 use super::EncodeError;
 
@@ -59,7 +60,8 @@ fn encode_into(term: &Term, out: &mut Vec<u8>, canonical: bool) -> Result<(), En
 }
 
 fn run(root: &Term, out: &mut Vec<u8>, canonical: bool) -> Result<(), EncodeError> {
-    let mut stack: Vec<Work<'_>> = Vec::new();
+    // Ordinary terms never leave the inline part: encoding allocates nothing.
+    let mut stack: Stack<Work<'_>, 32> = Stack::new();
     let mut next = Some(root);
     loop {
         let term = match next.take() {

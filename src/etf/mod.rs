@@ -39,6 +39,7 @@ mod decode;
 mod dispose;
 mod encode;
 pub mod order;
+mod stack;
 pub mod tags;
 
 use eetf::Term;
