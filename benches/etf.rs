@@ -37,139 +37,147 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 40;
 
-/// Runs `batch` `ROUNDS` times; returns the best ns per item and allocations per item.
-fn measure(items: usize, mut batch: impl FnMut()) -> (f64, f64) {
-    batch(); // warm up
+/// Runs `setup` (untimed), `timed` and `teardown` (untimed) `ROUNDS` times; returns the
+/// best ns per item and the allocations per item made inside `timed`. Batches are kept
+/// small so they stay in cache, and results are dropped outside the timing.
+fn measure<S, T>(
+    items: usize,
+    mut setup: impl FnMut() -> S,
+    mut timed: impl FnMut(S) -> T,
+    mut teardown: impl FnMut(T),
+) -> (f64, f64) {
+    let s = setup();
+    teardown(timed(s)); // warm up
     let mut best = f64::MAX;
     let mut allocs = 0;
     for _ in 0..ROUNDS {
+        let s = setup();
         let a0 = ALLOCS.load(Relaxed);
         let t0 = Instant::now();
-        batch();
+        let t = timed(s);
         let ns = t0.elapsed().as_nanos() as f64;
         allocs = ALLOCS.load(Relaxed) - a0;
+        teardown(t);
         best = best.min(ns);
     }
     (best / items as f64, allocs as f64 / items as f64)
 }
 
+#[derive(Clone, Copy)]
 struct Row {
     decode: (f64, f64),
     drop: (f64, f64),
     encode: (f64, f64),
 }
 
-/// `frames` are byte strings each holding one or more terms back to back.
-fn run_ours(frames: &[Vec<u8>], reps: usize, per_frame: bool) -> Row {
-    let limits = Limits::default();
-    let terms_per_rep: usize = frames.iter().map(|f| count_terms(f)).sum();
-    let n = terms_per_rep * reps;
+impl Row {
+    fn best(self, other: Row) -> Row {
+        let m = |a: (f64, f64), b: (f64, f64)| if a.0 <= b.0 { a } else { b };
+        Row {
+            decode: m(self.decode, other.decode),
+            drop: m(self.drop, other.drop),
+            encode: m(self.encode, other.encode),
+        }
+    }
+}
+
+/// The two codecs behind one interface.
+trait Codec {
+    fn decode_frame(f: &[u8], into: &mut Vec<Term>);
+    fn drop_term(t: Term);
+    fn encode(t: &Term, out: &mut Vec<u8>);
+}
+
+struct Ours;
+struct Eetf;
+
+impl Codec for Ours {
+    fn decode_frame(f: &[u8], into: &mut Vec<Term>) {
+        let limits = Limits::default();
+        let mut at = 0;
+        while at < f.len() {
+            let (t, used) = etf::decode_prefix(&f[at..], &limits).unwrap();
+            at += used;
+            into.push(t);
+        }
+    }
+    fn drop_term(t: Term) {
+        etf::dispose(t)
+    }
+    fn encode(t: &Term, out: &mut Vec<u8>) {
+        etf::encode(t, out).unwrap()
+    }
+}
+
+impl Codec for Eetf {
+    fn decode_frame(f: &[u8], into: &mut Vec<Term>) {
+        let mut c = Cursor::new(f);
+        while (c.position() as usize) < f.len() {
+            into.push(Term::decode(&mut c).unwrap());
+        }
+    }
+    fn drop_term(t: Term) {
+        drop(t)
+    }
+    fn encode(t: &Term, out: &mut Vec<u8>) {
+        t.encode(out).unwrap()
+    }
+}
+
+/// `frames` are byte strings each holding one or more terms back to back; figures are
+/// per frame when `per_frame`, else per term.
+fn run<C: Codec>(frames: &[Vec<u8>], reps: usize, per_frame: bool) -> Row {
+    let terms = decode_all(frames, 1);
+    let n = terms.len() * reps;
     let units = if per_frame { frames.len() * reps } else { n };
-    let mut keep: Vec<Term> = Vec::with_capacity(n);
-    let decode = measure(units, || {
-        for _ in 0..reps {
-            for f in frames {
-                let mut at = 0;
-                while at < f.len() {
-                    let (t, used) = etf::decode_prefix(&f[at..], &limits).unwrap();
-                    at += used;
-                    keep.push(t);
+    let decode = measure(
+        units,
+        || Vec::with_capacity(n),
+        |mut keep: Vec<Term>| {
+            for _ in 0..reps {
+                for f in frames {
+                    C::decode_frame(f, &mut keep);
                 }
             }
-        }
-        // Dropped outside the next timing by the explicit drop round below.
-        let taken: Vec<Term> = std::mem::take(&mut keep);
-        keep = Vec::with_capacity(n);
-        DROPS.with(|d| d.borrow_mut().push(taken));
-    });
-    DROPS.with(|d| d.borrow_mut().clear());
-    let mut pool: Vec<Vec<Term>> = (0..=ROUNDS).map(|_| decode_all(frames, reps)).collect();
-    let drop = measure(units, || {
-        if let Some(v) = pool.pop() {
-            for t in v {
-                etf::dispose(t);
+            keep
+        },
+        |keep| keep.into_iter().for_each(etf::dispose),
+    );
+    let drop = measure(
+        units,
+        || decode_all(frames, reps),
+        |v: Vec<Term>| {
+            let mut v = v;
+            for t in v.drain(..) {
+                C::drop_term(t);
             }
-        }
-    });
-    let terms = decode_all(frames, 1);
+            v
+        },
+        drop,
+    );
     let mut out = Vec::with_capacity(1 << 16);
-    let encode = measure(units, || {
-        for _ in 0..reps {
-            for t in &terms {
-                out.clear();
-                etf::encode(t, &mut out).unwrap();
-                black_box(&out);
+    let encode = measure(
+        units,
+        || (),
+        |()| {
+            for _ in 0..reps {
+                for t in &terms {
+                    out.clear();
+                    C::encode(t, &mut out);
+                    black_box(&out);
+                }
             }
-        }
-    });
+        },
+        |()| {},
+    );
+    terms.into_iter().for_each(etf::dispose);
     Row {
         decode,
         drop,
         encode,
     }
-}
-
-fn run_eetf(frames: &[Vec<u8>], reps: usize, per_frame: bool) -> Row {
-    let terms_per_rep: usize = frames.iter().map(|f| count_terms(f)).sum();
-    let n = terms_per_rep * reps;
-    let units = if per_frame { frames.len() * reps } else { n };
-    let mut keep: Vec<Term> = Vec::with_capacity(n);
-    let decode = measure(units, || {
-        for _ in 0..reps {
-            for f in frames {
-                let mut c = Cursor::new(&f[..]);
-                while (c.position() as usize) < f.len() {
-                    keep.push(Term::decode(&mut c).unwrap());
-                }
-            }
-        }
-        let taken: Vec<Term> = std::mem::take(&mut keep);
-        keep = Vec::with_capacity(n);
-        DROPS.with(|d| d.borrow_mut().push(taken));
-    });
-    DROPS.with(|d| d.borrow_mut().clear());
-    let mut pool: Vec<Vec<Term>> = (0..=ROUNDS).map(|_| decode_all(frames, reps)).collect();
-    let drop = measure(units, || {
-        if let Some(v) = pool.pop() {
-            for t in v {
-                std::mem::drop(t);
-            }
-        }
-    });
-    let terms = decode_all(frames, 1);
-    let mut out = Vec::with_capacity(1 << 16);
-    let encode = measure(units, || {
-        for _ in 0..reps {
-            for t in &terms {
-                out.clear();
-                t.encode(&mut out).unwrap();
-                black_box(&out);
-            }
-        }
-    });
-    Row {
-        decode,
-        drop,
-        encode,
-    }
-}
-
-thread_local! {
-    static DROPS: std::cell::RefCell<Vec<Vec<Term>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn count_terms(f: &[u8]) -> usize {
-    let mut at = 0;
-    let mut n = 0;
-    while at < f.len() {
-        let (t, used) = etf::decode_prefix(&f[at..], &Limits::default()).unwrap();
-        etf::dispose(t);
-        at += used;
-        n += 1;
-    }
-    n
 }
 
 fn decode_all(frames: &[Vec<u8>], reps: usize) -> Vec<Term> {
@@ -324,7 +332,35 @@ fn print(name: &str, ours: &Row, theirs: &Row) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing to parse.
+    // `cargo bench` passes `--bench`; nothing to parse. ETF_BENCH_PROFILE=ours|eetf
+    // loops on one decoder over the corpus, for `perf record`.
+    if let Ok(which) = std::env::var("ETF_BENCH_PROFILE") {
+        let c = corpus();
+        if which == "terms" {
+            for (i, f) in c.iter().enumerate() {
+                let one = [f.clone()];
+                let o = run::<Ours>(&one, 200, false);
+                let e = run::<Eetf>(&one, 200, false);
+                println!(
+                    "term {i:2} ({:5} bytes): decode ours {:7.0} eetf {:7.0}  drop ours {:6.0} eetf {:6.0}",
+                    f.len(),
+                    o.decode.0,
+                    e.decode.0,
+                    o.drop.0,
+                    e.drop.0
+                );
+            }
+            return;
+        }
+        for _ in 0..200 {
+            if which == "ours" {
+                run::<Ours>(&c, 10, false);
+            } else {
+                run::<Eetf>(&c, 10, false);
+            }
+        }
+        return;
+    }
     let rexi = vec![rexi_frame()];
     println!(
         "rexi frame: {} bytes (control + message); corpus: {} terms, {} bytes",
@@ -332,15 +368,20 @@ fn main() {
         corpus().len(),
         corpus().iter().map(Vec::len).sum::<usize>()
     );
-    let ours = run_ours(&rexi, 2000, true);
-    let theirs = run_eetf(&rexi, 2000, true);
+    // Interleaved twice, best of both, to even out a shared, noisy machine.
+    let mut ours = run::<Ours>(&rexi, 100, true);
+    let mut theirs = run::<Eetf>(&rexi, 100, true);
+    ours = ours.best(run::<Ours>(&rexi, 100, true));
+    theirs = theirs.best(run::<Eetf>(&rexi, 100, true));
     print(
         "rexi message (per frame: control tuple + message)",
         &ours,
         &theirs,
     );
     let c = corpus();
-    let ours = run_ours(&c, 200, false);
-    let theirs = run_eetf(&c, 200, false);
+    let mut ours = run::<Ours>(&c, 10, false);
+    let mut theirs = run::<Eetf>(&c, 10, false);
+    ours = ours.best(run::<Ours>(&c, 10, false));
+    theirs = theirs.best(run::<Eetf>(&c, 10, false));
     print("mixed corpus (per term)", &ours, &theirs);
 }

@@ -373,6 +373,121 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A term without children (numbers, atoms, binaries, strings, `[]`, pids, ports,
+    /// references, exports), whose tag at `at` was already read.
+    fn leaf(&mut self, tag: u8, at: usize, limits: &Limits) -> Result<Term, DecodeError> {
+        Ok(match tag {
+            SMALL_INTEGER_EXT => fix(i32::from(self.u8("small integer")?)),
+            INTEGER_EXT => fix(self.array("integer").map(i32::from_be_bytes)?),
+            NEW_FLOAT_EXT => {
+                let value = f64::from_bits(self.u64("float")?);
+                if !value.is_finite() {
+                    return Err(err(at, "float is not finite"));
+                }
+                Term::Float(Float { value })
+            }
+            FLOAT_EXT => self.old_float(at)?,
+            SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT => {
+                Term::Atom(self.atom_body(tag, at)?)
+            }
+            NIL_EXT => Term::List(List {
+                elements: Vec::new(),
+            }),
+            STRING_EXT => {
+                let n = self.u16("string length")? as usize;
+                let bytes = self.take(n, "string bytes")?;
+                if n == 0 {
+                    Term::List(List {
+                        elements: Vec::new(),
+                    })
+                } else {
+                    Term::ByteList(ByteList {
+                        bytes: bytes.to_vec(),
+                    })
+                }
+            }
+            BINARY_EXT => {
+                let n = self.u32("binary length")? as usize;
+                Term::Binary(eetf::Binary {
+                    bytes: self.take(n, "binary bytes")?.to_vec(),
+                })
+            }
+            BIT_BINARY_EXT => self.bit_binary(at)?,
+            SMALL_BIG_EXT | LARGE_BIG_EXT => self.big(tag, at, limits)?,
+            NEW_PID_EXT | PID_EXT => Term::Pid(self.pid_body(tag)?),
+            NEW_PORT_EXT | V4_PORT_EXT | PORT_EXT => Term::Port(self.port_body(tag)?),
+            NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT | REFERENCE_EXT => {
+                Term::Reference(Box::new(self.reference_body(tag, at)?))
+            }
+            EXPORT_EXT => {
+                let module = self.atom("module of an export")?;
+                let function = self.atom("function of an export")?;
+                let a = self.pos;
+                if self.u8("arity of an export")? != SMALL_INTEGER_EXT {
+                    return Err(err(a, "arity of an export must be a SMALL_INTEGER_EXT"));
+                }
+                let arity = self.u8("arity of an export")?;
+                Term::ExternalFun(Box::new(ExternalFun {
+                    module,
+                    function,
+                    arity,
+                }))
+            }
+            other => {
+                return Err(err(
+                    at,
+                    format!("internal error: tag {other} is not a leaf"),
+                ))
+            }
+        })
+    }
+
+    /// `FLOAT_EXT`: 31 bytes of `"%.20e"` text, NUL padded. Parsed as `f64`; `eetf`
+    /// parsed it as `f32` and turned `0.1` into `0.10000000149011612`.
+    fn old_float(&mut self, at: usize) -> Result<Term, DecodeError> {
+        let raw = self.take(FLOAT_EXT_LEN, "FLOAT_EXT text")?;
+        let text = match raw.iter().position(|&b| b == 0) {
+            Some(nul) => raw.get(..nul).unwrap_or(raw),
+            None => raw,
+        };
+        let value = std::str::from_utf8(text)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| err(at, "FLOAT_EXT text is not a finite float"))?;
+        Ok(Term::Float(Float { value }))
+    }
+
+    /// `BIT_BINARY_EXT`: `Len:32, Bits:8, Data`. The BEAM accepts `Bits` 1..=8 with data,
+    /// and 0 only with no data; `eetf` shifted by `8 - Bits` unchecked and overflowed on
+    /// 0 or 9. A whole last byte (8 bits) is a plain binary to the BEAM, so it decodes as
+    /// `Binary`.
+    fn bit_binary(&mut self, at: usize) -> Result<Term, DecodeError> {
+        let n = self.u32("bitstring length")? as usize;
+        let bits = self.u8("bitstring tail bits")?;
+        if (bits == 0) != (n == 0) || bits > 8 {
+            return Err(err(
+                at,
+                format!("bitstring of {n} bytes cannot end in {bits} bits"),
+            ));
+        }
+        let data = self.take(n, "bitstring bytes")?;
+        if bits == 8 || n == 0 {
+            return Ok(Term::Binary(eetf::Binary {
+                bytes: data.to_vec(),
+            }));
+        }
+        let mut bytes = data.to_vec();
+        if let Some(last) = bytes.last_mut() {
+            // eetf keeps the tail bits right-aligned.
+            *last >>= 8 - bits;
+        }
+        Ok(Term::BitBinary(BitBinary {
+            bytes,
+            tail_bits_size: bits,
+        }))
+    }
+
     /// `SMALL_BIG_EXT` / `LARGE_BIG_EXT`. The size is checked against the limit and the
     /// remaining bytes before anything is read (`eetf` zero-filled the claimed 4 GiB
     /// first). Values that fit in an `i32` become `FixInteger`, as the BEAM means the
@@ -420,6 +535,37 @@ impl<'a> Reader<'a> {
             None => Term::BigInteger(BigInteger { value }),
         })
     }
+}
+
+/// Tags of terms without children, read by [`Reader::leaf`].
+#[inline]
+fn is_leaf(tag: u8) -> bool {
+    matches!(
+        tag,
+        SMALL_INTEGER_EXT
+            | INTEGER_EXT
+            | NEW_FLOAT_EXT
+            | FLOAT_EXT
+            | SMALL_ATOM_UTF8_EXT
+            | ATOM_UTF8_EXT
+            | SMALL_ATOM_EXT
+            | ATOM_EXT
+            | NIL_EXT
+            | STRING_EXT
+            | BINARY_EXT
+            | BIT_BINARY_EXT
+            | SMALL_BIG_EXT
+            | LARGE_BIG_EXT
+            | NEW_PID_EXT
+            | PID_EXT
+            | NEW_PORT_EXT
+            | V4_PORT_EXT
+            | PORT_EXT
+            | NEWER_REFERENCE_EXT
+            | NEW_REFERENCE_EXT
+            | REFERENCE_EXT
+            | EXPORT_EXT
+    )
 }
 
 #[inline]
@@ -531,8 +677,8 @@ struct FunFrame {
 struct Decoder<'a> {
     rd: Reader<'a>,
     limits: &'a Limits,
-    /// Open containers; the first 16 levels live inline (no allocation).
-    stack: Stack<Frame, 16>,
+    /// Open containers; the first 8 levels live inline (no allocation).
+    stack: Stack<Frame, 8>,
     /// Children that open frames still expect and that have not started yet; each needs
     /// at least one byte of input.
     promised: usize,
@@ -576,6 +722,29 @@ impl<'a> Decoder<'a> {
 
     fn run(&mut self) -> Result<Term, DecodeError> {
         loop {
+            // Fast path: leaves go straight into the open tuple or list, without the
+            // round trip through `term` and `settle`.
+            if let Some(Frame::Tuple { elems, left } | Frame::List { elems, left }) =
+                self.stack.last_mut()
+            {
+                while *left > 0 {
+                    let at = self.rd.pos;
+                    let tag = match self.rd.buf.get(at) {
+                        Some(&tag) if is_leaf(tag) => tag,
+                        _ => break,
+                    };
+                    self.rd.pos += 1;
+                    self.promised = self.promised.saturating_sub(1);
+                    elems.push(self.rd.leaf(tag, at, self.limits)?);
+                    *left -= 1;
+                }
+                if *left == 0 {
+                    if let Some(root) = self.settle(None)? {
+                        return Ok(root);
+                    }
+                    continue;
+                }
+            }
             if !self.stack.is_empty() {
                 // One of the promised children starts now.
                 self.promised = self.promised.saturating_sub(1);
@@ -639,19 +808,7 @@ impl<'a> Decoder<'a> {
         let at = self.rd.pos;
         let tag = self.rd.u8("tag")?;
         let t = match tag {
-            SMALL_INTEGER_EXT => fix(i32::from(self.rd.u8("small integer")?)),
-            INTEGER_EXT => fix(self.rd.array("integer").map(i32::from_be_bytes)?),
-            NEW_FLOAT_EXT => {
-                let value = f64::from_bits(self.rd.u64("float")?);
-                if !value.is_finite() {
-                    return Err(err(at, "float is not finite"));
-                }
-                Term::Float(Float { value })
-            }
-            FLOAT_EXT => self.old_float(at)?,
-            SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT => {
-                Term::Atom(self.rd.atom_body(tag, at)?)
-            }
+            tag if is_leaf(tag) => self.rd.leaf(tag, at, self.limits)?,
             SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
                 let n = if tag == SMALL_TUPLE_EXT {
                     self.rd.u8("tuple arity")? as usize
@@ -669,18 +826,6 @@ impl<'a> Decoder<'a> {
                     return Ok(None);
                 }
             }
-            NIL_EXT => Term::List(List { elements: Vec::new() }),
-            STRING_EXT => {
-                let n = self.rd.u16("string length")? as usize;
-                let bytes = self.rd.take(n, "string bytes")?;
-                if n == 0 {
-                    Term::List(List { elements: Vec::new() })
-                } else {
-                    Term::ByteList(ByteList {
-                        bytes: bytes.to_vec(),
-                    })
-                }
-            }
             LIST_EXT => {
                 let n = self.rd.u32("list length")? as usize;
                 // The elements plus the tail.
@@ -691,14 +836,6 @@ impl<'a> Decoder<'a> {
                 });
                 return Ok(None);
             }
-            BINARY_EXT => {
-                let n = self.rd.u32("binary length")? as usize;
-                Term::Binary(eetf::Binary {
-                    bytes: self.rd.take(n, "binary bytes")?.to_vec(),
-                })
-            }
-            BIT_BINARY_EXT => self.bit_binary(at)?,
-            SMALL_BIG_EXT | LARGE_BIG_EXT => self.rd.big(tag, at, self.limits)?,
             MAP_EXT => {
                 let n = self.rd.u32("map size")? as usize;
                 if n == 0 {
@@ -717,25 +854,6 @@ impl<'a> Decoder<'a> {
                     })));
                     return Ok(None);
                 }
-            }
-            NEW_PID_EXT | PID_EXT => Term::Pid(self.rd.pid_body(tag)?),
-            NEW_PORT_EXT | V4_PORT_EXT | PORT_EXT => Term::Port(self.rd.port_body(tag)?),
-            NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT | REFERENCE_EXT => {
-                Term::Reference(Box::new(self.rd.reference_body(tag, at)?))
-            }
-            EXPORT_EXT => {
-                let module = self.rd.atom("module of an export")?;
-                let function = self.rd.atom("function of an export")?;
-                let a = self.rd.pos;
-                if self.rd.u8("arity of an export")? != SMALL_INTEGER_EXT {
-                    return Err(err(a, "arity of an export must be a SMALL_INTEGER_EXT"));
-                }
-                let arity = self.rd.u8("arity of an export")?;
-                Term::ExternalFun(Box::new(ExternalFun {
-                    module,
-                    function,
-                    arity,
-                }))
             }
             NEW_FUN_EXT => return self.new_fun(at),
             COMPRESSED => {
@@ -778,52 +896,6 @@ impl<'a> Decoder<'a> {
             other => return Err(err(at, format!("unknown tag {other}"))),
         };
         Ok(Some(t))
-    }
-
-    /// `FLOAT_EXT`: 31 bytes of `"%.20e"` text, NUL padded. Parsed as `f64`; `eetf`
-    /// parsed it as `f32` and turned `0.1` into `0.10000000149011612`.
-    fn old_float(&mut self, at: usize) -> Result<Term, DecodeError> {
-        let raw = self.rd.take(FLOAT_EXT_LEN, "FLOAT_EXT text")?;
-        let text = match raw.iter().position(|&b| b == 0) {
-            Some(nul) => raw.get(..nul).unwrap_or(raw),
-            None => raw,
-        };
-        let value = std::str::from_utf8(text)
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| err(at, "FLOAT_EXT text is not a finite float"))?;
-        Ok(Term::Float(Float { value }))
-    }
-
-    /// `BIT_BINARY_EXT`: `Len:32, Bits:8, Data`. The BEAM accepts `Bits` 1..=8 with data,
-    /// and 0 only with no data; `eetf` shifted by `8 - Bits` unchecked and overflowed on
-    /// 0 or 9. A whole last byte (8 bits) is a plain binary to the BEAM, so it decodes as
-    /// `Binary`.
-    fn bit_binary(&mut self, at: usize) -> Result<Term, DecodeError> {
-        let n = self.rd.u32("bitstring length")? as usize;
-        let bits = self.rd.u8("bitstring tail bits")?;
-        if (bits == 0) != (n == 0) || bits > 8 {
-            return Err(err(
-                at,
-                format!("bitstring of {n} bytes cannot end in {bits} bits"),
-            ));
-        }
-        let data = self.rd.take(n, "bitstring bytes")?;
-        if bits == 8 || n == 0 {
-            return Ok(Term::Binary(eetf::Binary {
-                bytes: data.to_vec(),
-            }));
-        }
-        let mut bytes = data.to_vec();
-        if let Some(last) = bytes.last_mut() {
-            // eetf keeps the tail bits right-aligned.
-            *last >>= 8 - bits;
-        }
-        Ok(Term::BitBinary(BitBinary {
-            bytes,
-            tail_bits_size: bits,
-        }))
     }
 
     /// `NEW_FUN_EXT`: `Size:32, Arity:8, Uniq:16, Index:32, NumFree:32, Module, OldIndex,

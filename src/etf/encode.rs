@@ -61,7 +61,7 @@ fn encode_into(term: &Term, out: &mut Vec<u8>, canonical: bool) -> Result<(), En
 
 fn run(root: &Term, out: &mut Vec<u8>, canonical: bool) -> Result<(), EncodeError> {
     // Ordinary terms never leave the inline part: encoding allocates nothing.
-    let mut stack: Stack<Work<'_>, 32> = Stack::new();
+    let mut stack: Stack<Work<'_>, 8> = Stack::new();
     let mut next = Some(root);
     loop {
         let term = match next.take() {
