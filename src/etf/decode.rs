@@ -62,7 +62,7 @@ pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usiz
         )),
         _ => {
             let mut d = Decoder::new(bytes, 1, limits);
-            let term = d.run()?;
+            let term = d.rec(0)?;
             Ok((term, d.rd.pos))
         }
     }
@@ -86,7 +86,7 @@ fn decode_compressed(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), Dec
     let zlib = bytes.get(6..).unwrap_or(&[]);
     let (inflated, used) = inflate(zlib, size).map_err(|reason| err(6, reason))?;
     let mut d = Decoder::new(&inflated, 0, limits);
-    let term = d.run().map_err(|e| {
+    let term = d.rec(0).map_err(|e| {
         err(
             6,
             format!(
@@ -622,6 +622,66 @@ fn contains_map(t: &Term) -> bool {
     false
 }
 
+/// Inserts one decoded pair, refusing duplicate keys as the BEAM does. The key is
+/// shallow (bounded by `max_map_key_depth`), so dropping it normally is safe; the value
+/// may be deep and is disposed of on error.
+fn insert_pair(
+    map: &mut HashMap<Term, Term>,
+    canonical: &mut Option<std::collections::HashSet<Vec<u8>>>,
+    k: Term,
+    v: Term,
+    key_at: usize,
+) -> Result<(), DecodeError> {
+    match map.entry(k) {
+        Entry::Vacant(e) if contains_map(e.key()) => {
+            let mut bytes = Vec::new();
+            if encode_canonical(e.key(), &mut bytes).is_err() {
+                dispose(v);
+                return Err(err(key_at, "map key cannot be compared"));
+            }
+            if !canonical.get_or_insert_with(Default::default).insert(bytes) {
+                dispose(v);
+                return Err(err(key_at, "duplicate map key"));
+            }
+            e.insert(v);
+        }
+        Entry::Occupied(_) => {
+            dispose(v);
+            return Err(err(key_at, "duplicate map key"));
+        }
+        Entry::Vacant(e) => {
+            e.insert(v);
+        }
+    }
+    Ok(())
+}
+
+/// Terms being built by the recursive path, disposed of (not dropped recursively) if
+/// decoding fails half way: an element may be a deep subterm from the iterative path.
+struct Building(Vec<Term>);
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        dispose_vec(std::mem::take(&mut self.0));
+    }
+}
+
+struct BuildingMap(HashMap<Term, Term>);
+
+impl Drop for BuildingMap {
+    fn drop(&mut self) {
+        let map = std::mem::take(&mut self.0);
+        if !map.is_empty() {
+            dispose(Term::Map(Map { map }));
+        }
+    }
+}
+
+/// How many levels the decoder reads by plain recursion (fast, like eetf) before it
+/// switches to its explicit stack for the rest of a subterm. A level costs a few
+/// hundred bytes of stack in release builds, a few KiB in debug builds.
+const RECURSION_LEVELS: usize = 24;
+
 /// An open container on the explicit stack. Kept small (boxing the rare big variants)
 /// because a deep term holds one per level.
 enum Frame {
@@ -682,7 +742,10 @@ struct Decoder<'a> {
     /// Children that open frames still expect and that have not started yet; each needs
     /// at least one byte of input.
     promised: usize,
-    /// Pushing a frame is refused once `stack.len()` reaches this: `limits.max_depth`,
+    /// Containers enclosing the explicit stack's root (when the recursive path hands a
+    /// deep subterm over); depths below are `base_depth + stack.len()`.
+    base_depth: usize,
+    /// Opening a container is refused once the depth reaches this: `limits.max_depth`,
     /// lowered while a map key is read (see [`Limits::max_map_key_depth`]).
     depth_cap: usize,
 }
@@ -716,8 +779,173 @@ impl<'a> Decoder<'a> {
             limits,
             stack: Stack::new(),
             promised: 0,
+            base_depth: 0,
             depth_cap: limits.max_depth,
         }
+    }
+
+    /// Reads one term by plain recursion, `depth` being the number of containers around
+    /// it. Past [`RECURSION_LEVELS`] the rest of the subterm goes to the iterative
+    /// engine ([`Decoder::run`]), so the thread stack used stays bounded whatever the
+    /// input. Both paths apply the same checks in the same order.
+    fn rec(&mut self, depth: usize) -> Result<Term, DecodeError> {
+        let at = self.rd.pos;
+        let tag = match self.rd.buf.get(at) {
+            Some(&tag) => tag,
+            None => return Err(self.rd.truncated(1, "tag")),
+        };
+        if is_leaf(tag) {
+            self.rd.pos += 1;
+            return self.rd.leaf(tag, at, self.limits);
+        }
+        if depth >= RECURSION_LEVELS
+            || !matches!(
+                tag,
+                SMALL_TUPLE_EXT | LARGE_TUPLE_EXT | LIST_EXT | MAP_EXT | NEW_FUN_EXT
+            )
+        {
+            // Deep, or an error to report: the iterative engine, from here.
+            self.base_depth = depth;
+            let r = self.run();
+            self.base_depth = 0;
+            return r;
+        }
+        self.rd.pos += 1;
+        match tag {
+            SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
+                let n = if tag == SMALL_TUPLE_EXT {
+                    self.rd.u8("tuple arity")? as usize
+                } else {
+                    self.rd.u32("tuple arity")? as usize
+                };
+                if n == 0 {
+                    return Ok(Term::Tuple(Tuple {
+                        elements: Vec::new(),
+                    }));
+                }
+                self.open(n, at, depth)?;
+                let mut elems = Building(Vec::with_capacity(n));
+                for _ in 0..n {
+                    self.promised = self.promised.saturating_sub(1);
+                    let t = self.rec(depth + 1)?;
+                    elems.0.push(t);
+                }
+                Ok(Term::Tuple(Tuple {
+                    elements: std::mem::take(&mut elems.0),
+                }))
+            }
+            LIST_EXT => {
+                let n = self.rd.u32("list length")? as usize;
+                self.open(n.saturating_add(1), at, depth)?;
+                let mut elems = Building(Vec::with_capacity(n));
+                let mut left = n;
+                loop {
+                    for _ in 0..left {
+                        self.promised = self.promised.saturating_sub(1);
+                        let t = self.rec(depth + 1)?;
+                        elems.0.push(t);
+                    }
+                    // The tail; a list encoding continues this list (see `Frame::List`).
+                    let tail_at = self.rd.pos;
+                    match self.rd.buf.get(tail_at).copied() {
+                        Some(NIL_EXT) => {
+                            self.rd.pos += 1;
+                            self.promised = self.promised.saturating_sub(1);
+                            return Ok(proper_list(std::mem::take(&mut elems.0)));
+                        }
+                        Some(LIST_EXT) => {
+                            self.rd.pos += 1;
+                            let m = self.rd.u32("list length")? as usize;
+                            self.promised = self.promised.saturating_sub(1);
+                            let total = self.promised.saturating_add(m).saturating_add(1);
+                            if total > self.rd.remaining() {
+                                return Err(err(
+                                    tail_at,
+                                    format!("list tail count of {m} elements cannot fit in the bytes that remain"),
+                                ));
+                            }
+                            self.promised = total;
+                            elems.0.reserve(m);
+                            left = m;
+                        }
+                        Some(STRING_EXT) => {
+                            self.rd.pos += 1;
+                            let m = self.rd.u16("string length")? as usize;
+                            let bytes = self.rd.take(m, "string bytes")?;
+                            self.promised = self.promised.saturating_sub(1);
+                            elems.0.reserve(m);
+                            elems.0.extend(bytes.iter().map(|&b| fix(i32::from(b))));
+                            return Ok(proper_list(std::mem::take(&mut elems.0)));
+                        }
+                        Some(_) => {
+                            self.promised = self.promised.saturating_sub(1);
+                            let last = self.rec(depth + 1)?;
+                            if elems.0.is_empty() {
+                                return Ok(last);
+                            }
+                            return Ok(Term::ImproperList(ImproperList {
+                                elements: std::mem::take(&mut elems.0),
+                                last: Box::new(last),
+                            }));
+                        }
+                        None => return Err(self.rd.truncated(1, "list tail")),
+                    }
+                }
+            }
+            MAP_EXT => {
+                let n = self.rd.u32("map size")? as usize;
+                if n == 0 {
+                    return Ok(Term::Map(Map {
+                        map: HashMap::new(),
+                    }));
+                }
+                self.open(n.saturating_mul(2), at, depth)?;
+                let mut map = BuildingMap(HashMap::with_capacity(n));
+                let mut canonical = None;
+                for _ in 0..n {
+                    let key_at = self.rd.pos;
+                    // Hashing the key recurses: bound its depth (see Limits).
+                    let saved = self.depth_cap;
+                    self.depth_cap =
+                        saved.min((depth + 1).saturating_add(self.limits.max_map_key_depth));
+                    self.promised = self.promised.saturating_sub(1);
+                    let k = self.rec(depth + 1);
+                    self.depth_cap = saved;
+                    let k = k?;
+                    self.promised = self.promised.saturating_sub(1);
+                    let v = self.rec(depth + 1)?;
+                    insert_pair(&mut map.0, &mut canonical, k, v, key_at)?;
+                }
+                Ok(Term::Map(Map {
+                    map: std::mem::take(&mut map.0),
+                }))
+            }
+            _ => {
+                // NEW_FUN_EXT
+                let mut f = self.fun_header(at)?;
+                if f.left > 0 {
+                    self.open(f.left, at, depth)?;
+                    let mut free = Building(Vec::with_capacity(f.left));
+                    for _ in 0..f.left {
+                        self.promised = self.promised.saturating_sub(1);
+                        let t = self.rec(depth + 1)?;
+                        free.0.push(t);
+                    }
+                    f.free_vars = std::mem::take(&mut free.0);
+                }
+                self.finish_fun(f)
+            }
+        }
+    }
+
+    /// The recursive path's counterpart of [`Decoder::promise`]: one more level at
+    /// `depth`, and `n` more children promised.
+    #[inline]
+    fn open(&mut self, n: usize, at: usize, depth: usize) -> Result<(), DecodeError> {
+        if depth >= self.depth_cap {
+            return Err(self.too_deep(at, depth));
+        }
+        self.promise_more(n, at)
     }
 
     fn run(&mut self) -> Result<Term, DecodeError> {
@@ -759,8 +987,9 @@ impl<'a> Decoder<'a> {
     /// Checks that `n` more children fit in the input and that one more level is allowed.
     #[inline]
     fn promise(&mut self, n: usize, at: usize) -> Result<(), DecodeError> {
-        if self.stack.len() >= self.depth_cap {
-            return Err(self.too_deep(at));
+        let depth = self.base_depth + self.stack.len();
+        if depth >= self.depth_cap {
+            return Err(self.too_deep(at, depth));
         }
         self.promise_more(n, at)
     }
@@ -782,8 +1011,8 @@ impl<'a> Decoder<'a> {
     }
 
     #[cold]
-    fn too_deep(&self, at: usize) -> DecodeError {
-        if self.stack.len() >= self.limits.max_depth {
+    fn too_deep(&self, at: usize, depth: usize) -> DecodeError {
+        if depth >= self.limits.max_depth {
             err(
                 at,
                 format!(
@@ -901,6 +1130,19 @@ impl<'a> Decoder<'a> {
     /// `NEW_FUN_EXT`: `Size:32, Arity:8, Uniq:16, Index:32, NumFree:32, Module, OldIndex,
     /// OldUniq, Pid, FreeVars...`; `Size` counts from itself to the end of the fun.
     fn new_fun(&mut self, at: usize) -> Result<Option<Term>, DecodeError> {
+        let frame = self.fun_header(at)?;
+        if frame.left == 0 {
+            return self.finish_fun(frame).map(Some);
+        }
+        self.promise(frame.left, at)?;
+        let mut frame = frame;
+        frame.free_vars.reserve_exact(frame.left);
+        self.stack.push(Frame::Fun(Box::new(frame)));
+        Ok(None)
+    }
+
+    /// Everything of a `NEW_FUN_EXT` before its free variables.
+    fn fun_header(&mut self, at: usize) -> Result<FunFrame, DecodeError> {
         let size = self.rd.u32("fun size")? as usize;
         let end = at.saturating_add(1).saturating_add(size);
         if end > self.rd.buf.len() {
@@ -939,14 +1181,7 @@ impl<'a> Decoder<'a> {
             end,
             at,
         };
-        if num_free == 0 {
-            return self.finish_fun(frame).map(Some);
-        }
-        self.promise(num_free, at)?;
-        let mut frame = frame;
-        frame.free_vars.reserve_exact(num_free);
-        self.stack.push(Frame::Fun(Box::new(frame)));
-        Ok(None)
+        Ok(frame)
     }
 
     fn finish_fun(&self, f: FunFrame) -> Result<Term, DecodeError> {
@@ -1065,35 +1300,10 @@ impl<'a> Decoder<'a> {
                                 self.depth_cap = m.saved_cap;
                                 return Ok(None);
                             }
-                            Some(k) => match m.map.entry(k) {
-                                Entry::Vacant(e) if contains_map(e.key()) => {
-                                    let mut bytes = Vec::new();
-                                    if encode_canonical(e.key(), &mut bytes).is_err() {
-                                        dispose(v);
-                                        return Err(err(m.key_at, "map key cannot be compared"));
-                                    }
-                                    if !m
-                                        .canonical
-                                        .get_or_insert_with(Default::default)
-                                        .insert(bytes)
-                                    {
-                                        dispose(v);
-                                        return Err(err(m.key_at, "duplicate map key"));
-                                    }
-                                    e.insert(v);
-                                    m.left -= 1;
-                                }
-                                // The key is shallow (bounded by max_map_key_depth), so
-                                // dropping it normally is safe; the value may be deep.
-                                Entry::Occupied(_) => {
-                                    dispose(v);
-                                    return Err(err(m.key_at, "duplicate map key"));
-                                }
-                                Entry::Vacant(e) => {
-                                    e.insert(v);
-                                    m.left -= 1;
-                                }
-                            },
+                            Some(k) => {
+                                insert_pair(&mut m.map, &mut m.canonical, k, v, m.key_at)?;
+                                m.left -= 1;
+                            }
                         }
                     }
                     if m.left > 0 {
@@ -1102,8 +1312,7 @@ impl<'a> Decoder<'a> {
                         m.key_at = self.rd.pos;
                         m.saved_cap = self.depth_cap;
                         self.depth_cap = self.depth_cap.min(
-                            self.stack
-                                .len()
+                            (self.base_depth + self.stack.len())
                                 .saturating_add(self.limits.max_map_key_depth),
                         );
                         return Ok(None);
