@@ -1,20 +1,26 @@
-//! The decoder: ETF bytes to `eetf::Term`, without recursion and without trusting a
-//! single count in the input.
+//! The decoder: ETF bytes to `eetf::Term`, with bounded stack use at any depth and
+//! without trusting a single count in the input.
 //!
 //! # Shape
 //!
-//! [`Decoder::run`] is a loop around two steps:
+//! Two paths share one [`Reader`] and the same checks:
 //!
-//! * [`Decoder::term`] reads one term at the cursor. A leaf (number, atom, pid, binary,
-//!   ...) comes back whole; a container (tuple, list, map, fun) pushes a [`Frame`] on an
-//!   explicit stack and comes back empty-handed.
-//! * [`Decoder::settle`] hands a finished term to the frame on top of the stack, and
-//!   closes every frame that is now complete, until a frame wants another child (back to
-//!   `term`) or the stack is empty (the root is done).
+//! * [`Decoder::rec`], plain recursion, for the first [`RECURSION_LEVELS`] levels. Most
+//!   terms (a rexi message is 4 levels deep) never leave it, and it is as fast as
+//!   `eetf`'s recursive decoder.
+//! * [`Decoder::run`], the iterative engine, takes over any subterm that starts deeper.
+//!   It is a loop around two steps:
+//!   * [`Decoder::term`] reads one term at the cursor. A leaf (number, atom, pid,
+//!     binary, ...) comes back whole; a container (tuple, list, map, fun) pushes a
+//!     [`Frame`] on an explicit stack and comes back empty-handed.
+//!   * [`Decoder::settle`] hands a finished term to the frame on top of the stack, and
+//!     closes every frame that is now complete, until a frame wants another child (back
+//!     to `term`) or the stack is empty (the subterm is done).
 //!
-//! Nesting therefore costs one `Frame` (40 bytes) of heap per level instead of about a
-//! kilobyte of thread stack per level, which is what made `eetf` overflow a 2 MiB tokio
-//! worker at ~1,800 levels.
+//! Beyond the recursion budget, nesting costs one `Frame` (40 bytes) of heap per level
+//! instead of about a kilobyte of thread stack per level, which is what made `eetf`
+//! overflow a 2 MiB tokio worker at ~1,800 levels. Partly built terms are disposed of
+//! iteratively on error ([`Building`], and `Drop for Decoder`).
 //!
 //! # Counts are promises
 //!
