@@ -746,3 +746,49 @@ fn small_maps_are_written_in_erlang_term_order() {
     ];
     assert_eq!(out, expected);
 }
+
+/// The decoder reads the first levels by recursion and deeper ones with its explicit
+/// stack; the depth limits must mean the same on both sides of the hand-over.
+#[test]
+fn limits_hold_across_the_recursion_hand_over() {
+    for outer in [0usize, 10, 23, 24, 25, 40] {
+        let wrap = |inner: &[u8]| {
+            let mut b = vec![131];
+            for _ in 0..outer {
+                b.extend_from_slice(&[104, 1]);
+            }
+            b.extend_from_slice(inner);
+            b
+        };
+        let key = |depth: usize| {
+            let mut b = vec![116, 0, 0, 0, 1];
+            for _ in 0..depth {
+                b.extend_from_slice(&[104, 1]);
+            }
+            b.extend_from_slice(&[97, 1, 97, 2]);
+            b
+        };
+        dispose(decode(&wrap(&key(256)), &lim()).unwrap());
+        let e = err(&wrap(&key(257)));
+        assert_eq!(e.offset, 1 + 2 * outer + 5 + 2 * 256, "outer {outer}: {e}");
+        assert!(
+            e.reason.contains("map key nested deeper"),
+            "outer {outer}: {e}"
+        );
+        // max_depth counts every level, whichever path reads it.
+        let limits = Limits {
+            max_depth: outer + 3,
+            ..lim()
+        };
+        let mut deep = vec![0u8; 0];
+        for _ in 0..3 {
+            deep.extend_from_slice(&[104, 1]);
+        }
+        deep.push(106);
+        dispose(decode(&wrap(&deep), &limits).unwrap());
+        let mut deeper = vec![104, 1];
+        deeper.extend_from_slice(&deep);
+        let e = decode(&wrap(&deeper), &limits).unwrap_err();
+        assert_eq!(e.offset, 1 + 2 * (outer + 3), "outer {outer}: {e}");
+    }
+}
