@@ -4,9 +4,11 @@
 //! read and written by our own code, because `eetf`'s codec cannot face a network peer
 //! (see `/work/shared/design/CRATES.md` §2.2). In short, this module:
 //!
-//! * **never recurses on the depth of a term**: decoding, encoding and [`dispose`] keep
-//!   explicit heap stacks, so a valid `{5000,{4999,...}}` (which killed the whole daemon
-//!   through `eetf`'s recursive decoder) or a million-deep list is just data;
+//! * **never recurses on the depth of a term**: decoding, encoding and [`dispose`] read
+//!   the first levels by plain (bounded) recursion, which is fast, and keep explicit
+//!   heap stacks beyond, so a valid `{5000,{4999,...}}` (which killed the whole daemon
+//!   through `eetf`'s recursive decoder) or a million-deep list is just data, on a
+//!   2 MiB tokio worker;
 //! * **checks every count and length against the bytes that remain before allocating**,
 //!   and bounds what no byte count can bound (nesting, bignum size, inflated size) with
 //!   [`Limits`];
@@ -33,7 +35,19 @@
 //! a map *value* may be as deep as [`Limits::max_depth`].
 //!
 //! Equal maps may hash differently in eetf (its `Hash for Map` follows the `HashMap`'s
-//! iteration order), so duplicate detection between map-valued keys is best effort.
+//! iteration order), so a `HashMap` alone misses duplicate keys that contain maps; the
+//! decoder compares such keys by a canonical encoding instead and refuses duplicates as
+//! the BEAM does. Looking such a key up in a decoded `eetf::Map` may still miss: avoid
+//! map-valued keys in code that looks keys up.
+//!
+//! # Normal forms
+//!
+//! The decoder returns one `Term` shape per Erlang term where eetf has several, so that
+//! eetf's `==` agrees with Erlang's `=:=` (and map keys behave): a proper list of
+//! integers 0..=255 is a `ByteList` (however encoded), `[]` is an empty `List`, an
+//! integer that fits an `i32` is a `FixInteger`, a whole-byte bitstring is a `Binary`,
+//! and list tails written as lists are flattened. (One exception: references with
+//! trailing zero words, `[X]` and `[X,0,0]`, are equal in Erlang but not in eetf.)
 
 mod decode;
 mod dispose;
