@@ -833,7 +833,7 @@ impl<'a> Decoder<'a> {
                 let mut elems = Building(Vec::with_capacity(n));
                 for _ in 0..n {
                     self.promised = self.promised.saturating_sub(1);
-                    let t = self.rec(depth + 1)?;
+                    let t = self.child(depth + 1)?;
                     elems.0.push(t);
                 }
                 Ok(Term::Tuple(Tuple {
@@ -848,7 +848,7 @@ impl<'a> Decoder<'a> {
                 loop {
                     for _ in 0..left {
                         self.promised = self.promised.saturating_sub(1);
-                        let t = self.rec(depth + 1)?;
+                        let t = self.child(depth + 1)?;
                         elems.0.push(t);
                     }
                     // The tail; a list encoding continues this list (see `Frame::List`).
@@ -885,7 +885,7 @@ impl<'a> Decoder<'a> {
                         }
                         Some(_) => {
                             self.promised = self.promised.saturating_sub(1);
-                            let last = self.rec(depth + 1)?;
+                            let last = self.child(depth + 1)?;
                             if elems.0.is_empty() {
                                 return Ok(last);
                             }
@@ -915,11 +915,11 @@ impl<'a> Decoder<'a> {
                     self.depth_cap =
                         saved.min((depth + 1).saturating_add(self.limits.max_map_key_depth));
                     self.promised = self.promised.saturating_sub(1);
-                    let k = self.rec(depth + 1);
+                    let k = self.child(depth + 1);
                     self.depth_cap = saved;
                     let k = k?;
                     self.promised = self.promised.saturating_sub(1);
-                    let v = self.rec(depth + 1)?;
+                    let v = self.child(depth + 1)?;
                     insert_pair(&mut map.0, &mut canonical, k, v, key_at)?;
                 }
                 Ok(Term::Map(Map {
@@ -934,13 +934,27 @@ impl<'a> Decoder<'a> {
                     let mut free = Building(Vec::with_capacity(f.left));
                     for _ in 0..f.left {
                         self.promised = self.promised.saturating_sub(1);
-                        let t = self.rec(depth + 1)?;
+                        let t = self.child(depth + 1)?;
                         free.0.push(t);
                     }
                     f.free_vars = std::mem::take(&mut free.0);
                 }
                 self.finish_fun(f)
             }
+        }
+    }
+
+    /// A child term: leaves are read right here, saving a call to [`Decoder::rec`]
+    /// (whose frame is large) for the most common elements.
+    #[inline(always)]
+    fn child(&mut self, depth: usize) -> Result<Term, DecodeError> {
+        let at = self.rd.pos;
+        match self.rd.buf.get(at) {
+            Some(&tag) if is_leaf(tag) => {
+                self.rd.pos += 1;
+                self.rd.leaf(tag, at, self.limits)
+            }
+            _ => self.rec(depth),
         }
     }
 
