@@ -1,20 +1,26 @@
-//! The decoder: ETF bytes to `eetf::Term`, without recursion and without trusting a
-//! single count in the input.
+//! The decoder: ETF bytes to `eetf::Term`, with bounded stack use at any depth and
+//! without trusting a single count in the input.
 //!
 //! # Shape
 //!
-//! [`Decoder::run`] is a loop around two steps:
+//! Two paths share one [`Reader`] and the same checks:
 //!
-//! * [`Decoder::term`] reads one term at the cursor. A leaf (number, atom, pid, binary,
-//!   ...) comes back whole; a container (tuple, list, map, fun) pushes a [`Frame`] on an
-//!   explicit stack and comes back empty-handed.
-//! * [`Decoder::settle`] hands a finished term to the frame on top of the stack, and
-//!   closes every frame that is now complete, until a frame wants another child (back to
-//!   `term`) or the stack is empty (the root is done).
+//! * [`Decoder::rec`], plain recursion, for the first [`RECURSION_LEVELS`] levels. Most
+//!   terms (a rexi message is 4 levels deep) never leave it, and it is as fast as
+//!   `eetf`'s recursive decoder.
+//! * [`Decoder::run`], the iterative engine, takes over any subterm that starts deeper.
+//!   It is a loop around two steps:
+//!   * [`Decoder::term`] reads one term at the cursor. A leaf (number, atom, pid,
+//!     binary, ...) comes back whole; a container (tuple, list, map, fun) pushes a
+//!     [`Frame`] on an explicit stack and comes back empty-handed.
+//!   * [`Decoder::settle`] hands a finished term to the frame on top of the stack, and
+//!     closes every frame that is now complete, until a frame wants another child (back
+//!     to `term`) or the stack is empty (the subterm is done).
 //!
-//! Nesting therefore costs one `Frame` (32 bytes) of heap per level instead of about a
-//! kilobyte of thread stack per level, which is what made `eetf` overflow a 2 MiB tokio
-//! worker at ~1,800 levels.
+//! Beyond the recursion budget, nesting costs one `Frame` (40 bytes) of heap per level
+//! instead of about a kilobyte of thread stack per level, which is what made `eetf`
+//! overflow a 2 MiB tokio worker at ~1,800 levels. Partly built terms are disposed of
+//! iteratively on error ([`Building`], and `Drop for Decoder`).
 //!
 //! # Counts are promises
 //!
@@ -38,6 +44,8 @@ use num_bigint::{BigInt, Sign};
 use num_traits::ToPrimitive;
 
 use super::dispose::{dispose, dispose_vec};
+use super::encode::encode_canonical;
+use super::stack::Stack;
 use super::tags::*;
 use super::{DecodeError, Limits};
 
@@ -60,7 +68,7 @@ pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usiz
         )),
         _ => {
             let mut d = Decoder::new(bytes, 1, limits);
-            let term = d.run()?;
+            let term = d.rec(0)?;
             Ok((term, d.rd.pos))
         }
     }
@@ -84,7 +92,7 @@ fn decode_compressed(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), Dec
     let zlib = bytes.get(6..).unwrap_or(&[]);
     let (inflated, used) = inflate(zlib, size).map_err(|reason| err(6, reason))?;
     let mut d = Decoder::new(&inflated, 0, limits);
-    let term = d.run().map_err(|e| {
+    let term = d.rec(0).map_err(|e| {
         err(
             6,
             format!(
@@ -371,6 +379,121 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A term without children (numbers, atoms, binaries, strings, `[]`, pids, ports,
+    /// references, exports), whose tag at `at` was already read.
+    fn leaf(&mut self, tag: u8, at: usize, limits: &Limits) -> Result<Term, DecodeError> {
+        Ok(match tag {
+            SMALL_INTEGER_EXT => fix(i32::from(self.u8("small integer")?)),
+            INTEGER_EXT => fix(self.array("integer").map(i32::from_be_bytes)?),
+            NEW_FLOAT_EXT => {
+                let value = f64::from_bits(self.u64("float")?);
+                if !value.is_finite() {
+                    return Err(err(at, "float is not finite"));
+                }
+                Term::Float(Float { value })
+            }
+            FLOAT_EXT => self.old_float(at)?,
+            SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT => {
+                Term::Atom(self.atom_body(tag, at)?)
+            }
+            NIL_EXT => Term::List(List {
+                elements: Vec::new(),
+            }),
+            STRING_EXT => {
+                let n = self.u16("string length")? as usize;
+                let bytes = self.take(n, "string bytes")?;
+                if n == 0 {
+                    Term::List(List {
+                        elements: Vec::new(),
+                    })
+                } else {
+                    Term::ByteList(ByteList {
+                        bytes: bytes.to_vec(),
+                    })
+                }
+            }
+            BINARY_EXT => {
+                let n = self.u32("binary length")? as usize;
+                Term::Binary(eetf::Binary {
+                    bytes: self.take(n, "binary bytes")?.to_vec(),
+                })
+            }
+            BIT_BINARY_EXT => self.bit_binary(at)?,
+            SMALL_BIG_EXT | LARGE_BIG_EXT => self.big(tag, at, limits)?,
+            NEW_PID_EXT | PID_EXT => Term::Pid(self.pid_body(tag)?),
+            NEW_PORT_EXT | V4_PORT_EXT | PORT_EXT => Term::Port(self.port_body(tag)?),
+            NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT | REFERENCE_EXT => {
+                Term::Reference(Box::new(self.reference_body(tag, at)?))
+            }
+            EXPORT_EXT => {
+                let module = self.atom("module of an export")?;
+                let function = self.atom("function of an export")?;
+                let a = self.pos;
+                if self.u8("arity of an export")? != SMALL_INTEGER_EXT {
+                    return Err(err(a, "arity of an export must be a SMALL_INTEGER_EXT"));
+                }
+                let arity = self.u8("arity of an export")?;
+                Term::ExternalFun(Box::new(ExternalFun {
+                    module,
+                    function,
+                    arity,
+                }))
+            }
+            other => {
+                return Err(err(
+                    at,
+                    format!("internal error: tag {other} is not a leaf"),
+                ))
+            }
+        })
+    }
+
+    /// `FLOAT_EXT`: 31 bytes of `"%.20e"` text, NUL padded. Parsed as `f64`; `eetf`
+    /// parsed it as `f32` and turned `0.1` into `0.10000000149011612`.
+    fn old_float(&mut self, at: usize) -> Result<Term, DecodeError> {
+        let raw = self.take(FLOAT_EXT_LEN, "FLOAT_EXT text")?;
+        let text = match raw.iter().position(|&b| b == 0) {
+            Some(nul) => raw.get(..nul).unwrap_or(raw),
+            None => raw,
+        };
+        let value = std::str::from_utf8(text)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| err(at, "FLOAT_EXT text is not a finite float"))?;
+        Ok(Term::Float(Float { value }))
+    }
+
+    /// `BIT_BINARY_EXT`: `Len:32, Bits:8, Data`. The BEAM accepts `Bits` 1..=8 with data,
+    /// and 0 only with no data; `eetf` shifted by `8 - Bits` unchecked and overflowed on
+    /// 0 or 9. A whole last byte (8 bits) is a plain binary to the BEAM, so it decodes as
+    /// `Binary`.
+    fn bit_binary(&mut self, at: usize) -> Result<Term, DecodeError> {
+        let n = self.u32("bitstring length")? as usize;
+        let bits = self.u8("bitstring tail bits")?;
+        if (bits == 0) != (n == 0) || bits > 8 {
+            return Err(err(
+                at,
+                format!("bitstring of {n} bytes cannot end in {bits} bits"),
+            ));
+        }
+        let data = self.take(n, "bitstring bytes")?;
+        if bits == 8 || n == 0 {
+            return Ok(Term::Binary(eetf::Binary {
+                bytes: data.to_vec(),
+            }));
+        }
+        let mut bytes = data.to_vec();
+        if let Some(last) = bytes.last_mut() {
+            // eetf keeps the tail bits right-aligned.
+            *last >>= 8 - bits;
+        }
+        Ok(Term::BitBinary(BitBinary {
+            bytes,
+            tail_bits_size: bits,
+        }))
+    }
+
     /// `SMALL_BIG_EXT` / `LARGE_BIG_EXT`. The size is checked against the limit and the
     /// remaining bytes before anything is read (`eetf` zero-filled the claimed 4 GiB
     /// first). Values that fit in an `i32` become `FixInteger`, as the BEAM means the
@@ -420,10 +543,150 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Tags of terms without children, read by [`Reader::leaf`].
+#[inline]
+fn is_leaf(tag: u8) -> bool {
+    matches!(
+        tag,
+        SMALL_INTEGER_EXT
+            | INTEGER_EXT
+            | NEW_FLOAT_EXT
+            | FLOAT_EXT
+            | SMALL_ATOM_UTF8_EXT
+            | ATOM_UTF8_EXT
+            | SMALL_ATOM_EXT
+            | ATOM_EXT
+            | NIL_EXT
+            | STRING_EXT
+            | BINARY_EXT
+            | BIT_BINARY_EXT
+            | SMALL_BIG_EXT
+            | LARGE_BIG_EXT
+            | NEW_PID_EXT
+            | PID_EXT
+            | NEW_PORT_EXT
+            | V4_PORT_EXT
+            | PORT_EXT
+            | NEWER_REFERENCE_EXT
+            | NEW_REFERENCE_EXT
+            | REFERENCE_EXT
+            | EXPORT_EXT
+    )
+}
+
 #[inline]
 fn fix(value: i32) -> Term {
     Term::FixInteger(FixInteger { value })
 }
+
+/// A proper list whose elements are all integers in `0..=255` is a string to the BEAM,
+/// however it was encoded (OTP itself sends one longer than 65,535 as `LIST_EXT`), so
+/// it becomes a `ByteList`, as `STRING_EXT` does: `[97,98]` and `"ab"` are then the same
+/// `Term` (and so the same map key, as in Erlang), and take one byte per element
+/// instead of 56.
+fn proper_list(elements: Vec<Term>) -> Term {
+    let is_byte = |t: &Term| matches!(t, Term::FixInteger(i) if (0..=255).contains(&i.value));
+    if !elements.is_empty() && elements.iter().all(is_byte) {
+        let bytes = elements
+            .iter()
+            .map(|t| match t {
+                Term::FixInteger(i) => i.value as u8,
+                _ => 0,
+            })
+            .collect();
+        return Term::ByteList(ByteList { bytes });
+    }
+    Term::List(List { elements })
+}
+
+/// Whether a (map key) term holds a map anywhere. Keys are at most
+/// `max_map_key_depth` deep; the walk keeps its own stack anyway.
+fn contains_map(t: &Term) -> bool {
+    match t {
+        Term::Map(_) => return true,
+        Term::Tuple(_) | Term::List(_) | Term::ImproperList(_) | Term::InternalFun(_) => {}
+        _ => return false, // the common case (atoms, binaries, numbers), no allocation
+    }
+    let mut stack = vec![t];
+    while let Some(t) = stack.pop() {
+        match t {
+            Term::Map(_) => return true,
+            Term::Tuple(x) => stack.extend(&x.elements),
+            Term::List(x) => stack.extend(&x.elements),
+            Term::ImproperList(x) => {
+                stack.extend(&x.elements);
+                stack.push(&x.last);
+            }
+            Term::InternalFun(f) => {
+                let (InternalFun::New { free_vars, .. } | InternalFun::Old { free_vars, .. }) =
+                    &**f;
+                stack.extend(free_vars);
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Inserts one decoded pair, refusing duplicate keys as the BEAM does. The key is
+/// shallow (bounded by `max_map_key_depth`), so dropping it normally is safe; the value
+/// may be deep and is disposed of on error.
+fn insert_pair(
+    map: &mut HashMap<Term, Term>,
+    canonical: &mut Option<std::collections::HashSet<Vec<u8>>>,
+    k: Term,
+    v: Term,
+    key_at: usize,
+) -> Result<(), DecodeError> {
+    match map.entry(k) {
+        Entry::Vacant(e) if contains_map(e.key()) => {
+            let mut bytes = Vec::new();
+            if encode_canonical(e.key(), &mut bytes).is_err() {
+                dispose(v);
+                return Err(err(key_at, "map key cannot be compared"));
+            }
+            if !canonical.get_or_insert_with(Default::default).insert(bytes) {
+                dispose(v);
+                return Err(err(key_at, "duplicate map key"));
+            }
+            e.insert(v);
+        }
+        Entry::Occupied(_) => {
+            dispose(v);
+            return Err(err(key_at, "duplicate map key"));
+        }
+        Entry::Vacant(e) => {
+            e.insert(v);
+        }
+    }
+    Ok(())
+}
+
+/// Terms being built by the recursive path, disposed of (not dropped recursively) if
+/// decoding fails half way: an element may be a deep subterm from the iterative path.
+struct Building(Vec<Term>);
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        dispose_vec(std::mem::take(&mut self.0));
+    }
+}
+
+struct BuildingMap(HashMap<Term, Term>);
+
+impl Drop for BuildingMap {
+    fn drop(&mut self) {
+        let map = std::mem::take(&mut self.0);
+        if !map.is_empty() {
+            dispose(Term::Map(Map { map }));
+        }
+    }
+}
+
+/// How many levels the decoder reads by plain recursion (fast, like eetf) before it
+/// switches to its explicit stack for the rest of a subterm. A level costs a few
+/// hundred bytes of stack in release builds, a few KiB in debug builds.
+const RECURSION_LEVELS: usize = 24;
 
 /// An open container on the explicit stack. Kept small (boxing the rare big variants)
 /// because a deep term holds one per level.
@@ -450,6 +713,11 @@ enum Frame {
 
 struct MapFrame {
     map: HashMap<Term, Term>,
+    /// Canonical encodings of the keys that contain a map. eetf hashes a `Map` in its
+    /// `HashMap`'s iteration order, which differs between two equal maps, so the
+    /// `HashMap` alone can miss a duplicate key such as `#{#{a=>1,b=>2} => x,
+    /// #{b=>2,a=>1} => y}` (which the BEAM rejects). Found by fuzzing.
+    canonical: Option<std::collections::HashSet<Vec<u8>>>,
     left: usize,
     key: Option<Term>,
     key_at: usize,
@@ -475,11 +743,15 @@ struct FunFrame {
 struct Decoder<'a> {
     rd: Reader<'a>,
     limits: &'a Limits,
-    stack: Vec<Frame>,
+    /// Open containers; the first 8 levels live inline (no allocation).
+    stack: Stack<Frame, 8>,
     /// Children that open frames still expect and that have not started yet; each needs
     /// at least one byte of input.
     promised: usize,
-    /// Pushing a frame is refused once `stack.len()` reaches this: `limits.max_depth`,
+    /// Containers enclosing the explicit stack's root (when the recursive path hands a
+    /// deep subterm over); depths below are `base_depth + stack.len()`.
+    base_depth: usize,
+    /// Opening a container is refused once the depth reaches this: `limits.max_depth`,
     /// lowered while a map key is read (see [`Limits::max_map_key_depth`]).
     depth_cap: usize,
 }
@@ -511,14 +783,216 @@ impl<'a> Decoder<'a> {
         Decoder {
             rd: Reader { buf, pos },
             limits,
-            stack: Vec::new(),
+            stack: Stack::new(),
             promised: 0,
+            base_depth: 0,
             depth_cap: limits.max_depth,
         }
     }
 
+    /// Reads one term by plain recursion, `depth` being the number of containers around
+    /// it. Past [`RECURSION_LEVELS`] the rest of the subterm goes to the iterative
+    /// engine ([`Decoder::run`]), so the thread stack used stays bounded whatever the
+    /// input. Both paths apply the same checks in the same order.
+    fn rec(&mut self, depth: usize) -> Result<Term, DecodeError> {
+        let at = self.rd.pos;
+        let tag = match self.rd.buf.get(at) {
+            Some(&tag) => tag,
+            None => return Err(self.rd.truncated(1, "tag")),
+        };
+        if is_leaf(tag) {
+            self.rd.pos += 1;
+            return self.rd.leaf(tag, at, self.limits);
+        }
+        if depth >= RECURSION_LEVELS
+            || !matches!(
+                tag,
+                SMALL_TUPLE_EXT | LARGE_TUPLE_EXT | LIST_EXT | MAP_EXT | NEW_FUN_EXT
+            )
+        {
+            // Deep, or an error to report: the iterative engine, from here.
+            self.base_depth = depth;
+            let r = self.run();
+            self.base_depth = 0;
+            return r;
+        }
+        self.rd.pos += 1;
+        match tag {
+            SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
+                let n = if tag == SMALL_TUPLE_EXT {
+                    self.rd.u8("tuple arity")? as usize
+                } else {
+                    self.rd.u32("tuple arity")? as usize
+                };
+                if n == 0 {
+                    return Ok(Term::Tuple(Tuple {
+                        elements: Vec::new(),
+                    }));
+                }
+                self.open(n, at, depth)?;
+                let mut elems = Building(Vec::with_capacity(n));
+                for _ in 0..n {
+                    self.promised = self.promised.saturating_sub(1);
+                    let t = self.child(depth + 1)?;
+                    elems.0.push(t);
+                }
+                Ok(Term::Tuple(Tuple {
+                    elements: std::mem::take(&mut elems.0),
+                }))
+            }
+            LIST_EXT => {
+                let n = self.rd.u32("list length")? as usize;
+                self.open(n.saturating_add(1), at, depth)?;
+                let mut elems = Building(Vec::with_capacity(n));
+                let mut left = n;
+                loop {
+                    for _ in 0..left {
+                        self.promised = self.promised.saturating_sub(1);
+                        let t = self.child(depth + 1)?;
+                        elems.0.push(t);
+                    }
+                    // The tail; a list encoding continues this list (see `Frame::List`).
+                    let tail_at = self.rd.pos;
+                    match self.rd.buf.get(tail_at).copied() {
+                        Some(NIL_EXT) => {
+                            self.rd.pos += 1;
+                            self.promised = self.promised.saturating_sub(1);
+                            return Ok(proper_list(std::mem::take(&mut elems.0)));
+                        }
+                        Some(LIST_EXT) => {
+                            self.rd.pos += 1;
+                            let m = self.rd.u32("list length")? as usize;
+                            self.promised = self.promised.saturating_sub(1);
+                            let total = self.promised.saturating_add(m).saturating_add(1);
+                            if total > self.rd.remaining() {
+                                return Err(err(
+                                    tail_at,
+                                    format!("list tail count of {m} elements cannot fit in the bytes that remain"),
+                                ));
+                            }
+                            self.promised = total;
+                            elems.0.reserve(m);
+                            left = m;
+                        }
+                        Some(STRING_EXT) => {
+                            self.rd.pos += 1;
+                            let m = self.rd.u16("string length")? as usize;
+                            let bytes = self.rd.take(m, "string bytes")?;
+                            self.promised = self.promised.saturating_sub(1);
+                            elems.0.reserve(m);
+                            elems.0.extend(bytes.iter().map(|&b| fix(i32::from(b))));
+                            return Ok(proper_list(std::mem::take(&mut elems.0)));
+                        }
+                        Some(_) => {
+                            self.promised = self.promised.saturating_sub(1);
+                            let last = self.child(depth + 1)?;
+                            if elems.0.is_empty() {
+                                return Ok(last);
+                            }
+                            return Ok(Term::ImproperList(ImproperList {
+                                elements: std::mem::take(&mut elems.0),
+                                last: Box::new(last),
+                            }));
+                        }
+                        None => return Err(self.rd.truncated(1, "list tail")),
+                    }
+                }
+            }
+            MAP_EXT => {
+                let n = self.rd.u32("map size")? as usize;
+                if n == 0 {
+                    return Ok(Term::Map(Map {
+                        map: HashMap::new(),
+                    }));
+                }
+                self.open(n.saturating_mul(2), at, depth)?;
+                let mut map = BuildingMap(HashMap::with_capacity(n));
+                let mut canonical = None;
+                for _ in 0..n {
+                    let key_at = self.rd.pos;
+                    // Hashing the key recurses: bound its depth (see Limits).
+                    let saved = self.depth_cap;
+                    self.depth_cap =
+                        saved.min((depth + 1).saturating_add(self.limits.max_map_key_depth));
+                    self.promised = self.promised.saturating_sub(1);
+                    let k = self.child(depth + 1);
+                    self.depth_cap = saved;
+                    let k = k?;
+                    self.promised = self.promised.saturating_sub(1);
+                    let v = self.child(depth + 1)?;
+                    insert_pair(&mut map.0, &mut canonical, k, v, key_at)?;
+                }
+                Ok(Term::Map(Map {
+                    map: std::mem::take(&mut map.0),
+                }))
+            }
+            _ => {
+                // NEW_FUN_EXT
+                let mut f = self.fun_header(at)?;
+                if f.left > 0 {
+                    self.open(f.left, at, depth)?;
+                    let mut free = Building(Vec::with_capacity(f.left));
+                    for _ in 0..f.left {
+                        self.promised = self.promised.saturating_sub(1);
+                        let t = self.child(depth + 1)?;
+                        free.0.push(t);
+                    }
+                    f.free_vars = std::mem::take(&mut free.0);
+                }
+                self.finish_fun(f)
+            }
+        }
+    }
+
+    /// A child term: leaves are read right here, saving a call to [`Decoder::rec`]
+    /// (whose frame is large) for the most common elements.
+    #[inline(always)]
+    fn child(&mut self, depth: usize) -> Result<Term, DecodeError> {
+        let at = self.rd.pos;
+        match self.rd.buf.get(at) {
+            Some(&tag) if is_leaf(tag) => {
+                self.rd.pos += 1;
+                self.rd.leaf(tag, at, self.limits)
+            }
+            _ => self.rec(depth),
+        }
+    }
+
+    /// The recursive path's counterpart of [`Decoder::promise`]: one more level at
+    /// `depth`, and `n` more children promised.
+    #[inline]
+    fn open(&mut self, n: usize, at: usize, depth: usize) -> Result<(), DecodeError> {
+        if depth >= self.depth_cap {
+            return Err(self.too_deep(at, depth));
+        }
+        self.promise_more(n, at)
+    }
+
     fn run(&mut self) -> Result<Term, DecodeError> {
         loop {
+            // Fast path: leaves go straight into the open tuple or list, without the
+            // round trip through `term` and `settle`.
+            if let Some(Frame::Tuple { elems, left } | Frame::List { elems, left }) =
+                self.stack.last_mut()
+            {
+                while *left > 0 {
+                    let at = self.rd.pos;
+                    let tag = match self.rd.buf.get(at) {
+                        Some(&tag) if is_leaf(tag) => tag,
+                        _ => break,
+                    };
+                    self.rd.pos += 1;
+                    self.promised = self.promised.saturating_sub(1);
+                    elems.push(self.rd.leaf(tag, at, self.limits)?);
+                    *left -= 1;
+                }
+                if *left == 0 {
+                    if let Some(root) = self.settle(None)? {
+                        return Ok(root);
+                    }
+                    continue;
+                }
+            }
             if !self.stack.is_empty() {
                 // One of the promised children starts now.
                 self.promised = self.promised.saturating_sub(1);
@@ -533,8 +1007,9 @@ impl<'a> Decoder<'a> {
     /// Checks that `n` more children fit in the input and that one more level is allowed.
     #[inline]
     fn promise(&mut self, n: usize, at: usize) -> Result<(), DecodeError> {
-        if self.stack.len() >= self.depth_cap {
-            return Err(self.too_deep(at));
+        let depth = self.base_depth + self.stack.len();
+        if depth >= self.depth_cap {
+            return Err(self.too_deep(at, depth));
         }
         self.promise_more(n, at)
     }
@@ -556,8 +1031,8 @@ impl<'a> Decoder<'a> {
     }
 
     #[cold]
-    fn too_deep(&self, at: usize) -> DecodeError {
-        if self.stack.len() >= self.limits.max_depth {
+    fn too_deep(&self, at: usize, depth: usize) -> DecodeError {
+        if depth >= self.limits.max_depth {
             err(
                 at,
                 format!(
@@ -582,19 +1057,7 @@ impl<'a> Decoder<'a> {
         let at = self.rd.pos;
         let tag = self.rd.u8("tag")?;
         let t = match tag {
-            SMALL_INTEGER_EXT => fix(i32::from(self.rd.u8("small integer")?)),
-            INTEGER_EXT => fix(self.rd.array("integer").map(i32::from_be_bytes)?),
-            NEW_FLOAT_EXT => {
-                let value = f64::from_bits(self.rd.u64("float")?);
-                if !value.is_finite() {
-                    return Err(err(at, "float is not finite"));
-                }
-                Term::Float(Float { value })
-            }
-            FLOAT_EXT => self.old_float(at)?,
-            SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT => {
-                Term::Atom(self.rd.atom_body(tag, at)?)
-            }
+            tag if is_leaf(tag) => self.rd.leaf(tag, at, self.limits)?,
             SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
                 let n = if tag == SMALL_TUPLE_EXT {
                     self.rd.u8("tuple arity")? as usize
@@ -612,18 +1075,6 @@ impl<'a> Decoder<'a> {
                     return Ok(None);
                 }
             }
-            NIL_EXT => Term::List(List { elements: Vec::new() }),
-            STRING_EXT => {
-                let n = self.rd.u16("string length")? as usize;
-                let bytes = self.rd.take(n, "string bytes")?;
-                if n == 0 {
-                    Term::List(List { elements: Vec::new() })
-                } else {
-                    Term::ByteList(ByteList {
-                        bytes: bytes.to_vec(),
-                    })
-                }
-            }
             LIST_EXT => {
                 let n = self.rd.u32("list length")? as usize;
                 // The elements plus the tail.
@@ -634,14 +1085,6 @@ impl<'a> Decoder<'a> {
                 });
                 return Ok(None);
             }
-            BINARY_EXT => {
-                let n = self.rd.u32("binary length")? as usize;
-                Term::Binary(eetf::Binary {
-                    bytes: self.rd.take(n, "binary bytes")?.to_vec(),
-                })
-            }
-            BIT_BINARY_EXT => self.bit_binary(at)?,
-            SMALL_BIG_EXT | LARGE_BIG_EXT => self.rd.big(tag, at, self.limits)?,
             MAP_EXT => {
                 let n = self.rd.u32("map size")? as usize;
                 if n == 0 {
@@ -652,6 +1095,7 @@ impl<'a> Decoder<'a> {
                     self.promise(n.saturating_mul(2), at)?;
                     self.stack.push(Frame::Map(Box::new(MapFrame {
                         map: HashMap::with_capacity(n),
+                        canonical: None,
                         left: n,
                         key: None,
                         key_at: at,
@@ -659,25 +1103,6 @@ impl<'a> Decoder<'a> {
                     })));
                     return Ok(None);
                 }
-            }
-            NEW_PID_EXT | PID_EXT => Term::Pid(self.rd.pid_body(tag)?),
-            NEW_PORT_EXT | V4_PORT_EXT | PORT_EXT => Term::Port(self.rd.port_body(tag)?),
-            NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT | REFERENCE_EXT => {
-                Term::Reference(Box::new(self.rd.reference_body(tag, at)?))
-            }
-            EXPORT_EXT => {
-                let module = self.rd.atom("module of an export")?;
-                let function = self.rd.atom("function of an export")?;
-                let a = self.rd.pos;
-                if self.rd.u8("arity of an export")? != SMALL_INTEGER_EXT {
-                    return Err(err(a, "arity of an export must be a SMALL_INTEGER_EXT"));
-                }
-                let arity = self.rd.u8("arity of an export")?;
-                Term::ExternalFun(Box::new(ExternalFun {
-                    module,
-                    function,
-                    arity,
-                }))
             }
             NEW_FUN_EXT => return self.new_fun(at),
             COMPRESSED => {
@@ -722,55 +1147,22 @@ impl<'a> Decoder<'a> {
         Ok(Some(t))
     }
 
-    /// `FLOAT_EXT`: 31 bytes of `"%.20e"` text, NUL padded. Parsed as `f64`; `eetf`
-    /// parsed it as `f32` and turned `0.1` into `0.10000000149011612`.
-    fn old_float(&mut self, at: usize) -> Result<Term, DecodeError> {
-        let raw = self.rd.take(FLOAT_EXT_LEN, "FLOAT_EXT text")?;
-        let text = match raw.iter().position(|&b| b == 0) {
-            Some(nul) => raw.get(..nul).unwrap_or(raw),
-            None => raw,
-        };
-        let value = std::str::from_utf8(text)
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| err(at, "FLOAT_EXT text is not a finite float"))?;
-        Ok(Term::Float(Float { value }))
-    }
-
-    /// `BIT_BINARY_EXT`: `Len:32, Bits:8, Data`. The BEAM accepts `Bits` 1..=8 with data,
-    /// and 0 only with no data; `eetf` shifted by `8 - Bits` unchecked and overflowed on
-    /// 0 or 9. A whole last byte (8 bits) is a plain binary to the BEAM, so it decodes as
-    /// `Binary`.
-    fn bit_binary(&mut self, at: usize) -> Result<Term, DecodeError> {
-        let n = self.rd.u32("bitstring length")? as usize;
-        let bits = self.rd.u8("bitstring tail bits")?;
-        if (bits == 0) != (n == 0) || bits > 8 {
-            return Err(err(
-                at,
-                format!("bitstring of {n} bytes cannot end in {bits} bits"),
-            ));
-        }
-        let data = self.rd.take(n, "bitstring bytes")?;
-        if bits == 8 || n == 0 {
-            return Ok(Term::Binary(eetf::Binary {
-                bytes: data.to_vec(),
-            }));
-        }
-        let mut bytes = data.to_vec();
-        if let Some(last) = bytes.last_mut() {
-            // eetf keeps the tail bits right-aligned.
-            *last >>= 8 - bits;
-        }
-        Ok(Term::BitBinary(BitBinary {
-            bytes,
-            tail_bits_size: bits,
-        }))
-    }
-
     /// `NEW_FUN_EXT`: `Size:32, Arity:8, Uniq:16, Index:32, NumFree:32, Module, OldIndex,
     /// OldUniq, Pid, FreeVars...`; `Size` counts from itself to the end of the fun.
     fn new_fun(&mut self, at: usize) -> Result<Option<Term>, DecodeError> {
+        let frame = self.fun_header(at)?;
+        if frame.left == 0 {
+            return self.finish_fun(frame).map(Some);
+        }
+        self.promise(frame.left, at)?;
+        let mut frame = frame;
+        frame.free_vars.reserve_exact(frame.left);
+        self.stack.push(Frame::Fun(Box::new(frame)));
+        Ok(None)
+    }
+
+    /// Everything of a `NEW_FUN_EXT` before its free variables.
+    fn fun_header(&mut self, at: usize) -> Result<FunFrame, DecodeError> {
         let size = self.rd.u32("fun size")? as usize;
         let end = at.saturating_add(1).saturating_add(size);
         if end > self.rd.buf.len() {
@@ -809,14 +1201,7 @@ impl<'a> Decoder<'a> {
             end,
             at,
         };
-        if num_free == 0 {
-            return self.finish_fun(frame).map(Some);
-        }
-        self.promise(num_free, at)?;
-        let mut frame = frame;
-        frame.free_vars.reserve_exact(num_free);
-        self.stack.push(Frame::Fun(Box::new(frame)));
-        Ok(None)
+        Ok(frame)
     }
 
     fn finish_fun(&self, f: FunFrame) -> Result<Term, DecodeError> {
@@ -876,9 +1261,7 @@ impl<'a> Decoder<'a> {
                         Some(NIL_EXT) => {
                             self.rd.pos += 1;
                             self.promised = self.promised.saturating_sub(1);
-                            Term::List(List {
-                                elements: std::mem::take(elems),
-                            })
+                            proper_list(std::mem::take(elems))
                         }
                         Some(LIST_EXT) => {
                             self.rd.pos += 1;
@@ -903,9 +1286,7 @@ impl<'a> Decoder<'a> {
                             self.promised = self.promised.saturating_sub(1);
                             elems.reserve(n);
                             elems.extend(bytes.iter().map(|&b| fix(i32::from(b))));
-                            Term::List(List {
-                                elements: std::mem::take(elems),
-                            })
+                            proper_list(std::mem::take(elems))
                         }
                         Some(_) => {
                             let elems = std::mem::take(elems);
@@ -939,18 +1320,10 @@ impl<'a> Decoder<'a> {
                                 self.depth_cap = m.saved_cap;
                                 return Ok(None);
                             }
-                            Some(k) => match m.map.entry(k) {
-                                // The key is shallow (bounded by max_map_key_depth), so
-                                // dropping it normally is safe; the value may be deep.
-                                Entry::Occupied(_) => {
-                                    dispose(v);
-                                    return Err(err(m.key_at, "duplicate map key"));
-                                }
-                                Entry::Vacant(e) => {
-                                    e.insert(v);
-                                    m.left -= 1;
-                                }
-                            },
+                            Some(k) => {
+                                insert_pair(&mut m.map, &mut m.canonical, k, v, m.key_at)?;
+                                m.left -= 1;
+                            }
                         }
                     }
                     if m.left > 0 {
@@ -959,8 +1332,7 @@ impl<'a> Decoder<'a> {
                         m.key_at = self.rd.pos;
                         m.saved_cap = self.depth_cap;
                         self.depth_cap = self.depth_cap.min(
-                            self.stack
-                                .len()
+                            (self.base_depth + self.stack.len())
                                 .saturating_add(self.limits.max_map_key_depth),
                         );
                         return Ok(None);
@@ -987,5 +1359,20 @@ impl<'a> Decoder<'a> {
             self.stack.pop();
             incoming = Some(done);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deep term costs one frame per level; keep it small.
+    #[test]
+    fn frame_is_small() {
+        assert!(
+            std::mem::size_of::<Frame>() <= 40,
+            "{}",
+            std::mem::size_of::<Frame>()
+        );
     }
 }

@@ -4,9 +4,11 @@
 //! read and written by our own code, because `eetf`'s codec cannot face a network peer
 //! (see `/work/shared/design/CRATES.md` §2.2). In short, this module:
 //!
-//! * **never recurses on the depth of a term**: decoding, encoding and [`dispose`] keep
-//!   explicit heap stacks, so a valid `{5000,{4999,...}}` (which killed the whole daemon
-//!   through `eetf`'s recursive decoder) or a million-deep list is just data;
+//! * **never recurses on the depth of a term**: decoding, encoding and [`dispose`] read
+//!   the first levels by plain (bounded) recursion, which is fast, and keep explicit
+//!   heap stacks beyond, so a valid `{5000,{4999,...}}` (which killed the whole daemon
+//!   through `eetf`'s recursive decoder) or a million-deep list is just data, on a
+//!   2 MiB tokio worker;
 //! * **checks every count and length against the bytes that remain before allocating**,
 //!   and bounds what no byte count can bound (nesting, bignum size, inflated size) with
 //!   [`Limits`];
@@ -27,18 +29,31 @@
 //!
 //! `eetf::Map` is a `HashMap<Term, Term>`, so inserting a key hashes it recursively. The
 //! decoder therefore bounds the nesting *inside map keys* with
-//! [`Limits::max_map_key_depth`] (default 1,000) and rejects deeper keys with a clear
+//! [`Limits::max_map_key_depth`] (default 256) and rejects deeper keys with a clear
 //! error. That is cheaper and more predictable than hashing on a big-stack thread, and
 //! real keys (binaries, atoms, small tuples) are nowhere near it. Values are unaffected:
 //! a map *value* may be as deep as [`Limits::max_depth`].
 //!
 //! Equal maps may hash differently in eetf (its `Hash for Map` follows the `HashMap`'s
-//! iteration order), so duplicate detection between map-valued keys is best effort.
+//! iteration order), so a `HashMap` alone misses duplicate keys that contain maps; the
+//! decoder compares such keys by a canonical encoding instead and refuses duplicates as
+//! the BEAM does. Looking such a key up in a decoded `eetf::Map` may still miss: avoid
+//! map-valued keys in code that looks keys up.
+//!
+//! # Normal forms
+//!
+//! The decoder returns one `Term` shape per Erlang term where eetf has several, so that
+//! eetf's `==` agrees with Erlang's `=:=` (and map keys behave): a proper list of
+//! integers 0..=255 is a `ByteList` (however encoded), `[]` is an empty `List`, an
+//! integer that fits an `i32` is a `FixInteger`, a whole-byte bitstring is a `Binary`,
+//! and list tails written as lists are flattened. (One exception: references with
+//! trailing zero words, `[X]` and `[X,0,0]`, are equal in Erlang but not in eetf.)
 
 mod decode;
 mod dispose;
 mod encode;
 pub mod order;
+mod stack;
 pub mod tags;
 
 use eetf::Term;
@@ -63,7 +78,8 @@ pub struct Limits {
     pub max_decompressed: usize,
     /// Deepest nesting inside a map *key*: inserting a key into `eetf::Map`'s `HashMap`
     /// hashes it recursively, so deep keys must be refused before they are hashed.
-    /// 1,000 levels hash in well under 1 MiB of stack, even in a debug build.
+    /// 256 levels hash and compare (for sorting, see [`order`]) in well under 1 MiB of
+    /// stack, even in a debug build.
     pub max_map_key_depth: usize,
 }
 
@@ -73,7 +89,7 @@ impl Default for Limits {
             max_depth: 4 << 20,
             max_bignum_bytes: 1 << 16,
             max_decompressed: 256 << 20,
-            max_map_key_depth: 1000,
+            max_map_key_depth: 256,
         }
     }
 }
