@@ -7,5 +7,23 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::dispatch(args)
+    // The tools decode terms on this thread (current-thread runtimes): give it the same
+    // stack as the daemon's workers, for map keys nested thousands of levels deep.
+    let worker = std::thread::Builder::new()
+        .name("rexi-node".into())
+        .stack_size(cli::run::WORKER_STACK)
+        .spawn(move || cli::dispatch(args));
+    match worker.map(|h| h.join()) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => {
+            eprintln!(
+                "rexi-node: internal error (a panic); please report it with the command line"
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("rexi-node: cannot start the main thread: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -167,6 +167,8 @@ fn max_depth_is_enforced_with_an_offset() {
 /// bounded by `max_map_key_depth` (256 by default), which hashes fine on 2 MiB.
 #[test]
 fn map_key_depth_is_bounded_and_the_bound_hashes_on_a_2mib_stack() {
+    // 256 levels on 2 MiB even in a debug build; the default bound (4096) is checked on
+    // the daemon's worker stack in `default_map_key_depth_fits_a_worker_stack` below.
     let key = |depth: usize| {
         let mut b = vec![131, 116, 0, 0, 0, 1];
         for _ in 0..depth {
@@ -175,8 +177,13 @@ fn map_key_depth_is_bounded_and_the_bound_hashes_on_a_2mib_stack() {
         b.extend_from_slice(&[97, 1, 97, 2]);
         b
     };
+    let small = Limits {
+        max_map_key_depth: 256,
+        ..Limits::default()
+    };
     let ok = key(256);
-    on_small_stack(move || dispose(decode(&ok, &Limits::default()).unwrap()));
+    let l = small.clone();
+    on_small_stack(move || dispose(decode(&ok, &l).unwrap()));
     // Two keys 256 deep that differ only at the bottom: sorting them for the encoder
     // compares all the way down, still on 2 MiB.
     let mut two = vec![131, 116, 0, 0, 0, 2];
@@ -186,14 +193,15 @@ fn map_key_depth_is_bounded_and_the_bound_hashes_on_a_2mib_stack() {
         }
         two.extend_from_slice(&[97, leaf, 106]);
     }
+    let l = small.clone();
     on_small_stack(move || {
-        let t = decode(&two, &Limits::default()).unwrap();
+        let t = decode(&two, &l).unwrap();
         let mut out = Vec::new();
         encode(&t, &mut out).unwrap();
         assert_eq!(out, two);
         dispose(t);
     });
-    let e = err(&key(257));
+    let e = decode(&key(257), &small).unwrap_err();
     assert!(e.reason.contains("map key nested deeper"), "{e}");
     assert_eq!(e.offset, 6 + 2 * 256);
     // A map *value* may be as deep as max_depth.
@@ -203,6 +211,43 @@ fn map_key_depth_is_bounded_and_the_bound_hashes_on_a_2mib_stack() {
     }
     v.push(106);
     on_small_stack(move || dispose(decode(&v, &Limits::default()).unwrap()));
+}
+
+#[test]
+fn default_map_key_depth_fits_a_worker_stack() {
+    use rexi_node::etf::DEFAULT_MAP_KEY_DEPTH;
+    // Two keys at the default bound that differ only at the bottom: decoding hashes and
+    // compares them all the way down, encoding sorts them; on the 16 MiB stack the
+    // daemon's worker threads have, in any build.
+    let mut two = vec![131, 116, 0, 0, 0, 2];
+    for leaf in [1u8, 2] {
+        for _ in 0..DEFAULT_MAP_KEY_DEPTH {
+            two.extend_from_slice(&[104, 1]);
+        }
+        two.extend_from_slice(&[97, leaf, 106]);
+    }
+    let deeper = {
+        let mut b = vec![131, 116, 0, 0, 0, 1];
+        for _ in 0..=DEFAULT_MAP_KEY_DEPTH {
+            b.extend_from_slice(&[104, 1]);
+        }
+        b.extend_from_slice(&[97, 1, 97, 2]);
+        b
+    };
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(move || {
+            let t = decode(&two, &Limits::default()).unwrap();
+            let mut out = Vec::new();
+            encode(&t, &mut out).unwrap();
+            assert_eq!(out, two);
+            dispose(t);
+            let e = decode(&deeper, &Limits::default()).unwrap_err();
+            assert!(e.reason.contains("map key nested deeper"), "{e}");
+        })
+        .unwrap()
+        .join()
+        .unwrap();
 }
 
 // ---------------------------------------------------------------- counts and sizes
@@ -768,8 +813,12 @@ fn limits_hold_across_the_recursion_hand_over() {
             b.extend_from_slice(&[97, 1, 97, 2]);
             b
         };
-        dispose(decode(&wrap(&key(256)), &lim()).unwrap());
-        let e = err(&wrap(&key(257)));
+        let keys256 = Limits {
+            max_map_key_depth: 256,
+            ..lim()
+        };
+        dispose(decode(&wrap(&key(256)), &keys256).unwrap());
+        let e = decode(&wrap(&key(257)), &keys256).unwrap_err();
         assert_eq!(e.offset, 1 + 2 * outer + 5 + 2 * 256, "outer {outer}: {e}");
         assert!(
             e.reason.contains("map key nested deeper"),

@@ -83,13 +83,20 @@ pub struct Limits {
     pub max_map_key_depth: usize,
 }
 
+/// The default bound on nesting inside map keys. Keys are hashed (eetf's `Hash`) and, for
+/// small maps being encoded, compared (Erlang term order) by recursion, so this bound is
+/// what a thread's stack must hold: about 1.5 MiB in a release build (the daemon's
+/// worker threads have 16 MiB). It is high enough for every map the BEAM vectors and
+/// our random differential tests produce (their keys nest up to ~2,000 levels).
+pub const DEFAULT_MAP_KEY_DEPTH: usize = 4096;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_depth: 4 << 20,
             max_bignum_bytes: 1 << 16,
             max_decompressed: 256 << 20,
-            max_map_key_depth: 256,
+            max_map_key_depth: DEFAULT_MAP_KEY_DEPTH,
         }
     }
 }

@@ -28,7 +28,7 @@ use num_bigint::BigInt;
 use super::EncodeError;
 
 /// How deep a comparison may descend (matches the default `max_map_key_depth`).
-pub const MAX_DEPTH: usize = 256;
+pub const MAX_DEPTH: usize = super::DEFAULT_MAP_KEY_DEPTH;
 
 /// Compares two terms in Erlang's exact term order.
 pub fn compare(a: &Term, b: &Term) -> Result<Ordering, EncodeError> {
