@@ -27,6 +27,19 @@ pub struct Args {
     /// Largest distribution frame accepted, in bytes.
     #[arg(long, default_value_t = 128 << 20)]
     pub max_frame: usize,
+    /// Deepest nesting accepted in a received term (every level costs heap, not stack).
+    #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_depth)]
+    pub max_term_depth: usize,
+    /// Deepest nesting accepted inside a map key. Keys are hashed by recursion: the
+    /// default fits the 16 MiB worker stacks many times over in a release build.
+    #[arg(long, default_value_t = rexi_node::etf::DEFAULT_MAP_KEY_DEPTH)]
+    pub max_map_key_depth: usize,
+    /// Largest bignum accepted, in bytes of magnitude.
+    #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_bignum_bytes)]
+    pub max_bignum_bytes: usize,
+    /// Largest size a compressed term may inflate to, in bytes.
+    #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_decompressed)]
+    pub max_decompressed: usize,
     /// Do not start an epmd when none answers (fail instead).
     #[arg(long)]
     pub no_start_epmd: bool,
@@ -153,6 +166,12 @@ pub fn main(a: Args) -> ExitCode {
     cfg.max_connections = a.max_connections;
     cfg.max_frame = a.max_frame;
     cfg.start_epmd = !a.no_start_epmd;
+    cfg.limits = rexi_node::etf::Limits {
+        max_depth: a.max_term_depth,
+        max_map_key_depth: a.max_map_key_depth,
+        max_bignum_bytes: a.max_bignum_bytes,
+        max_decompressed: a.max_decompressed,
+    };
     // 16 MiB stacks: map keys may nest etf::DEFAULT_MAP_KEY_DEPTH levels, and eetf hashes
     // them by recursion (about 1.5 MiB in a release build, 12 MiB in a debug build). The
     // stack is reserved address space; only what is used is ever touched.
