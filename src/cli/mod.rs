@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod bench;
 pub mod epmd;
 pub mod phash2;
 pub mod run;
@@ -30,6 +31,8 @@ pub enum Command {
     Phash2(phash2::Args),
     /// Print the rexi server names a BEAM node uses for caller NODE.
     ServerId(server_id::Args),
+    /// Load a rexi server (rexi-node or BEAM) as a hidden caller node; print throughput and latency.
+    Bench(bench::Args),
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
@@ -38,6 +41,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Epmd(a) => epmd::main(a),
         Command::Phash2(a) => phash2::main(a),
         Command::ServerId(a) => server_id::main(a),
+        Command::Bench(a) => bench::main(a),
     }
 }
 
