@@ -17,6 +17,7 @@ use crate::process::{gen, Process, Signal};
 use eetf::{Reference, Term};
 use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -317,7 +318,7 @@ impl RexiServer {
             self.cfg.stream_limit,
         );
         let (m, f, arity) = hkey;
-        let task = tokio::spawn(run_job(
+        let mut job = Box::pin(run_job(
             me,
             handler,
             ctx,
@@ -326,6 +327,15 @@ impl RexiServer {
             key.clone(),
             (m, f, arity),
         ));
+        // Run the job here, on the reader task, until it first waits: a job that answers
+        // at once (an echo, a phash2) then costs no task spawn and no thread hop; a job
+        // that waits is spawned and picks up from there (tokio's timers and Notify take
+        // the task's waker when polled again).
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        if job.as_mut().poll(&mut cx).is_ready() {
+            return;
+        }
+        let task = tokio::spawn(job);
         let mut jobs = lock(&self.jobs);
         if let Some(e) = jobs.get_mut(&key) {
             if Arc::ptr_eq(&e.state, &state) {
