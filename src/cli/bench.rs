@@ -34,8 +34,12 @@ pub struct Args {
     /// The node to load, NAME@HOST.
     #[arg(long, value_name = "NODE")]
     pub target: String,
-    #[command(flatten)]
-    pub node: NodeArgs,
+    /// The cookie. Prefer --cookie-file or REXI_NODE_COOKIE: a command line is visible in ps.
+    #[arg(long, env = "REXI_NODE_COOKIE", hide_env_values = true)]
+    pub cookie: Option<String>,
+    /// File holding the cookie [default: $HOME/.erlang.cookie].
+    #[arg(long)]
+    pub cookie_file: Option<std::path::PathBuf>,
     /// Registered name the doits go to.
     #[arg(long, default_value = "rexi_server")]
     pub server: String,
@@ -301,7 +305,13 @@ fn self_cpu() -> f64 {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let cookie = match a.node.load_cookie() {
+    let node_args = NodeArgs {
+        name: None,
+        sname: None,
+        cookie: a.cookie.clone(),
+        cookie_file: a.cookie_file.clone(),
+    };
+    let cookie = match node_args.load_cookie() {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
     };
@@ -529,4 +539,31 @@ async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(
         return Err(format!("{} of {sent} casts got no reply", sent - replies));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hist;
+
+    #[test]
+    fn histogram_buckets_are_within_a_tenth_of_a_percent() {
+        for v in [0u64, 1, 2047, 2048, 2049, 10_000, 123_456, 9_999_999, 60_000_000_000] {
+            let back = Hist::value(Hist::index(v));
+            let err = (back as f64 - v as f64).abs() / (v.max(1) as f64);
+            assert!(err <= 0.001, "{v} -> {back}");
+        }
+    }
+
+    #[test]
+    fn quantiles() {
+        let mut h = Hist::new();
+        for v in 1..=1000u64 {
+            h.record(v * 1000);
+        }
+        let p50 = h.quantile(0.5) as f64;
+        let p99 = h.quantile(0.99) as f64;
+        assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.002, "{p50}");
+        assert!((p99 - 990_000.0).abs() / 990_000.0 < 0.002, "{p99}");
+        assert_eq!(h.quantile(1.0), 1_000_000);
+    }
 }
