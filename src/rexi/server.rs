@@ -5,7 +5,7 @@
 //! Requests are handled on the connection's reader task: parse, look up, spawn the job;
 //! nothing here waits.
 
-use super::handler::{Args, HandlerFn, Handlers};
+use super::handler::{Args, HandlerFuture, Handlers};
 use super::names::{NameKind, Names};
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
@@ -318,11 +318,12 @@ impl RexiServer {
             self.cfg.stream_limit,
         );
         let (m, f, arity) = hkey;
+        // The handler's future is made here, so the job's own future does not also keep
+        // room for the Ctx and the arguments (they live in the handler's future only).
+        let work = handler(ctx, Args::new(d.args));
         let mut job = Box::pin(run_job(
             me,
-            handler,
-            ctx,
-            Args::new(d.args),
+            work,
             state.clone(),
             key.clone(),
             (m, f, arity),
@@ -507,14 +508,12 @@ fn int(v: i64) -> Term {
 
 async fn run_job(
     server: Arc<RexiServer>,
-    handler: HandlerFn,
-    ctx: Ctx,
-    args: Args,
+    work: HandlerFuture,
     state: Arc<JobState>,
     key: RefKey,
     mfa: (String, String, usize),
 ) {
-    let outcome = AssertUnwindSafe(handler(ctx, args)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(work).catch_unwind().await;
     let stack = || protocol::stack(&mfa.0, &mfa.1, int(mfa.2 as i64));
     let reason = match outcome {
         Ok(Ok(())) | Ok(Err(Failure::Normal)) => None,
