@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod bench;
 pub mod cast;
 pub mod epmd;
 pub mod inspect;
@@ -51,6 +52,8 @@ pub enum Command {
     Release(release::Args),
     /// Check which nodes lose rexi casts now, and which may take their next release step.
     MigrateCheck(migrate_check::Args),
+    /// Load a rexi server (rexi-node or BEAM) as a hidden caller node; print throughput and latency.
+    Bench(bench::Args),
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
@@ -65,6 +68,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Cast(a) => cast::main(a),
         Command::Release(a) => release::main(a),
         Command::MigrateCheck(a) => migrate_check::main(a),
+        Command::Bench(a) => bench::main(a),
     }
 }
 

@@ -5,7 +5,7 @@
 //! Requests are handled on the connection's reader task: parse, look up, spawn the job;
 //! nothing here waits.
 
-use super::handler::{Args, HandlerFn, Handlers};
+use super::handler::{Args, HandlerFuture, Handlers};
 use super::names::{NameKind, Names};
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
@@ -17,6 +17,7 @@ use crate::process::{gen, Process, Signal};
 use eetf::{Reference, Term};
 use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -310,15 +311,25 @@ impl RexiServer {
             self.cfg.stream_limit,
         );
         let (m, f, arity) = hkey;
-        let task = tokio::spawn(run_job(
+        // The handler's future is made here, so the job's own future does not also keep
+        // room for the Ctx and the arguments (they live in the handler's future only).
+        let work = handler(ctx, Args::new(d.args));
+        let mut job = Box::pin(run_job(
             me,
-            handler,
-            ctx,
-            Args::new(d.args),
+            work,
             state.clone(),
             key.clone(),
             (m, f, arity),
         ));
+        // Run the job here, on the reader task, until it first waits: a job that answers
+        // at once (an echo, a phash2) then costs no task spawn and no thread hop; a job
+        // that waits is spawned and picks up from there (tokio's timers and Notify take
+        // the task's waker when polled again).
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        if job.as_mut().poll(&mut cx).is_ready() {
+            return;
+        }
+        let task = tokio::spawn(job);
         let mut jobs = lock(&self.jobs);
         if let Some(e) = jobs.get_mut(&key) {
             if Arc::ptr_eq(&e.state, &state) {
@@ -495,14 +506,12 @@ fn int(v: i64) -> Term {
 
 async fn run_job(
     server: Arc<RexiServer>,
-    handler: HandlerFn,
-    ctx: Ctx,
-    args: Args,
+    work: HandlerFuture,
     state: Arc<JobState>,
     key: RefKey,
     mfa: (String, String, usize),
 ) {
-    let outcome = AssertUnwindSafe(handler(ctx, args)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(work).catch_unwind().await;
     let stack = || protocol::stack(&mfa.0, &mfa.1, int(mfa.2 as i64));
     let reason = match outcome {
         Ok(Ok(())) | Ok(Err(Failure::Normal)) => None,
