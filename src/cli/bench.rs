@@ -18,12 +18,12 @@
 //! The last line is machine-readable: `BENCH key=value ...`.
 
 use super::run::NodeArgs;
+use eetf::{Atom, Binary, FixInteger, List, Pid, Reference, Term, Tuple};
 use rexi_node::client::Client;
 use rexi_node::dist::node::Peer;
 use rexi_node::dist::{message, Node};
 use rexi_node::etf;
 use rexi_node::process::{Process, Signal};
-use eetf::{Atom, Binary, FixInteger, List, Pid, Reference, Term, Tuple};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -244,7 +244,12 @@ fn tuple(v: Vec<Term>) -> Term {
 }
 
 /// The whole REG_SEND frame of one doit from `from`, with the template ref.
-fn doit_frame(node: &Node, from: &Pid, server: &str, mfa: Term) -> Result<(Vec<u8>, usize), String> {
+fn doit_frame(
+    node: &Node,
+    from: &Pid,
+    server: &str,
+    mfa: Term,
+) -> Result<(Vec<u8>, usize), String> {
     let r = Reference {
         node: node.atom().clone(),
         id: TPL.to_vec(),
@@ -277,7 +282,10 @@ fn echo_mfa(payload: usize) -> Term {
     tuple(vec![
         atom("rexi_node"),
         atom("echo"),
-        Term::List(List::from(vec![Term::Binary(Binary::from(vec![b'x'; payload]))])),
+        Term::List(List::from(vec![Term::Binary(Binary::from(vec![
+            b'x';
+            payload
+        ]))])),
     ])
 }
 
@@ -285,7 +293,9 @@ fn sleep_mfa(ms: u32) -> Term {
     tuple(vec![
         atom("rexi_node"),
         atom("sleep"),
-        Term::List(List::from(vec![Term::FixInteger(FixInteger::from(ms as i32))])),
+        Term::List(List::from(vec![Term::FixInteger(FixInteger::from(
+            ms as i32,
+        ))])),
     ])
 }
 
@@ -337,7 +347,11 @@ pub fn main(a: Args) -> ExitCode {
     }
 }
 
-async fn start_client(name: String, cookie: rexi_node::dist::Cookie, target: &str) -> Result<Client, String> {
+async fn start_client(
+    name: String,
+    cookie: rexi_node::dist::Cookie,
+    target: &str,
+) -> Result<Client, String> {
     let c = Client::start(name, cookie).await?;
     c.connect(target)
         .await
@@ -345,7 +359,12 @@ async fn start_client(name: String, cookie: rexi_node::dist::Cookie, target: &st
     Ok(c)
 }
 
-async fn peers(a: &Args, base: &str, cookie: rexi_node::dist::Cookie, n: usize) -> Result<(), String> {
+async fn peers(
+    a: &Args,
+    base: &str,
+    cookie: rexi_node::dist::Cookie,
+    n: usize,
+) -> Result<(), String> {
     let t = Instant::now();
     let mut clients = Vec::with_capacity(n);
     let mut i = 0;
@@ -358,7 +377,11 @@ async fn peers(a: &Args, base: &str, cookie: rexi_node::dist::Cookie, n: usize) 
         }
         i += 50;
     }
-    println!("READY peers={} connect_secs={:.2}", clients.len(), t.elapsed().as_secs_f64());
+    println!(
+        "READY peers={} connect_secs={:.2}",
+        clients.len(),
+        t.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
     println!("BENCH mode=peers peers={}", clients.len());
     Ok(())
@@ -368,7 +391,9 @@ fn prop(t: &Term, key: &str) -> Option<u64> {
     if let Term::List(l) = t {
         for e in &l.elements {
             if let Term::Tuple(kv) = e {
-                if kv.elements.len() == 2 && matches!(&kv.elements[0], Term::Atom(k) if k.name == key) {
+                if kv.elements.len() == 2
+                    && matches!(&kv.elements[0], Term::Atom(k) if k.name == key)
+                {
                     if let Term::FixInteger(v) = &kv.elements[1] {
                         return Some(v.value.max(0) as u64);
                     }
@@ -382,12 +407,23 @@ fn prop(t: &Term, key: &str) -> Option<u64> {
 /// Jobs running on the target: rexi-node's `rexi_server_mon` stats, else a BEAM rexi
 /// server's `jobs` introspection call.
 async fn jobs_running(c: &mut Client, target: &str) -> Option<u64> {
-    if let Ok(t) = c.call(target, "rexi_server_mon", atom("stats"), Duration::from_secs(10)).await {
+    if let Ok(t) = c
+        .call(
+            target,
+            "rexi_server_mon",
+            atom("stats"),
+            Duration::from_secs(10),
+        )
+        .await
+    {
         if let Some(v) = prop(&t, "jobs_running") {
             return Some(v);
         }
     }
-    match c.call(target, "rexi_server", atom("jobs"), Duration::from_secs(10)).await {
+    match c
+        .call(target, "rexi_server", atom("jobs"), Duration::from_secs(10))
+        .await
+    {
         Ok(Term::FixInteger(v)) => Some(v.value.max(0) as u64),
         _ => None,
     }
@@ -398,7 +434,9 @@ async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(
     let closed_loop = a.rate <= 0.0 && a.hold.is_none();
     let shared = Arc::new(Shared {
         t0: Instant::now(),
-        sent_at: (0..1usize << RING_BITS).map(|_| AtomicU64::new(0)).collect(),
+        sent_at: (0..1usize << RING_BITS)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
         next_seq: AtomicU64::new(0),
         recording: AtomicBool::new(false),
         stop: AtomicBool::new(false),
@@ -418,12 +456,21 @@ async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(
     for i in 0..conns {
         let c = start_client(format!("{base}_{i}@127.0.0.1"), cookie.clone(), &a.target).await?;
         let node = c.node().clone();
-        let sink = Arc::new(Sink { lane: OnceLock::new() });
+        let sink = Arc::new(Sink {
+            lane: OnceLock::new(),
+        });
         let s2 = sink.clone();
         let pid = node.spawn_process(move |_| s2.clone() as Arc<dyn Process>);
         let (frame, ref_at) = doit_frame(&node, &pid, &a.server, mfa.clone())?;
-        let peer = node.peer(&a.target).ok_or("the connection to the target dropped")?;
-        let lane = Arc::new(Lane { shared: shared.clone(), peer, frame, ref_at });
+        let peer = node
+            .peer(&a.target)
+            .ok_or("the connection to the target dropped")?;
+        let lane = Arc::new(Lane {
+            shared: shared.clone(),
+            peer,
+            frame,
+            ref_at,
+        });
         let _ = sink.lane.set(lane.clone());
         lanes.push(lane);
         clients.push(c);
@@ -455,9 +502,15 @@ async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(
                 }
             }
         }
-        println!("READY jobs={running} sent={n} secs={:.2}", t.elapsed().as_secs_f64());
+        println!(
+            "READY jobs={running} sent={n} secs={:.2}",
+            t.elapsed().as_secs_f64()
+        );
         tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
-        println!("BENCH mode=hold sent={n} jobs={running} early_replies={}", shared.replies.load(Ordering::Relaxed));
+        println!(
+            "BENCH mode=hold sent={n} jobs={running} early_replies={}",
+            shared.replies.load(Ordering::Relaxed)
+        );
         return Ok(());
     }
 
@@ -547,7 +600,17 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_within_a_tenth_of_a_percent() {
-        for v in [0u64, 1, 2047, 2048, 2049, 10_000, 123_456, 9_999_999, 60_000_000_000] {
+        for v in [
+            0u64,
+            1,
+            2047,
+            2048,
+            2049,
+            10_000,
+            123_456,
+            9_999_999,
+            60_000_000_000,
+        ] {
             let back = Hist::value(Hist::index(v));
             let err = (back as f64 - v as f64).abs() / (v.max(1) as f64);
             assert!(err <= 0.001, "{v} -> {back}");

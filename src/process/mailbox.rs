@@ -145,8 +145,12 @@ mod tests {
         tx.deliver(msg("two"));
         drop(tx);
         let (a, b, c) = waiter.await.unwrap();
-        assert!(matches!(a, Some(Signal::Message { message: Term::Atom(x), .. }) if x.name == "one"));
-        assert!(matches!(b, Some(Signal::Message { message: Term::Atom(x), .. }) if x.name == "two"));
+        assert!(
+            matches!(a, Some(Signal::Message { message: Term::Atom(x), .. }) if x.name == "one")
+        );
+        assert!(
+            matches!(b, Some(Signal::Message { message: Term::Atom(x), .. }) if x.name == "two")
+        );
         assert!(c.is_none());
     }
 

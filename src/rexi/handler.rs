@@ -58,6 +58,13 @@ impl Handlers {
 
     /// Serves `Module:Function/Arity` with `f`.
     ///
+    /// A job first runs right on the connection's reader, until its first `.await` that
+    /// has to wait; only then is it spawned as a task of its own. That makes a job that
+    /// answers at once (an echo, a hash) cost no spawn and no thread hop, but it also
+    /// means the connection reads nothing else while a handler computes without
+    /// awaiting: do long CPU work in `tokio::task::spawn_blocking` (or yield first), as a
+    /// busy distribution connection makes CouchDB 2.0+ callers drop casts silently.
+    ///
     /// ```no_run
     /// # use rexi_node::rexi::Handlers;
     /// let mut h = Handlers::new();

@@ -314,13 +314,7 @@ impl RexiServer {
         // The handler's future is made here, so the job's own future does not also keep
         // room for the Ctx and the arguments (they live in the handler's future only).
         let work = handler(ctx, Args::new(d.args));
-        let mut job = Box::pin(run_job(
-            me,
-            work,
-            state.clone(),
-            key.clone(),
-            (m, f, arity),
-        ));
+        let mut job = Box::pin(run_job(me, work, state.clone(), key.clone(), (m, f, arity)));
         // Run the job here, on the reader task, until it first waits: a job that answers
         // at once (an echo, a phash2) then costs no task spawn and no thread hop; a job
         // that waits is spawned and picks up from there (tokio's timers and Notify take
