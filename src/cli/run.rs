@@ -57,6 +57,11 @@ pub struct Args {
     /// Unacked rows allowed by stream2 (CouchDB 2.x: 10, 3.x: 5).
     #[arg(long, default_value_t = 10)]
     pub stream_limit: usize,
+    /// Worker threads [default: one per CPU]. One thread spends less CPU per cast when a
+    /// single busy connection carries the load (it stops hopping between threads); more
+    /// threads serve many busy connections in parallel.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -175,11 +180,11 @@ pub fn main(a: Args) -> ExitCode {
     // 16 MiB stacks: map keys may nest etf::DEFAULT_MAP_KEY_DEPTH levels, and eetf hashes
     // them by recursion (about 1.5 MiB in a release build, 12 MiB in a debug build). The
     // stack is reserved address space; only what is used is ever touched.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .thread_stack_size(WORKER_STACK)
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = a.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = match builder.thread_stack_size(WORKER_STACK).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
     };
