@@ -569,22 +569,23 @@ async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(
     let cpu = self_cpu() - cpu0;
     let sent = shared.next_seq.load(Ordering::Relaxed);
     let replies = shared.replies.load(Ordering::Relaxed);
-    let h = shared.hist.lock().unwrap_or_else(|p| p.into_inner());
-    let thr = (m1 - m0) as f64 / secs;
-    let us = |v: u64| v as f64 / 1000.0;
-    let mode = if closed_loop { "closed" } else { "rate" };
-    println!(
+    {
+        let h = shared.hist.lock().unwrap_or_else(|p| p.into_inner());
+        let thr = (m1 - m0) as f64 / secs;
+        let us = |v: u64| v as f64 / 1000.0;
+        let mode = if closed_loop { "closed" } else { "rate" };
+        println!(
         "rexi-node bench -> {} ({mode}, {} conn, W={}, rate={}, payload={} B): {:.0} casts/s; latency p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us; {} sent, {} replies, {} errors, {} send failures; generator CPU {:.2} s",
         a.target, conns, a.concurrency, a.rate, a.payload, thr,
         us(h.quantile(0.50)), us(h.quantile(0.99)), us(h.quantile(0.999)), us(h.max),
         sent, replies, shared.errors.load(Ordering::Relaxed), shared.send_failures.load(Ordering::Relaxed), cpu
     );
-    println!(
+        println!(
         "BENCH mode={mode} throughput={thr:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} measured={} sent={sent} replies={replies} errors={} gen_cpu_s={cpu:.3}",
         us(h.quantile(0.50)), us(h.quantile(0.99)), us(h.quantile(0.999)), us(h.max),
         h.n, shared.errors.load(Ordering::Relaxed)
     );
-    drop(h);
+    }
     for c in clients {
         c.stop().await;
     }

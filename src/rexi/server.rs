@@ -52,20 +52,38 @@ impl Default for RexiConfig {
     }
 }
 
-/// The key of a job: the caller's Ref.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+/// The key of a job: the caller's Ref, packed into a few words so that a cast costs no
+/// allocation for it and hashes fast (every doit, kill and job end looks it up).
+///
+/// The ref's node name is kept as a 64-bit hash. Two refs share a key only if their
+/// words and creation are equal *and* their nodes' names hash alike, which for the
+/// handful of nodes a cluster has is a 2^-64 event; refs carry at most 5 words in OTP
+/// (more are folded into the node hash, so they still count).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct RefKey {
-    node: String,
+    node: u64,
     creation: u32,
-    id: Vec<u32>,
+    len: u32,
+    words: [u32; 5],
 }
 
 impl RefKey {
     pub fn of(r: &Reference) -> RefKey {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.node.name.hash(&mut h);
+        let mut words = [0u32; 5];
+        for (i, w) in r.id.iter().enumerate() {
+            match words.get_mut(i) {
+                Some(slot) => *slot = *w,
+                None => w.hash(&mut h),
+            }
+        }
         RefKey {
-            node: r.node.name.clone(),
+            node: h.finish(),
             creation: r.creation,
-            id: r.id.clone(),
+            len: r.id.len() as u32,
+            words,
         }
     }
     fn from_term(t: &Term) -> Option<RefKey> {
@@ -76,6 +94,33 @@ impl RefKey {
     }
 }
 
+/// A multiply-rotate hasher for [`RefKey`]s: the key's words are already well mixed
+/// (ref counters and a SipHash of the node name), so SipHash again would only cost time.
+#[derive(Default, Clone, Copy)]
+pub struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type KeyMap<V> = HashMap<RefKey, V, std::hash::BuildHasherDefault<WordHasher>>;
+
 struct JobEntry {
     state: Arc<JobState>,
     abort: Option<tokio::task::AbortHandle>,
@@ -83,7 +128,7 @@ struct JobEntry {
 
 #[derive(Default)]
 struct Tombstones {
-    set: HashMap<RefKey, Instant>,
+    set: KeyMap<Instant>,
     order: VecDeque<(RefKey, Instant)>,
 }
 
@@ -99,7 +144,7 @@ impl Tombstones {
             }
             self.order.pop_front();
         }
-        self.set.insert(key.clone(), now);
+        self.set.insert(key, now);
         self.order.push_back((key, now));
     }
 
@@ -122,7 +167,7 @@ pub struct RexiServer {
     handlers: Handlers,
     cfg: RexiConfig,
     release: Mutex<Release>,
-    jobs: Mutex<HashMap<RefKey, JobEntry>>,
+    jobs: Mutex<KeyMap<JobEntry>>,
     tombstones: Mutex<Tombstones>,
     errors: Mutex<ErrorRing>,
     pub stats: Stats,
@@ -164,7 +209,7 @@ impl RexiServer {
             handlers,
             release: Mutex::new(cfg.release),
             cfg,
-            jobs: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(KeyMap::default()),
             tombstones: Mutex::new(Tombstones::default()),
             errors: Mutex::new(ErrorRing {
                 limit: 0,
@@ -295,7 +340,7 @@ impl RexiServer {
         let Some(me) = self.me.upgrade() else { return };
         let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce));
         if let Some(old) = lock(&self.jobs).insert(
-            key.clone(),
+            key,
             JobEntry {
                 state: state.clone(),
                 abort: None,
@@ -314,7 +359,7 @@ impl RexiServer {
         // The handler's future is made here, so the job's own future does not also keep
         // room for the Ctx and the arguments (they live in the handler's future only).
         let work = handler(ctx, Args::new(d.args));
-        let mut job = Box::pin(run_job(me, work, state.clone(), key.clone(), (m, f, arity)));
+        let mut job = Box::pin(run_job(me, work, state.clone(), key, (m, f, arity)));
         // Run the job here, on the reader task, until it first waits: a job that answers
         // at once (an echo, a phash2) then costs no task spawn and no thread hop; a job
         // that waits is spawned and picks up from there (tokio's timers and Notify take
@@ -367,7 +412,7 @@ impl RexiServer {
             let keys: Vec<RefKey> = jobs
                 .iter()
                 .filter(|(_, e)| e.state.caller.node.name == peer)
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| *k)
                 .collect();
             keys.into_iter().filter_map(|k| jobs.remove(&k)).collect()
         };
