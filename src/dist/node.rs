@@ -120,6 +120,8 @@ struct Inner {
     next_conn: AtomicU64,
     listen_port: u16,
     unrouted: RwLock<Option<UnroutedHook>>,
+    /// Bound and registered with epmd, not yet accepting (see `connect_configured`).
+    listener: std::sync::Mutex<Option<TcpListener>>,
 }
 
 /// Called for a message sent to a name nobody registered here (it is then dropped, as a
@@ -166,10 +168,10 @@ fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Node {
-    /// Listens, registers with epmd (starting one when none answers and the config allows
-    /// it), and starts accepting and connecting. Observers should be added right after,
-    /// before `config.connect` peers can come up: `start` spawns the connect loops only
-    /// when [`Node::connect_configured`] is called.
+    /// Binds the listening socket and registers with epmd (starting one when none
+    /// answers and the config allows it). Nothing is accepted or dialled yet: add the
+    /// observers (the rexi layer), then call [`Node::connect_configured`], so that every
+    /// peer's names exist before its first message.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let (alive, _host) = split_name(&config.name)?;
         if !config.publish {
@@ -223,7 +225,10 @@ impl Node {
         let node = Node::assemble(config, creation, listen_port);
         tracing::info!(node = %node.name(), port = listen_port, creation, "registered with epmd as a hidden node");
         tokio::spawn(node.clone().keep_epmd(epmd_stream));
-        tokio::spawn(node.clone().accept_loop(listener));
+        // Accepting starts in `connect_configured`, once observers (the rexi layer) are in
+        // place: a peer that connects now waits in the listen backlog, and its names are
+        // registered before its first message.
+        *node.0.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
         Ok(node)
     }
 
@@ -240,6 +245,7 @@ impl Node {
             next_conn: AtomicU64::new(1),
             listen_port,
             unrouted: RwLock::new(None),
+            listener: std::sync::Mutex::new(None),
             config,
         };
         let node = Node(Arc::new(inner));
@@ -248,8 +254,18 @@ impl Node {
         node
     }
 
-    /// Starts one connect loop per `--connect` node.
+    /// Starts accepting connections and one connect loop per `--connect` node. Call it
+    /// after adding observers, so no peer can come up unobserved.
     pub fn connect_configured(&self) {
+        let listener = self
+            .0
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(l) = listener {
+            tokio::spawn(self.clone().accept_loop(l));
+        }
         for peer in self.0.config.connect.clone() {
             tokio::spawn(self.clone().stay_connected(peer));
         }
