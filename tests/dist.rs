@@ -425,3 +425,49 @@ fn json_logs() {
         "{line}"
     );
 }
+
+#[test]
+fn both_sides_dialing_settle_on_one_connection() {
+    // Both sides dial around the same time: the daemon through --connect, the erl node in
+    // a tight loop that starts before the daemon exists. One connection must settle and
+    // carry traffic, with none dropped afterwards, for both name orders (the BEAM's rule
+    // for a true simultaneous handshake lets the greater name's attempt win). Whether the
+    // two handshakes actually overlap is up to timing: this does not force one.
+    for (erl_alive, daemon_alive) in [("sim_a", "sim_z_rn"), ("sim_z", "sim_a_rn")] {
+        let epmd = Epmd::start();
+        let peer = format!("{erl_alive}@127.0.0.1");
+        let daemon_name = format!("{daemon_alive}@127.0.0.1");
+        let mut e = Erl::start(
+            epmd.port,
+            erl_alive,
+            COOKIE,
+            "dial_until_up",
+            &[&daemon_name],
+        );
+        std::thread::sleep(Duration::from_millis(700));
+        let d = Daemon::start(epmd.port, daemon_alive, &["--connect", &peer]);
+        assert_eq!(
+            e.wait(Duration::from_secs(40)),
+            Some(0),
+            "{}\n{}",
+            e.out.text(),
+            d.log.text()
+        );
+        let downs = d
+            .log
+            .all()
+            .iter()
+            .filter(|l| {
+                l.contains("nodedown")
+                    && l.contains(&peer)
+                    && !l.contains("connection closed by peer")
+            })
+            .count();
+        assert_eq!(
+            downs,
+            0,
+            "a connection was dropped while both were up:\n{}",
+            d.log.text()
+        );
+    }
+}

@@ -4,7 +4,7 @@
 -module(rn_probe).
 -export([ping/1, expect_ping/1, monitors/1, wait_connected/1, idle/1, big/1, traffic/1,
          shapes/1, fresh_connect/1, storm/1, panic/1, never_returns/1, cast_and_die/1,
-         await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1, phash2_served/1, overload/1, worker_timeouts/1]).
+         await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1, phash2_served/1, overload/1, worker_timeouts/1, dial_until_up/1]).
 
 -define(T(L), list_to_atom(hd(L))).
 
@@ -528,5 +528,27 @@ worker_timeouts(L) ->
         Rows = [receive {R3, _, Row} -> Row after 2000 -> missing end || _ <- lists:seq(1, 10)],
         10 = length([X || X <- Rows, X =/= missing]),
         {R3, {rexi_EXIT, {timeout, _}}} = rx(3000),
+        ok
+    end).
+
+%% Dials Target every 20 ms until connected (the daemon dials us too, with --connect),
+%% then checks that one working connection stays up.
+dial_until_up(L) ->
+    T = ?T(L),
+    check(fun() ->
+        Up = fun U(0) -> false;
+                 U(N) -> case net_kernel:connect_node(T) of
+                             true -> true;
+                             _ -> timer:sleep(20), U(N - 1)
+                         end
+             end,
+        true = Up(500),
+        io:format("CONNECTED~n"),
+        R = cast({rexi_server, T}, {rexi_node, echo, [sim]}),
+        {R, sim} = rx(5000),
+        timer:sleep(1500),
+        [T] = [N || N <- nodes(hidden), N =:= T],
+        R2 = cast({rexi_server, T}, {rexi_node, echo, [still]}),
+        {R2, still} = rx(5000),
         ok
     end).
