@@ -106,25 +106,18 @@ fn parse_doit(from: Term, nonce: Term, mfa: Term) -> Request {
     let reference = match reference {
         Term::Reference(r) => *r,
         other => {
-            etf::dispose(nonce);
-            etf::dispose(mfa);
-            return Request::BadDoit {
-                caller,
-                reference: other,
-                reason: atom("badarg"),
-            };
+            return bad_doit(caller, other, "badarg", [nonce, mfa]);
         }
     };
     let parts = match mfa {
         Term::Tuple(t) if t.elements.len() == 3 => t.elements,
         other => {
-            etf::dispose(nonce);
-            etf::dispose(other);
-            return Request::BadDoit {
+            return bad_doit(
                 caller,
-                reference: Term::Reference(Box::new(reference)),
-                reason: atom("function_clause"),
-            };
+                Term::Reference(Box::new(reference)),
+                "function_clause",
+                [nonce, other],
+            );
         }
     };
     let mut it = parts.into_iter();
@@ -138,13 +131,12 @@ fn parse_doit(from: Term, nonce: Term, mfa: Term) -> Request {
                     .map(|x| Term::FixInteger(eetf::FixInteger::from(x as i32)))
                     .collect(),
                 other => {
-                    etf::dispose(nonce);
-                    etf::dispose(other);
-                    return Request::BadDoit {
+                    return bad_doit(
                         caller,
-                        reference: Term::Reference(Box::new(reference)),
-                        reason: atom("badarg"),
-                    };
+                        Term::Reference(Box::new(reference)),
+                        "badarg",
+                        [nonce, other],
+                    );
                 }
             };
             Request::Doit(Doit {
@@ -167,6 +159,19 @@ fn parse_doit(from: Term, nonce: Term, mfa: Term) -> Request {
                 reason: atom("badarg"),
             }
         }
+    }
+}
+
+/// A doit that cannot run but whose `{Pid, Ref}` was read: the rest is dropped (without
+/// recursion) and the caller will get `{Ref, {rexi_EXIT, {Reason, []}}}`.
+fn bad_doit(caller: Pid, reference: Term, reason: &str, rest: [Term; 2]) -> Request {
+    for t in rest {
+        etf::dispose(t);
+    }
+    Request::BadDoit {
+        caller,
+        reference,
+        reason: atom(reason),
     }
 }
 

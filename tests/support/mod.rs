@@ -223,26 +223,7 @@ pub struct Erl {
 
 impl Erl {
     pub fn start(epmd_port: u16, alive: &str, cookie: &str, func: &str, args: &[&str]) -> Erl {
-        let name = format!("{alive}@127.0.0.1");
-        let mut cmd = Command::new("erl");
-        cmd.args(["-noshell", "-name", &name, "-setcookie", cookie, "-pa"])
-            .arg(erl_beams());
-        cmd.args(["-run", "rn_probe", func]).args(args);
-        cmd.env("ERL_EPMD_PORT", epmd_port.to_string());
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("erl must be installed");
-        let out = Lines::default();
-        if let Some(o) = child.stdout.take() {
-            out.follow(o);
-        }
-        if let Some(e) = child.stderr.take() {
-            out.follow(e);
-        }
-        Erl { child, out, name }
+        Erl::start_run(epmd_port, alive, cookie, "rn_probe", func, args)
     }
 
     /// A real `erl` node running `Module:Function([Args...])` from any module of tests/erl
