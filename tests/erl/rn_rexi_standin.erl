@@ -1,6 +1,6 @@
 %% STAND-IN for erlang-interop's `rexi` application, which is not merged into this branch.
-%% It registers the names a node at a given migration release registers (MIGRATION.md §1)
-%% and, with `env`, sets application env `release` of app `rexi` the way erlang-interop's
+%% It registers the names a node at a given migration release registers
+%% (docs/design/migration.md §1) and, with `env`, sets application env `release` of app `rexi` the way erlang-interop's
 %% app exposes it, so that the operator tools (status, cast, migrate-check) can be tested
 %% against real BEAM nodes. At merge, the tests should start erlang-interop's rexi instead.
 %%
