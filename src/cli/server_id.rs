@@ -10,10 +10,7 @@ use std::process::ExitCode;
 
 use eetf::Term;
 use rexi_node::phash2::server_id;
-use rexi_node::term;
-
-/// The longest atom a BEAM can create, in characters.
-const MAX_ATOM_CHARS: usize = 255;
+use rexi_node::term::{self, MAX_ATOM_CHARS};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  rexi-node server-id a@127.0.0.1\n  \
