@@ -17,11 +17,12 @@
 //!
 //! The last line is machine-readable: `BENCH key=value ...`.
 
-use super::run::NodeArgs;
+use super::exit::Exit;
+use super::node_args::NodeArgs;
 use eetf::{Atom, Binary, FixInteger, List, Pid, Reference, Term, Tuple};
 use rexi_node::client::Client;
 use rexi_node::dist::node::Peer;
-use rexi_node::dist::{message, Node};
+use rexi_node::dist::{message, ConnectError, Node};
 use rexi_node::etf;
 use rexi_node::process::{Process, Signal};
 use std::process::ExitCode;
@@ -34,12 +35,10 @@ pub struct Args {
     /// The node to load, NAME@HOST.
     #[arg(long, value_name = "NODE")]
     pub target: String,
-    /// The cookie. Prefer --cookie-file or REXI_NODE_COOKIE: a command line is visible in ps.
-    #[arg(long, env = "REXI_NODE_COOKIE", hide_env_values = true)]
-    pub cookie: Option<String>,
-    /// File holding the cookie [default: $HOME/.erlang.cookie].
-    #[arg(long)]
-    pub cookie_file: Option<std::path::PathBuf>,
+    /// Our name and cookie. With --name/--sname, connection K takes that name with `_K`
+    /// after its alive part; by default `rexi_bench_<pid>_K`.
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Registered name the doits go to.
     #[arg(long, default_value = "rexi_server")]
     pub server: String,
@@ -315,15 +314,13 @@ fn self_cpu() -> f64 {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let node_args = NodeArgs {
-        name: None,
-        sname: None,
-        cookie: a.cookie.clone(),
-        cookie_file: a.cookie_file.clone(),
-    };
-    let cookie = match node_args.load_cookie() {
+    let cookie = match a.node.load_cookie() {
         Ok(c) => c,
-        Err(e) => return super::fail(&e),
+        Err(e) => return Exit::Failure.with(&e),
+    };
+    let base = match super::tool::client_name(&a.node, "rexi_bench", &a.target) {
+        Ok(n) => n,
+        Err(e) => return Exit::Usage.with(&e),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
@@ -331,9 +328,8 @@ pub fn main(a: Args) -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
+        Err(e) => return Exit::Failure.with(&format!("cannot start the runtime: {e}")),
     };
-    let base = format!("rexi_bench_{}", std::process::id());
     let r = rt.block_on(async move {
         if let Some(n) = a.peers {
             return peers(&a, &base, cookie, n).await;
@@ -342,8 +338,36 @@ pub fn main(a: Args) -> ExitCode {
     });
     rt.shutdown_timeout(Duration::from_millis(200));
     match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => super::fail(&e),
+        Ok(()) => Exit::Success.into(),
+        Err(BenchError::Connect(e)) => super::tool::connect_failed(&e),
+        Err(BenchError::Run(e)) => Exit::Failure.with(&e),
+    }
+}
+
+/// Why a benchmark run stopped early.
+enum BenchError {
+    /// A caller node could not start or reach the target.
+    Connect(ConnectError),
+    Run(String),
+}
+
+impl From<String> for BenchError {
+    fn from(e: String) -> BenchError {
+        BenchError::Run(e)
+    }
+}
+
+impl From<&str> for BenchError {
+    fn from(e: &str) -> BenchError {
+        BenchError::Run(e.to_string())
+    }
+}
+
+/// Caller node `k`: the base name with `_k` after its alive part.
+fn caller_name(base: &str, k: impl std::fmt::Display) -> String {
+    match base.split_once('@') {
+        Some((alive, host)) => format!("{alive}_{k}@{host}"),
+        None => format!("{base}_{k}"),
     }
 }
 
@@ -351,11 +375,14 @@ async fn start_client(
     name: String,
     cookie: rexi_node::dist::Cookie,
     target: &str,
-) -> Result<Client, String> {
-    let c = Client::start(name, cookie).await?;
-    c.connect(target)
+) -> Result<Client, BenchError> {
+    let c = Client::start(name, cookie)
         .await
-        .map_err(|e| format!("cannot connect to {target}: {e}"))?;
+        .map_err(BenchError::Connect)?;
+    if let Err(e) = c.connect(target).await {
+        c.stop().await;
+        return Err(BenchError::Connect(e));
+    }
     Ok(c)
 }
 
@@ -364,13 +391,13 @@ async fn peers(
     base: &str,
     cookie: rexi_node::dist::Cookie,
     n: usize,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let t = Instant::now();
     let mut clients = Vec::with_capacity(n);
     let mut i = 0;
     while i < n {
         let batch: Vec<_> = (i..(i + 50).min(n))
-            .map(|k| start_client(format!("{base}_p{k}@127.0.0.1"), cookie.clone(), &a.target))
+            .map(|k| start_client(caller_name(base, format!("p{k}")), cookie.clone(), &a.target))
             .collect();
         for r in futures::future::join_all(batch).await {
             clients.push(r?);
@@ -429,7 +456,7 @@ async fn jobs_running(c: &mut Client, target: &str) -> Option<u64> {
     }
 }
 
-async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(), String> {
+async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(), BenchError> {
     let conns = a.connections.max(1);
     let closed_loop = a.rate <= 0.0 && a.hold.is_none();
     let shared = Arc::new(Shared {
@@ -454,7 +481,7 @@ async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(
     let mut clients = Vec::new();
     let mut lanes = Vec::new();
     for i in 0..conns {
-        let c = start_client(format!("{base}_{i}@127.0.0.1"), cookie.clone(), &a.target).await?;
+        let c = start_client(caller_name(base, i), cookie.clone(), &a.target).await?;
         let node = c.node().clone();
         let sink = Arc::new(Sink {
             lane: OnceLock::new(),
@@ -590,7 +617,7 @@ async fn load(a: &Args, base: &str, cookie: rexi_node::dist::Cookie) -> Result<(
         c.stop().await;
     }
     if replies < sent {
-        return Err(format!("{} of {sent} casts got no reply", sent - replies));
+        return Err(BenchError::Run(format!("{} of {sent} casts got no reply", sent - replies)));
     }
     Ok(())
 }

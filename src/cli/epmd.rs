@@ -1,5 +1,6 @@
 //! `rexi-node epmd`: our epmd-compatible port mapper, for machines without Erlang.
 
+use super::exit::Exit;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -30,7 +31,7 @@ pub fn main(a: Args) -> ExitCode {
         };
         tracing::info!(port, "epmd listening");
         match rexi_node::dist::epmd_server::serve(listener).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => Exit::Success.into(),
             Err(e) => super::fail(&format!("epmd stopped: {e}")),
         }
     })

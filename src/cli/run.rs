@@ -1,9 +1,9 @@
 //! `rexi-node run`: the daemon.
 
-use rexi_node::dist::{cookie, Cookie, Node, NodeConfig};
+use super::node_args::NodeArgs;
+use rexi_node::dist::{Node, NodeConfig};
 use rexi_node::handlers;
 use rexi_node::rexi::{self, Release, RexiConfig};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -71,72 +71,6 @@ pub struct Args {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// Name and cookie options, shared by every subcommand that joins the cluster.
-#[derive(clap::Args, Debug, Clone)]
-pub struct NodeArgs {
-    /// Long node name, NAME@HOST (like erl -name).
-    #[arg(long, conflicts_with = "sname")]
-    pub name: Option<String>,
-    /// Short node name; the host part is this machine's short host name (like erl -sname).
-    #[arg(long)]
-    pub sname: Option<String>,
-    /// The cookie. Prefer --cookie-file or REXI_NODE_COOKIE: a command line is visible in ps.
-    #[arg(long, env = "REXI_NODE_COOKIE", hide_env_values = true)]
-    pub cookie: Option<String>,
-    /// File holding the cookie [default: $HOME/.erlang.cookie, created like erl does].
-    #[arg(long)]
-    pub cookie_file: Option<PathBuf>,
-}
-
-impl NodeArgs {
-    /// The full node name, with `default_alive` when neither --name nor --sname is given.
-    pub fn node_name(&self, default_alive: &str) -> Result<String, String> {
-        if let Some(n) = &self.name {
-            if !n.contains('@') {
-                return Err(format!(
-                    "--name {n}: a long name must be NAME@HOST, e.g. {n}@127.0.0.1"
-                ));
-            }
-            return Ok(n.clone());
-        }
-        let alive = self
-            .sname
-            .clone()
-            .unwrap_or_else(|| default_alive.to_string());
-        if alive.contains('@') {
-            return Ok(alive);
-        }
-        Ok(format!("{alive}@{}", short_host_name()))
-    }
-
-    pub fn load_cookie(&self) -> Result<Cookie, String> {
-        if let Some(c) = &self.cookie {
-            return Ok(Cookie::new(c.clone()));
-        }
-        let path = match &self.cookie_file {
-            Some(p) => p.clone(),
-            None => {
-                cookie::default_path().ok_or("HOME is not set: pass --cookie-file or --cookie")?
-            }
-        };
-        cookie::load_or_create(&path)
-    }
-}
-
-/// This machine's host name up to the first dot, as `erl -sname` uses.
-pub fn short_host_name() -> String {
-    let full = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_else(|_| "localhost".into());
-    let full = full.trim();
-    let short = full.split('.').next().unwrap_or("localhost");
-    if short.is_empty() {
-        "localhost".into()
-    } else {
-        short.to_string()
-    }
 }
 
 /// Stack of every thread that decodes terms (see `etf::DEFAULT_MAP_KEY_DEPTH`).

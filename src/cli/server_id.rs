@@ -6,6 +6,7 @@
 //! `rexi_server_<Node>`. Printing both lets an operator check, with `registered()` on a
 //! peer, which one that peer is actually using.
 
+use super::exit::Exit;
 use std::process::ExitCode;
 
 use eetf::Term;
@@ -43,12 +44,12 @@ pub fn main(a: Args) -> ExitCode {
         Ok(n) => n,
         Err(e) => {
             eprintln!("rexi-node server-id: {e}");
-            return ExitCode::from(2);
+            return Exit::Usage.into();
         }
     };
     if name.is_empty() {
         eprintln!("rexi-node server-id: the node name is empty");
-        return ExitCode::from(2);
+        return Exit::Usage.into();
     }
     let chars = name.chars().count();
     if chars > MAX_ATOM_CHARS {
@@ -56,7 +57,7 @@ pub fn main(a: Args) -> ExitCode {
             "rexi-node server-id: '{name}' has {chars} characters; node names are atoms, which \
              hold at most {MAX_ATOM_CHARS}"
         );
-        return ExitCode::from(2);
+        return Exit::Usage.into();
     }
     if !name.contains('@') {
         eprintln!("rexi-node server-id: warning: '{name}' has no '@'; Erlang node names look like name@host");
@@ -69,5 +70,5 @@ pub fn main(a: Args) -> ExitCode {
     }
     println!("{}", server_id(&name));
     println!("rexi_server_{name}");
-    ExitCode::SUCCESS
+    Exit::Success.into()
 }

@@ -33,6 +33,8 @@ pub enum Refusal {
     /// The peer still has a connection to us (status `alive`).
     Alive,
     NotAllowed(String),
+    /// The peer closed the connection mid-handshake: how a BEAM node refuses a wrong cookie.
+    ClosedByPeer,
     Other(String),
 }
 
@@ -48,6 +50,9 @@ impl std::fmt::Display for Refusal {
                 f.write_str("the peer still holds an old connection to us; it will be retried")
             }
             Refusal::NotAllowed(w) => write!(f, "not allowed: {w}"),
+            Refusal::ClosedByPeer => f.write_str(
+                "the peer closed the connection during the handshake: most likely a wrong cookie",
+            ),
             Refusal::Other(w) => f.write_str(w),
         }
     }
@@ -60,10 +65,9 @@ fn classify(e: HandshakeError) -> Refusal {
         HandshakeError::AlreadyActive => Refusal::Alive,
         HandshakeError::NotAllowed => Refusal::NotAllowed("the peer refused the connection".into()),
         // A BEAM node that rejects our challenge reply just closes the socket.
-        HandshakeError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Refusal::Other(
-            "the peer closed the connection during the handshake: most likely a wrong cookie"
-                .into(),
-        ),
+        HandshakeError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Refusal::ClosedByPeer
+        }
         other => Refusal::Other(other.to_string()),
     }
 }

@@ -6,6 +6,7 @@
 //! * [`connection`]: one peer's reader, writer and ticks;
 //! * [`node`]: the local node, its peers, and routing into [`crate::process`].
 
+pub mod connect_error;
 pub mod connection;
 pub mod cookie;
 pub mod epmd;
@@ -15,5 +16,6 @@ pub mod handshake;
 pub mod message;
 pub mod node;
 
+pub use connect_error::ConnectError;
 pub use cookie::Cookie;
 pub use node::{Node, NodeConfig, NodeObserver};

@@ -5,6 +5,7 @@
 //! frame of the new connection is read, so a name the observer registers for that peer
 //! exists when the peer's first message is dispatched.
 
+use super::connect_error::ConnectError;
 use super::connection::{self, DownReason, Outbox, SendError};
 use super::cookie::Cookie;
 use super::handshake::{self, PeerInfo, Refusal};
@@ -710,7 +711,7 @@ impl Node {
 
     /// One attempt to connect to `peer`. Returns once the connection is up (it keeps
     /// running in its own task) or failed.
-    pub async fn connect(&self, peer: &str) -> Result<(), String> {
+    pub async fn connect(&self, peer: &str) -> Result<(), ConnectError> {
         if self.peer(peer).is_some() {
             return Ok(());
         }
@@ -725,7 +726,10 @@ impl Node {
         });
         match rx.await {
             Ok(r) => r,
-            Err(_) => Err(format!("connection to {peer} failed")),
+            Err(_) => Err(ConnectError::Handshake {
+                node: peer.to_string(),
+                reason: "the connection attempt ended without a result".into(),
+            }),
         }
     }
 
@@ -747,6 +751,7 @@ impl Node {
                     }
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     if e != last_err {
                         tracing::warn!(peer = %peer, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect; retrying with backoff");
                         last_err = e;
@@ -764,8 +769,8 @@ impl Node {
     async fn dial(
         &self,
         peer: &str,
-        ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
-    ) -> Result<bool, String> {
+        ready: Option<tokio::sync::oneshot::Sender<Result<(), ConnectError>>>,
+    ) -> Result<bool, ConnectError> {
         let mut ready = ready;
         let r = self.dial_inner(peer, &mut ready).await;
         if let Some(tx) = ready.take() {
@@ -780,18 +785,20 @@ impl Node {
     async fn dial_inner(
         &self,
         peer: &str,
-        ready: &mut Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
-    ) -> Result<bool, String> {
-        let (alive, host) = split_name(peer).map_err(|e| e.0)?;
+        ready: &mut Option<tokio::sync::oneshot::Sender<Result<(), ConnectError>>>,
+    ) -> Result<bool, ConnectError> {
+        let (alive, host) = split_name(peer).map_err(|_| ConnectError::BadName {
+            node: peer.to_string(),
+        })?;
         let conn_id = self.0.next_conn.fetch_add(1, Ordering::Relaxed);
         {
             let mut peers = wlock(&self.0.peers);
             match peers.get(peer) {
                 Some(Slot::Up(_)) => return Ok(false),
                 Some(Slot::Connecting(_)) => {
-                    return Err(format!(
-                        "a connection attempt to {peer} is already in progress"
-                    ))
+                    return Err(ConnectError::InProgress {
+                        node: peer.to_string(),
+                    })
                 }
                 None => {
                     peers.insert(peer.to_string(), Slot::Connecting(conn_id));
@@ -808,15 +815,23 @@ impl Node {
         let attempt = async {
             let entry = epmd::lookup(host, cfg.epmd_port, alive)
                 .await
-                .map_err(|e| e.to_string())?;
-            let entry = entry.ok_or_else(|| format!("node {peer} is not registered with epmd on {host} (not started yet, or a different name)"))?;
+                .map_err(|e| ConnectError::from_epmd(peer, e))?;
+            let entry = entry.ok_or_else(|| ConnectError::UnknownNode {
+                node: peer.to_string(),
+                host: host.to_string(),
+                registered: Vec::new(),
+            })?;
+            let unreachable = |detail: String| ConnectError::Unreachable {
+                node: peer.to_string(),
+                detail,
+            };
             let stream = tokio::time::timeout(
                 cfg.handshake_timeout,
                 TcpStream::connect((host, entry.port)),
             )
             .await
-            .map_err(|_| format!("connecting to {peer} at {host}:{} timed out", entry.port))?
-            .map_err(|e| format!("connecting to {peer} at {host}:{}: {e}", entry.port))?;
+            .map_err(|_| unreachable(format!("{host}:{} timed out", entry.port)))?
+            .map_err(|e| unreachable(format!("{host}:{}: {e}", entry.port)))?;
             let _ = stream.set_nodelay(true);
             handshake::connect(
                 stream,
@@ -826,7 +841,7 @@ impl Node {
                 cfg.handshake_timeout,
             )
             .await
-            .map_err(|e| format!("handshake with {peer}: {e}"))
+            .map_err(|e| ConnectError::from_refusal(peer, e))
         };
         let result = attempt.await;
         clear(self);
@@ -853,7 +868,7 @@ impl Node {
         stream: TcpStream,
         info: PeerInfo,
         direction: Direction,
-        ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+        ready: Option<tokio::sync::oneshot::Sender<Result<(), ConnectError>>>,
     ) -> bool {
         let conn_id = self.0.next_conn.fetch_add(1, Ordering::Relaxed);
         let peer = Arc::new(Peer {
