@@ -9,6 +9,13 @@ use rexi_node::etf::{
     decode, decode_prefix, dispose, encode, encode_body, DecodeError, Limits, Owned,
 };
 
+mod support;
+
+/// Runs `f` on a thread with tokio's default worker stack (2 MiB).
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    support::on_stack(2, f)
+}
+
 fn lim() -> Limits {
     Limits::default()
 }
@@ -37,16 +44,6 @@ fn err(bytes: &[u8]) -> DecodeError {
         }
         Err(e) => e,
     }
-}
-
-/// Runs `f` on a thread with tokio's default worker stack (2 MiB).
-fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 // ---------------------------------------------------------------- recursion
