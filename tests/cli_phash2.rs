@@ -132,7 +132,7 @@ fn batch_names_the_bad_lines_and_fails_at_the_end() {
     );
 }
 
-/// MIGRATION.md §8: phash2 of the node atom on OTP 25.
+/// docs/design/migration.md §8: phash2 of the node atom on OTP 25.
 const MIGRATION_TABLE: &[(&str, u32)] = &[
     ("nonode@nohost", 70306884),
     ("a@127.0.0.1", 41428801),

@@ -1,5 +1,5 @@
-//! One test per `eetf` 0.11 defect listed in `shared/design/CRATES.md` §2.2 and
-//! `shared/phash2/SPEC.md` §8, showing that our codec does not share it, plus the
+//! One test per `eetf` 0.11 defect listed in `docs/design/crates.md` §2.2 and
+//! `docs/design/phash2.md` §8, showing that our codec does not share it, plus the
 //! limits, error offsets and depth guarantees of `rexi_node::etf`.
 
 use std::time::{Duration, Instant};
@@ -163,7 +163,7 @@ fn max_depth_is_enforced_with_an_offset() {
 }
 
 /// eetf's `Map` is a `HashMap`, whose `insert` hashes the key recursively: keys are
-/// bounded by `max_map_key_depth` (256 by default), which hashes fine on 2 MiB.
+/// bounded by `max_map_key_depth`; a bound of 256 hashes fine on 2 MiB.
 #[test]
 fn map_key_depth_is_bounded_and_the_bound_hashes_on_a_2mib_stack() {
     // 256 levels on 2 MiB even in a debug build; the default bound (4096) is checked on

@@ -1,7 +1,7 @@
 //! Every vector the BEAM (OTP 25.2.3) produced for `erlang:phash2/1,2` must match.
 //!
-//! The fixtures are copies of `/work/shared/phash2/{vectors_dev,node_names}.tsv`, kept in the
-//! repository so the tests do not depend on a sibling directory.
+//! The fixtures in `tests/fixtures/phash2/` were written by a BEAM; docs/design/phash2.md §13
+//! says what each column holds and how the files were generated.
 
 use base64::Engine;
 use eetf::Term;

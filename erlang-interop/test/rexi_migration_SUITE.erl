@@ -1,8 +1,8 @@
-%% @doc The three-release migration between BEAM nodes (MIGRATION.md).
+%% @doc The three-release migration between BEAM nodes (docs/design/migration.md).
 %%
 %% matrix: caller release x target release, 4x4, on fresh nodes started with
 %%   `-rexi release N' (the "restart with another setting" path). The four
-%%   non-adjacent mixes MIGRATION.md lists lose the cast, all others deliver.
+%%   non-adjacent mixes docs/design/migration.md lists lose the cast, all others deliver.
 %% rolling_upgrade: three nodes go 0 -> 1 -> 2 -> 3 one node at a time, in
 %%   place (rexi_release:set/1), under continuous cast traffic from every
 %%   node to every node; zero lost casts at every step.
@@ -56,7 +56,7 @@ end_per_testcase(_Case, _Config) ->
 %% ---------------------------------------------------------------------------
 %% matrix
 
-%% caller -> target mixes that lose a doit (MIGRATION.md section 2 / 7)
+%% caller -> target mixes that lose a doit (docs/design/migration.md section 2 / 7)
 expected(2, 0) -> lost;
 expected(3, 0) -> lost;
 expected(0, 3) -> lost;
@@ -77,7 +77,7 @@ matrix(_Config) ->
             [{RC, RT, probe(C, T, {RC, RT})} || {RC, C} <- Callers, {RT, T} <- Targets],
         Table = matrix_table("caller\\target", Rs, Results, fun expected/2),
         report("doit delivery, caller release x target release "
-               "(\"!\" marks a result that differs from MIGRATION.md)", Table),
+               "(\"!\" marks a result that differs from docs/design/migration.md)", Table),
         Wrong = [{RC, RT, R} || {RC, RT, R} <- Results, R =/= expected(RC, RT)],
         [] = Wrong
     after
@@ -87,7 +87,7 @@ matrix(_Config) ->
 %% rexi-node as the target at each of its releases (switched at runtime), against BEAM
 %% callers of every release. It serves every name itself, so every cast the protocol
 %% allows is answered: only R0/R1 callers (which use the singleton) lose their casts to
-%% a rexi-node at release 3, where the singleton is retired, as MIGRATION.md says for
+%% a rexi-node at release 3, where the singleton is retired, as docs/design/migration.md says for
 %% any R3 target.
 rust_target_matrix(_Config) ->
     Rs = [0, 1, 2, 3],
@@ -105,7 +105,7 @@ rust_target_matrix(_Config) ->
                end || RT <- Rs]),
         Table = matrix_table("caller\\rexi-node", Rs, Results, fun expected_rust/2),
         report("doit delivery to rexi-node, caller release x rexi-node release "
-               "(\"!\" marks a result that differs from MIGRATION.md)", Table),
+               "(\"!\" marks a result that differs from docs/design/migration.md)", Table),
         Wrong = [{RC, RT, R} || {RC, RT, R} <- Results, R =/= expected_rust(RC, RT)],
         [] = Wrong
     after
@@ -262,7 +262,8 @@ non_adjacent_jump(Config) ->
                                                JN1 =:= JN, KN1 =:= KN],
         report("non-adjacent jump R1 -> R3 under traffic",
                io_lib:format("~p -> ~p: ~p sent, ~p lost, ~p answered before the switch "
-                             "(MIGRATION.md: R1->R3 loses); ~p -> ~p: ~p sent, all answered",
+                             "(docs/design/migration.md: R1->R3 loses); "
+                             "~p -> ~p: ~p sent, all answered",
                              [KN, JN, Sent, Lost, Ans, JN, KN, S2])),
         _ = Config,
         ok

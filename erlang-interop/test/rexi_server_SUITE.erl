@@ -145,7 +145,7 @@ names_by_release(Config) ->
                rpc:call(N, rexi_utils, server_pid, [N])
          end || R <- [0, 1, 2, 3]],
     ok = rpc:call(N, application, set_env, [rexi, release, 1]),
-    %% phash2 test vectors of MIGRATION.md section 8
+    %% phash2 test vectors of docs/design/migration.md section 8
     'rexi_server_112927441' = rexi_ct_lib:per_node_name('rust@127.0.0.1'),
     'rexi_server_41428801' = rexi_ct_lib:per_node_name('a@127.0.0.1').
 

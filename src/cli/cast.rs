@@ -3,9 +3,10 @@
 //! so the worker goes on) and the final `rexi_EXIT`.
 //!
 //! This tool is a hidden node, and BEAM nodes never start a per-node server for a hidden
-//! peer (MIGRATION.md §6), so it must cast to the singleton `rexi_server`. It monitors that
-//! name first: on a node without the singleton (release 3) the monitor fires `noproc` at
-//! once and the tool says so, instead of waiting for replies to a request that was dropped.
+//! peer (docs/design/migration.md §6), so it must cast to the singleton `rexi_server`. It
+//! monitors that name first: on a node without the singleton (release 3) the monitor fires
+//! `noproc` at once and the tool says so, instead of waiting for replies to a request that
+//! was dropped.
 //!
 //! A rexi job has no end-of-job message: by convention a plain `{Ref, Reply}` is the last
 //! one (`rexi:reply`, `stream_last`), so the tool stops there unless `--keep-listening` asks

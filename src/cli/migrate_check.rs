@@ -1,7 +1,7 @@
 //! `rexi-node migrate-check NODE... | --cluster SEED`: reads each node's rexi release,
-//! prints which caller->target pairs deliver `rexi:cast`s today (MIGRATION.md §2), what the
-//! matrix would be after each node's next step, and a verdict per node. The logic lives in
-//! [`rexi_node::migrate`]; this file only reads the nodes and prints.
+//! prints which caller->target pairs deliver `rexi:cast`s today (docs/design/migration.md
+//! §2), what the matrix would be after each node's next step, and a verdict per node. The
+//! logic lives in [`rexi_node::migrate`]; this file only reads the nodes and prints.
 //!
 //! Exit codes: 0 no pair loses casts today; 1 some pair does; 3 a node could not be read
 //! (the cluster cannot be judged then).

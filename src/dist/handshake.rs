@@ -1,6 +1,6 @@
 //! The distribution handshake, through erl_dist, with a deadline and operator-grade errors.
 //!
-//! erl_dist's handshakes work against OTP 25 (see ../shared/design/CRATES.md). Two of its
+//! erl_dist's handshakes work against OTP 25 (see docs/design/crates.md). Two of its
 //! faults are avoided rather than patched: its client never answers an `alive` status (so
 //! we treat `alive` as "try again later" and, as a server, never send it), and it has no
 //! timeouts (every step here runs under one deadline, like `net_setuptime`).

@@ -2,13 +2,14 @@
 //!
 //! Terms are `eetf::Term` (eetf 0.11, the type `erl_dist` 0.8 speaks), but the bytes are
 //! read and written by our own code, because `eetf`'s codec cannot face a network peer
-//! (see `/work/shared/design/CRATES.md` §2.2). In short, this module:
+//! (see `docs/design/crates.md` §2.2). In short, this module:
 //!
 //! * **never recurses on the depth of a term**: decoding, encoding and [`dispose`] read
 //!   the first levels by plain (bounded) recursion, which is fast, and keep explicit
 //!   heap stacks beyond, so a valid `{5000,{4999,...}}` (which killed the whole daemon
-//!   through `eetf`'s recursive decoder) or a million-deep list is just data, on a
-//!   2 MiB tokio worker;
+//!   through `eetf`'s recursive decoder) or a million-deep list is just data, even on
+//!   tokio's default 2 MiB worker stack (the daemon gives its workers 16 MiB, for the
+//!   map keys below);
 //! * **checks every count and length against the bytes that remain before allocating**,
 //!   and bounds what no byte count can bound (nesting, bignum size, inflated size) with
 //!   [`Limits`];
@@ -29,8 +30,8 @@
 //!
 //! `eetf::Map` is a `HashMap<Term, Term>`, so inserting a key hashes it recursively. The
 //! decoder therefore bounds the nesting *inside map keys* with
-//! [`Limits::max_map_key_depth`] (default 256) and rejects deeper keys with a clear
-//! error. That is cheaper and more predictable than hashing on a big-stack thread, and
+//! [`Limits::max_map_key_depth`] (default [`DEFAULT_MAP_KEY_DEPTH`], 4096) and rejects
+//! deeper keys with a clear error. That is cheaper and more predictable than hashing on a big-stack thread, and
 //! real keys (binaries, atoms, small tuples) are nowhere near it. Values are unaffected:
 //! a map *value* may be as deep as [`Limits::max_depth`].
 //!
@@ -77,9 +78,8 @@ pub struct Limits {
     /// Largest size a compressed term (tag 80) may claim once inflated.
     pub max_decompressed: usize,
     /// Deepest nesting inside a map *key*: inserting a key into `eetf::Map`'s `HashMap`
-    /// hashes it recursively, so deep keys must be refused before they are hashed.
-    /// 256 levels hash and compare (for sorting, see [`order`]) in well under 1 MiB of
-    /// stack, even in a debug build.
+    /// hashes it recursively, so deep keys must be refused before they are hashed. The
+    /// default ([`DEFAULT_MAP_KEY_DEPTH`]) sets how big a decoding thread's stack must be.
     pub max_map_key_depth: usize,
 }
 

@@ -1,4 +1,4 @@
-//! rexi's message shapes (../shared/design/PROTOCOL.md), in and out.
+//! rexi's message shapes (docs/design/protocol.md), in and out.
 //!
 //! In: `{'$gen_cast', {doit, {CallerPid, Ref}, Nonce, {M, F, A}}}` (and the pre-2010
 //! 3-tuple without Nonce), `{'$gen_cast', {kill, Ref}}`, `{'$gen_cast', {kill_all, Refs}}`

@@ -1,7 +1,7 @@
 //! A job: a task with its own pid, running one handler, and the [`Ctx`] it answers through.
 //!
 //! The job's messages all come from this one task, in order, over the caller's single
-//! connection, so the caller sees `{Ref, Final}` after every row (CALLER_SIDE.md §6.7).
+//! connection, so the caller sees `{Ref, Final}` after every row (docs/design/callers.md §6.7).
 //! A killed job sends nothing more: every send checks the kill flag under the same lock
 //! the kill takes.
 

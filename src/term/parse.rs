@@ -979,7 +979,8 @@ struct Spec {
 }
 
 /// Appends bits MSB first; finishes as a `Binary`, or a `BitBinary` whose last byte holds
-/// the trailing bits right-aligned (the convention eetf's decoder uses, SPEC.md §5.3).
+/// the trailing bits right-aligned (the convention eetf's decoder uses,
+/// docs/design/phash2.md §5.3).
 #[derive(Default)]
 struct BitWriter {
     bytes: Vec<u8>,

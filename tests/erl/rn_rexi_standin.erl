@@ -1,7 +1,7 @@
 %% A small rexi for the operator tools' tests (tests/cli_tools.rs). It registers the names a
-%% node at a given migration release registers (the migration design: releases 0 to 3) and, with `env`,
-%% sets application env `release` of app `rexi` the way erlang-interop's app exposes it.
-%% One `erl -run` gives a node at any release in a state the tests choose (e.g. a
+%% node at a given migration release registers (docs/design/migration.md §1) and, with
+%% `env`, sets application env `release` of app `rexi` the way erlang-interop's app exposes
+%% it. One `erl -run` gives a node at any release in a state the tests choose (e.g. a
 %% rexi_server_mon still waiting), which erlang-interop's supervised app does not offer;
 %% erlang-interop's own suites test that app against the same tools (migrate_check_agrees).
 %%
