@@ -7,6 +7,9 @@ use rexi_node::etf::{self, Limits};
 use rexi_node::phash2::{make_hash2, phash2};
 use rexi_node::term::{float_text, parse, print, print_truncated};
 
+mod support;
+use support::on_big_stack;
+
 /// Texts parsed by `erl_parse:parse_term/1` on OTP 25, with `phash2(T)` and
 /// `phash2(T, 2^32)` of the result: if our parser builds a different term, the hash shows it.
 const BEAM_PARSED: &[(&str, u32, u32)] = &[
@@ -258,20 +261,6 @@ fn truncated_printing_is_bounded() {
     assert_eq!(print_truncated(&parse("{a,b}").unwrap(), 4), "{...");
     let big = Term::from(eetf::Binary::from(vec![0u8; 1 << 20]));
     assert_eq!(print_truncated(&big, 20).chars().count(), 20);
-}
-
-/// Runs `f` on a thread with a 512 MiB stack.
-///
-/// Why a big stack: the codec decodes and disposes iteratively, but these tests drop
-/// terms the ordinary way, through eetf's derived `Drop`, which recurses; the inputs nest
-/// up to 10,001 levels. The stack is reserved address space, touched only as deep as used.
-fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(512 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 #[test]

@@ -695,6 +695,9 @@ impl Node {
                 _ => erl_dist::handshake::HandshakeStatus::Ok,
             }
         };
+        if status != erl_dist::handshake::HandshakeStatus::Ok {
+            tracing::info!(peer = %peer_name, ?status, "simultaneous connect: both nodes dialed each other; the greater name's connection wins");
+        }
         match acc.finish(status).await {
             Ok((stream, info)) => self.serve(stream, info, Direction::Incoming).await,
             Err(Refusal::Simultaneous) => {
