@@ -22,7 +22,6 @@ use eetf::{Atom, Binary, FixInteger, List, Pid, Reference, Term, Tuple};
 use rexi_node::client::Client;
 use rexi_node::dist::node::Peer;
 use rexi_node::dist::{message, Node};
-use rexi_node::etf;
 use rexi_node::process::{Process, Signal};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -206,7 +205,7 @@ impl Process for Sink {
         };
         let mut seq = None;
         let mut ok = false;
-        if let Term::Tuple(t) = &message {
+        if let Term::Tuple(t) = &*message {
             if t.elements.len() == 2 {
                 if let Term::Reference(r) = &t.elements[0] {
                     if r.id.len() == 3 && r.id[2] == MAGIC {
@@ -216,7 +215,7 @@ impl Process for Sink {
                 }
             }
         }
-        etf::dispose(message);
+        drop(message);
         let Some(seq) = seq else { return };
         let now = sh.now_ns();
         let slot = (seq & ((1 << RING_BITS) - 1)) as usize;

@@ -125,8 +125,12 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// The daemon under test: this build's, or `REXI_NODE_BIN` (to show that a regression
+/// test fails against an older binary).
 pub fn daemon_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rexi-node"))
+    std::env::var_os("REXI_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rexi-node")))
 }
 
 /// The daemon, `rexi-node run`, with its log.
