@@ -171,22 +171,22 @@ impl Client {
                 break Err(CallError::Timeout);
             };
             match sig {
-                Signal::Message {
-                    message: Term::Tuple(t),
-                    ..
-                } if t.elements.len() == 2
-                    && matches!(&t.elements[0], Term::Reference(r) if r.id == mref.id) =>
+                Signal::Message { mut message, .. }
+                    if matches!(&*message, Term::Tuple(t) if t.elements.len() == 2
+                    && matches!(&t.elements[0], Term::Reference(r) if r.id == mref.id)) =>
                 {
-                    break Ok(t
-                        .elements
-                        .into_iter()
-                        .nth(1)
-                        .unwrap_or_else(|| gen::atom("undefined")));
+                    let Term::Tuple(t) = &mut *message else {
+                        continue;
+                    };
+                    break Ok(std::mem::replace(
+                        &mut t.elements[1],
+                        gen::atom("undefined"),
+                    ));
                 }
                 Signal::Down {
                     reference, reason, ..
                 } if reference.id == mref.id => {
-                    break Err(match &reason {
+                    break Err(match &*reason {
                         Term::Atom(a) if a.name == "noproc" => CallError::NoProc,
                         Term::Atom(a) if a.name == "noconnection" => CallError::NoConnection,
                         other => CallError::Exit(crate::term::print(other)),

@@ -205,7 +205,7 @@ impl Process for Sink {
         };
         let mut seq = None;
         let mut ok = false;
-        if let Term::Tuple(t) = &message {
+        if let Term::Tuple(t) = &*message {
             if t.elements.len() == 2 {
                 if let Term::Reference(r) = &t.elements[0] {
                     if r.id.len() == 3 && r.id[2] == MAGIC {
@@ -215,7 +215,7 @@ impl Process for Sink {
                 }
             }
         }
-        etf::dispose(message);
+        drop(message);
         let Some(seq) = seq else { return };
         let now = sh.now_ns();
         let slot = (seq & ((1 << RING_BITS) - 1)) as usize;

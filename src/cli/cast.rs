@@ -177,9 +177,10 @@ pub fn main(a: Args) -> ExitCode {
                     });
                     deadline = deadline.min(Instant::now() + GRACE);
                 }
-                Signal::Message { message: Term::Tuple(t), .. }
-                    if t.elements.first().is_some_and(|r| same_ref(r, &job)) =>
+                Signal::Message { message, .. }
+                    if matches!(&*message, Term::Tuple(t) if t.elements.first().is_some_and(|r| same_ref(r, &job))) =>
                 {
+                    let Term::Tuple(t) = message.into_term() else { continue };
                     let mut el = t.elements.into_iter().skip(1);
                     match (el.next(), el.next(), el.next()) {
                         (Some(Term::Tuple(e)), None, None)
@@ -228,7 +229,7 @@ pub fn main(a: Args) -> ExitCode {
                     }
                 }
                 Signal::Message { message, .. } => {
-                    if matches!(&message, Term::Tuple(t) if t.elements.len() == 2 && is_atom(&t.elements[0], "rexi") && is_atom(&t.elements[1], "$rexi_ping"))
+                    if matches!(&*message, Term::Tuple(t) if t.elements.len() == 2 && is_atom(&t.elements[0], "rexi") && is_atom(&t.elements[1], "$rexi_ping"))
                     {
                         out.event("ping", "keep-alive from the worker", None);
                     } else {

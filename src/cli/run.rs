@@ -51,6 +51,19 @@ pub struct Args {
     /// Most rexi jobs running at once; beyond it a cast is answered {rexi_EXIT, {overloaded, []}}.
     #[arg(long, default_value_t = 500_000)]
     pub max_jobs: usize,
+    /// Most rexi jobs running at once for one peer node (the connection that sent the
+    /// casts); beyond it that peer's casts are answered {rexi_EXIT, {overloaded, []}}.
+    /// [default: a quarter of --max-jobs]
+    #[arg(long, value_name = "N")]
+    pub max_jobs_per_peer: Option<usize>,
+    /// Most monitors the processes of one peer node may hold on this node; beyond it a
+    /// monitor fires at once with reason system_limit.
+    #[arg(long, default_value_t = rexi_node::process::PeerLimits::default().max_monitors)]
+    pub max_monitors_per_peer: usize,
+    /// Most links between processes of one peer node and this node; beyond it a link is
+    /// answered with an exit signal, reason system_limit.
+    #[arg(long, default_value_t = rexi_node::process::PeerLimits::default().max_links)]
+    pub max_links_per_peer: usize,
     /// Seconds a job waits for a sync answer, a stream ack or stream2 START (rexi: 300).
     #[arg(long, default_value_t = 300)]
     pub worker_timeout: u64,
@@ -105,6 +118,10 @@ pub fn main(a: Args) -> ExitCode {
     cfg.max_connections = a.max_connections;
     cfg.max_frame = a.max_frame;
     cfg.start_epmd = !a.no_start_epmd;
+    cfg.peer_limits = rexi_node::process::PeerLimits {
+        max_monitors: a.max_monitors_per_peer,
+        max_links: a.max_links_per_peer,
+    };
     cfg.limits = rexi_node::etf::Limits {
         max_depth: a.max_term_depth,
         max_map_key_depth: a.max_map_key_depth,
@@ -130,6 +147,7 @@ pub fn main(a: Args) -> ExitCode {
         let rcfg = RexiConfig {
             release: Release::new(a.release).unwrap_or_default(),
             max_jobs: a.max_jobs,
+            max_jobs_per_peer: a.max_jobs_per_peer.map_or(0, |n| n.max(1)),
             worker_timeout: Duration::from_secs(a.worker_timeout),
             stream_limit: a.stream_limit.max(1),
             ..RexiConfig::default()

@@ -11,10 +11,10 @@ use super::cookie::Cookie;
 use super::handshake::{self, PeerInfo, Refusal};
 use super::message::{self, ctl, Control, ProcId};
 use super::{epmd, epmd_server};
-use crate::etf::{self, Limits};
+use crate::etf::{Limits, Owned};
 use crate::process::ids::key;
 use crate::process::{
-    gen, mailbox, Effect, Ids, Mailbox, MonitorTarget, Process, Registry, Signal,
+    gen, mailbox, Effect, Ids, Mailbox, MonitorTarget, PeerLimits, Process, Registry, Signal,
 };
 use eetf::{Atom, Pid, Term};
 use std::collections::HashMap;
@@ -44,6 +44,8 @@ pub struct NodeConfig {
     /// Largest send queue kept for a peer that does not read.
     pub max_outbox: usize,
     pub limits: Limits,
+    /// Caps on the monitors and links one peer may hold here.
+    pub peer_limits: PeerLimits,
     /// Nodes to connect to and stay connected with.
     pub connect: Vec<String>,
     /// Listen and register with epmd. A short-lived client node (the CLI tools) only
@@ -65,6 +67,7 @@ impl NodeConfig {
             max_frame: 128 << 20,
             max_outbox: 256 << 20,
             limits: Limits::default(),
+            peer_limits: PeerLimits::default(),
             connect: Vec::new(),
             publish: true,
         }
@@ -238,7 +241,7 @@ impl Node {
         let inner = Inner {
             name: config.name.clone(),
             ids: Ids::new(&config.name, creation),
-            registry: Registry::new(),
+            registry: Registry::with_limits(config.peer_limits),
             peers: RwLock::new(HashMap::new()),
             observers: RwLock::new(Vec::new()),
             shutdown,
@@ -402,15 +405,13 @@ impl Node {
                     reason,
                 } => {
                     let node = holder.node.name.clone();
-                    let c = ctl::monitor_p_exit(&target, &holder, &reference, reason);
+                    let c = Owned::new(ctl::monitor_p_exit(&target, &holder, &reference, reason));
                     self.send_control(&node, &c, None);
-                    etf::dispose(c);
                 }
                 Effect::LinkExit { from, to, reason } => {
                     let node = to.node.name.clone();
-                    let c = ctl::exit(&from, &to, reason);
+                    let c = Owned::new(ctl::exit(&from, &to, reason));
                     self.send_control(&node, &c, None);
-                    etf::dispose(c);
                 }
             }
         }
@@ -427,21 +428,18 @@ impl Node {
     /// Sends `message` to `to`. A local pid gets it directly (the message is moved there);
     /// a remote pid through its node's connection. Not connected: an error, and like the
     /// BEAM's `noconnect` send the message is dropped.
-    pub fn send(&self, to: &Pid, message: Term) -> Result<(), SendError> {
+    pub fn send(&self, to: &Pid, message: impl Into<Owned>) -> Result<(), SendError> {
+        let message = message.into();
         if self.0.ids.is_local(to) {
             if let Some(p) = self.0.registry.lookup_pid(to) {
                 p.deliver(Signal::Message {
                     from: None,
                     message,
                 });
-            } else {
-                etf::dispose(message);
             }
             return Ok(());
         }
-        let r = self.send_ref(to, &message);
-        etf::dispose(message);
-        r
+        self.send_ref(to, &message)
     }
 
     /// Like [`Node::send`] for a remote pid, without taking the message.
@@ -517,8 +515,30 @@ impl Node {
     // ---- incoming ----------------------------------------------------------------------
 
     /// Routes one control message that `peer` sent.
+    ///
+    /// # Who may speak for a pid
+    ///
+    /// Everything a peer makes this node remember (monitors, links) and every signal that
+    /// can end a local process (exits) must come from a process of the sending node: a
+    /// control message whose sender pid (`from` of REG_SEND, LINK, UNLINK, EXIT, EXIT2,
+    /// MONITOR_P, DEMONITOR_P) names another node is **refused** (dropped, with a log line). A BEAM
+    /// node treats such a message as invalid too (it tears the connection down); refusing
+    /// the one message keeps the rest of that peer's work alive. Attributing it to the
+    /// sender instead would keep state for a pid nobody could ever clean up: what a
+    /// connection creates must be removable when that connection goes down, and nodedown
+    /// only knows the connection's own node. (rexi jobs, whose caller pid is part of the
+    /// message payload, not of the distribution header, are attributed to the sender
+    /// instead: see the rexi server.)
     pub fn dispatch(&self, peer: &Peer, control: Control) {
         let reg = &self.0.registry;
+        let sender = peer.info.name.as_str();
+        let speaks_for = |pid: &Pid, op: &str| -> bool {
+            if pid.node.name == sender {
+                return true;
+            }
+            tracing::warn!(peer = sender, op, claimed = %pid.node.name, "control message refused: its sender pid belongs to another node");
+            false
+        };
         match control {
             Control::Send { from, to, message } => {
                 match self
@@ -530,22 +550,21 @@ impl Node {
                 {
                     Some(p) => p.deliver(Signal::Message { from, message }),
                     None => {
-                        tracing::debug!(peer = %peer.info.name, pid = ?(to.id, to.serial, to.creation), "message to a pid that does not exist here: dropped");
-                        etf::dispose(message)
+                        tracing::debug!(peer = sender, pid = ?(to.id, to.serial, to.creation), "message to a pid that does not exist here: dropped");
                     }
                 }
             }
+            Control::RegSend { from, .. } if !speaks_for(&from, "REG_SEND") => {}
             Control::RegSend { from, to, message } => match reg.whereis(&to) {
                 Some(p) => p.deliver(Signal::Message {
                     from: Some(from),
                     message,
                 }),
                 None => {
-                    tracing::debug!(peer = %peer.info.name, name = %to, "message to a name not registered here: dropped, as a BEAM node would");
+                    tracing::debug!(peer = sender, name = %to, "message to a name not registered here: dropped, as a BEAM node would");
                     if let Some(h) = rlock(&self.0.unrouted).as_ref() {
-                        h(&peer.info.name, &to);
+                        h(sender, &to);
                     }
-                    etf::dispose(message);
                 }
             },
             Control::MonitorP {
@@ -553,6 +572,9 @@ impl Node {
                 to,
                 reference,
             } => {
+                if !speaks_for(&from, "MONITOR_P") {
+                    return;
+                }
                 let local = match &to {
                     ProcId::Name(n) => Some(MonitorTarget::Name(n.clone())),
                     ProcId::Pid(p) if self.0.ids.is_local(p) => Some(MonitorTarget::Pid(key(p))),
@@ -571,39 +593,55 @@ impl Node {
                     self.apply(vec![e]);
                 }
             }
-            Control::DemonitorP { to, reference, .. } => {
-                let local = match &to {
-                    ProcId::Name(n) => MonitorTarget::Name(n.clone()),
-                    ProcId::Pid(p) => MonitorTarget::Pid(key(p)),
-                };
-                reg.demonitor(&local, &reference);
+            Control::DemonitorP {
+                from, reference, ..
+            } => {
+                if speaks_for(&from, "DEMONITOR_P") {
+                    reg.demonitor(sender, &reference);
+                }
             }
             Control::MonitorPExit {
                 reference, reason, ..
-            } => reg.monitor_exit(reference, reason),
+            } => reg.monitor_exit(sender, reference, reason),
             Control::Link { from, to } => {
+                if !speaks_for(&from, "LINK") {
+                    return;
+                }
                 if let Some(e) = reg.link(&to, from) {
                     self.apply(vec![e]);
                 }
             }
-            Control::Unlink { from, to } => reg.unlink(&to, &from),
+            Control::Unlink { from, to } => {
+                if speaks_for(&from, "UNLINK") {
+                    reg.unlink(&to, &from);
+                }
+            }
             Control::UnlinkId { id, from, to } => {
+                if !speaks_for(&from, "UNLINK_ID") {
+                    return;
+                }
                 reg.unlink(&to, &from);
-                let c = ctl::unlink_id_ack(id, &to, &from);
-                self.send_control(&peer.info.name, &c, None);
+                let c = Owned::new(ctl::unlink_id_ack(id.into_term(), &to, &from));
+                self.send_control(sender, &c, None);
             }
             Control::UnlinkIdAck { .. } | Control::Ignored { .. } => {}
             Control::Exit { from, to, reason } => {
+                if !speaks_for(&from, "EXIT") {
+                    return;
+                }
                 reg.unlink(&to, &from);
-                match reg.lookup_pid(&to) {
-                    Some(p) => p.deliver(Signal::Exit { from, reason }),
-                    None => etf::dispose(reason),
+                if let Some(p) = reg.lookup_pid(&to) {
+                    p.deliver(Signal::Exit { from, reason });
                 }
             }
-            Control::Exit2 { from, to, reason } => match reg.lookup_pid(&to) {
-                Some(p) => p.deliver(Signal::Exit { from, reason }),
-                None => etf::dispose(reason),
-            },
+            Control::Exit2 { from, to, reason } => {
+                if !speaks_for(&from, "EXIT2") {
+                    return;
+                }
+                if let Some(p) = reg.lookup_pid(&to) {
+                    p.deliver(Signal::Exit { from, reason });
+                }
+            }
         }
     }
 
@@ -984,16 +1022,15 @@ impl Process for NetKernel {
         if let Signal::Message { message, .. } = signal {
             match gen::parse_call(message) {
                 Ok(call) => {
-                    let reply = match &call.request {
+                    let reply = match &*call.request {
                         Term::Tuple(t) if matches!(t.elements.first(), Some(Term::Atom(a)) if a.name == "is_auth") => {
                             gen::atom("yes")
                         }
                         _ => gen::atom("ignored"),
                     };
                     let _ = node.send(&call.from, gen::reply_message(call.tag, reply));
-                    etf::dispose(call.request);
                 }
-                Err(other) => etf::dispose(other),
+                Err(_not_a_call) => {}
             }
         }
     }

@@ -54,12 +54,14 @@ mod decode;
 mod dispose;
 mod encode;
 pub mod order;
+mod owned;
 mod stack;
 pub mod tags;
 
 use eetf::Term;
 
 pub use dispose::dispose;
+pub use owned::{summary, Owned, SummaryLimits};
 
 /// Limits applied while decoding bytes that came from the network. The daemon's
 /// configuration may override any of them; the defaults suit a node that takes frames
@@ -160,57 +162,4 @@ pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 /// terms into a larger structure). On error `out` is left as it was.
 pub fn encode_body(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     encode::encode_body(term, out)
-}
-
-/// A term that is [`dispose`]d, not dropped recursively, when it goes out of scope.
-/// Hand this, rather than a bare `Term`, to layers that may drop terms of any depth.
-#[derive(Default)]
-pub struct Owned(pub Option<Term>);
-
-impl Owned {
-    pub fn new(term: Term) -> Self {
-        Owned(Some(term))
-    }
-
-    /// Takes the term out; the caller becomes responsible for disposing of it.
-    pub fn into_inner(mut self) -> Option<Term> {
-        self.0.take()
-    }
-}
-
-impl std::fmt::Debug for Owned {
-    /// Shallow on purpose: `Term`'s own `Debug` recurses.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(_) => f.write_str("Owned(Some(..))"),
-            None => f.write_str("Owned(None)"),
-        }
-    }
-}
-
-impl From<Term> for Owned {
-    fn from(term: Term) -> Self {
-        Owned::new(term)
-    }
-}
-
-impl std::ops::Deref for Owned {
-    type Target = Option<Term>;
-    fn deref(&self) -> &Option<Term> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Owned {
-    fn deref_mut(&mut self) -> &mut Option<Term> {
-        &mut self.0
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
-            dispose(t);
-        }
-    }
 }

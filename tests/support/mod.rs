@@ -7,6 +7,8 @@
 //! deadline, never a fixed sleep: the tests share two cores with each other.
 #![allow(dead_code)]
 
+pub mod raw_peer;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -162,8 +164,12 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// The daemon under test: this build's, or `REXI_NODE_BIN` (to show that a regression
+/// test fails against an older binary).
 pub fn daemon_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rexi-node"))
+    std::env::var_os("REXI_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rexi-node")))
 }
 
 /// The daemon, `rexi-node run`, with its log.
