@@ -40,6 +40,14 @@ pub struct Args {
     /// Largest size a compressed term may inflate to, in bytes.
     #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_decompressed)]
     pub max_decompressed: usize,
+    /// Most memory the terms of one received frame may take, in bytes (a binary counts
+    /// its bytes, a list or tuple 56 bytes per element). A frame over it closes that
+    /// connection. The default takes a --max-frame binary or a 1,000,000-deep term.
+    #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_term_memory)]
+    pub max_term_memory: usize,
+    /// Most memory all frames being decoded at once (every connection) may take, in bytes.
+    #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_term_memory_total)]
+    pub max_term_memory_total: usize,
     /// Do not start an epmd when none answers (fail instead).
     #[arg(long)]
     pub no_start_epmd: bool,
@@ -127,6 +135,8 @@ pub fn main(a: Args) -> ExitCode {
         max_map_key_depth: a.max_map_key_depth,
         max_bignum_bytes: a.max_bignum_bytes,
         max_decompressed: a.max_decompressed,
+        max_term_memory: a.max_term_memory,
+        max_term_memory_total: a.max_term_memory_total,
     };
     // 16 MiB stacks: map keys may nest etf::DEFAULT_MAP_KEY_DEPTH levels, and eetf hashes
     // them by recursion (about 1.5 MiB in a release build, 12 MiB in a debug build). The

@@ -107,12 +107,14 @@ fn bad(what: impl Into<String>) -> FrameError {
 }
 
 /// Decodes the body of a pass-through frame (the bytes after the `p` byte).
+/// Both terms are charged to one memory budget (`Limits::max_term_memory`).
 pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
-    let (ctrl, used) =
-        etf::decode_prefix(body, limits).map_err(|e| bad(format!("control message: {e}")))?;
+    let mut budget = etf::Budget::new(limits);
+    let (ctrl, used) = etf::decode_prefix_in(body, limits, &mut budget)
+        .map_err(|e| bad(format!("control message: {e}")))?;
     let rest = &body[used..];
-    let payload = |rest: &[u8]| -> Result<Owned, FrameError> {
-        etf::decode(rest, limits)
+    let mut payload = |rest: &[u8]| -> Result<Owned, FrameError> {
+        etf::decode_in(rest, limits, &mut budget)
             .map(Owned::new)
             .map_err(|e| bad(format!("message payload (after {used} control bytes): {e}")))
     };

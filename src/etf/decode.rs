@@ -43,6 +43,7 @@ use eetf::{
 use num_bigint::{BigInt, Sign};
 use num_traits::ToPrimitive;
 
+use super::budget::{map_bytes, Budget, TERM};
 use super::dispose::{dispose, dispose_vec};
 use super::encode::encode_canonical;
 use super::stack::Stack;
@@ -50,14 +51,18 @@ use super::tags::*;
 use super::{DecodeError, Limits};
 
 /// Decodes the term that starts with the version byte at `bytes[0]`.
-pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
+pub(super) fn decode_prefix(
+    bytes: &[u8],
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<(Term, usize), DecodeError> {
     match bytes.first() {
         Some(&VERSION) => {}
         Some(&b) => return Err(err(0, format!("version byte is {b}, expected 131"))),
         None => return Err(err(0, "empty input, expected the version byte 131")),
     }
     match bytes.get(1) {
-        Some(&COMPRESSED) => decode_compressed(bytes, limits),
+        Some(&COMPRESSED) => decode_compressed(bytes, limits, budget),
         Some(&DIST_HEADER) => Err(err(
             1,
             "distribution header (tag 68) is not supported: never advertise DIST_HDR_ATOM_CACHE",
@@ -67,7 +72,9 @@ pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usiz
             "fragmented distribution message (tag 69) is not supported: never advertise FRAGMENTS",
         )),
         _ => {
-            let mut d = Decoder::new(bytes, 1, limits);
+            // The root's own slot.
+            budget.charge(TERM, 1)?;
+            let mut d = Decoder::new(bytes, 1, limits, budget);
             let term = d.rec(0)?;
             Ok((term, d.rd.pos))
         }
@@ -77,9 +84,20 @@ pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usiz
 /// `131, 80, Size:32, ZlibData`. The declared size is checked against the limit before
 /// anything is inflated, and inflation stops one byte past it: `eetf` ignored the size
 /// and inflated a 1 MB bomb into 1 GiB.
-fn decode_compressed(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
-    let mut rd = Reader { buf: bytes, pos: 2 };
-    let size = rd.u32("size of a compressed term")? as usize;
+///
+/// The inflated bytes are charged to the budget before they are inflated: what limits
+/// a compressed term is the memory it needs, not its compression ratio.
+fn decode_compressed(
+    bytes: &[u8],
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<(Term, usize), DecodeError> {
+    let size = Reader {
+        buf: bytes,
+        pos: 2,
+        budget,
+    }
+    .u32("size of a compressed term")? as usize;
     if size > limits.max_decompressed {
         return Err(err(
             2,
@@ -89,9 +107,10 @@ fn decode_compressed(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), Dec
             ),
         ));
     }
+    budget.charge(size.saturating_add(TERM), 2)?;
     let zlib = bytes.get(6..).unwrap_or(&[]);
     let (inflated, used) = inflate(zlib, size).map_err(|reason| err(6, reason))?;
-    let mut d = Decoder::new(&inflated, 0, limits);
+    let mut d = Decoder::new(&inflated, 0, limits, budget);
     let term = d.rec(0).map_err(|e| {
         err(
             6,
@@ -165,10 +184,11 @@ fn err(offset: usize, reason: impl Into<String>) -> DecodeError {
 }
 
 /// A cursor over the input. Every read checks the bytes that remain; nothing here can
-/// panic.
+/// panic. What a leaf allocates is charged to `budget` first.
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    budget: &'a mut Budget,
 }
 
 impl<'a> Reader<'a> {
@@ -274,6 +294,13 @@ impl<'a> Reader<'a> {
             ));
         }
         let text = self.take(len, "atom text")?;
+        // Latin-1 above 127 takes two bytes in UTF-8.
+        let bytes = if latin1 && !text.is_ascii() {
+            2 * len
+        } else {
+            len
+        };
+        self.budget.charge(bytes, at)?;
         let name = if latin1 {
             if text.is_ascii() {
                 // ASCII is valid UTF-8 as it stands.
@@ -351,6 +378,7 @@ impl<'a> Reader<'a> {
                 format!("reference with {len} numbers, the BEAM allows {MAX_REF_NUMBERS}"),
             ));
         }
+        self.budget.charge(4 * len, at)?;
         let node = self.atom("node of a reference")?;
         let creation = if tag == NEW_REFERENCE_EXT {
             u32::from(self.u8("reference creation")?)
@@ -402,6 +430,7 @@ impl<'a> Reader<'a> {
             STRING_EXT => {
                 let n = self.u16("string length")? as usize;
                 let bytes = self.take(n, "string bytes")?;
+                self.budget.charge(n, at)?;
                 if n == 0 {
                     Term::List(List {
                         elements: Vec::new(),
@@ -414,8 +443,10 @@ impl<'a> Reader<'a> {
             }
             BINARY_EXT => {
                 let n = self.u32("binary length")? as usize;
+                let bytes = self.take(n, "binary bytes")?;
+                self.budget.charge(n, at)?;
                 Term::Binary(eetf::Binary {
-                    bytes: self.take(n, "binary bytes")?.to_vec(),
+                    bytes: bytes.to_vec(),
                 })
             }
             BIT_BINARY_EXT => self.bit_binary(at)?,
@@ -423,9 +454,11 @@ impl<'a> Reader<'a> {
             NEW_PID_EXT | PID_EXT => Term::Pid(self.pid_body(tag)?),
             NEW_PORT_EXT | V4_PORT_EXT | PORT_EXT => Term::Port(self.port_body(tag)?),
             NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT | REFERENCE_EXT => {
+                self.budget.charge(std::mem::size_of::<Reference>(), at)?;
                 Term::Reference(Box::new(self.reference_body(tag, at)?))
             }
             EXPORT_EXT => {
+                self.budget.charge(std::mem::size_of::<ExternalFun>(), at)?;
                 let module = self.atom("module of an export")?;
                 let function = self.atom("function of an export")?;
                 let a = self.pos;
@@ -478,6 +511,7 @@ impl<'a> Reader<'a> {
             ));
         }
         let data = self.take(n, "bitstring bytes")?;
+        self.budget.charge(n, at)?;
         if bits == 8 || n == 0 {
             return Ok(Term::Binary(eetf::Binary {
                 bytes: data.to_vec(),
@@ -516,6 +550,7 @@ impl<'a> Reader<'a> {
         // The BEAM treats any non-zero sign byte as negative.
         let negative = self.u8("bignum sign")? != 0;
         let digits = self.take(n, "bignum digits")?;
+        self.budget.charge(n, at)?;
         if n <= 8 {
             let mut v: u64 = 0;
             for &d in digits.iter().rev() {
@@ -584,9 +619,11 @@ fn fix(value: i32) -> Term {
 /// it becomes a `ByteList`, as `STRING_EXT` does: `[97,98]` and `"ab"` are then the same
 /// `Term` (and so the same map key, as in Erlang), and take one byte per element
 /// instead of 56.
-fn proper_list(elements: Vec<Term>) -> Term {
+fn proper_list(elements: Vec<Term>, budget: &mut Budget, at: usize) -> Result<Term, DecodeError> {
     let is_byte = |t: &Term| matches!(t, Term::FixInteger(i) if (0..=255).contains(&i.value));
     if !elements.is_empty() && elements.iter().all(is_byte) {
+        // Integers only: dropping `elements` needs no dispose.
+        budget.charge(elements.len(), at)?;
         let bytes = elements
             .iter()
             .map(|t| match t {
@@ -594,9 +631,9 @@ fn proper_list(elements: Vec<Term>) -> Term {
                 _ => 0,
             })
             .collect();
-        return Term::ByteList(ByteList { bytes });
+        return Ok(Term::ByteList(ByteList { bytes }));
     }
-    Term::List(List { elements })
+    Ok(Term::List(List { elements }))
 }
 
 /// Whether a (map key) term holds a map anywhere. Keys are at most
@@ -637,6 +674,7 @@ fn insert_pair(
     k: Term,
     v: Term,
     key_at: usize,
+    budget: &mut Budget,
 ) -> Result<(), DecodeError> {
     match map.entry(k) {
         Entry::Vacant(e) if contains_map(e.key()) => {
@@ -644,6 +682,11 @@ fn insert_pair(
             if encode_canonical(e.key(), &mut bytes).is_err() {
                 dispose(v);
                 return Err(err(key_at, "map key cannot be compared"));
+            }
+            // Charged once made: its size is that of the key, already decoded.
+            if let Err(e) = budget.charge(bytes.capacity(), key_at) {
+                dispose(v);
+                return Err(e);
             }
             if !canonical.get_or_insert_with(Default::default).insert(bytes) {
                 dispose(v);
@@ -779,9 +822,9 @@ impl Drop for Decoder<'_> {
 }
 
 impl<'a> Decoder<'a> {
-    fn new(buf: &'a [u8], pos: usize, limits: &'a Limits) -> Self {
+    fn new(buf: &'a [u8], pos: usize, limits: &'a Limits, budget: &'a mut Budget) -> Self {
         Decoder {
-            rd: Reader { buf, pos },
+            rd: Reader { buf, pos, budget },
             limits,
             stack: Stack::new(),
             promised: 0,
@@ -830,6 +873,7 @@ impl<'a> Decoder<'a> {
                     }));
                 }
                 self.open(n, at, depth)?;
+                self.rd.budget.charge_n(n, TERM, at)?;
                 let mut elems = Building(Vec::with_capacity(n));
                 for _ in 0..n {
                     self.promised = self.promised.saturating_sub(1);
@@ -843,6 +887,7 @@ impl<'a> Decoder<'a> {
             LIST_EXT => {
                 let n = self.rd.u32("list length")? as usize;
                 self.open(n.saturating_add(1), at, depth)?;
+                self.rd.budget.charge_n(n, TERM, at)?;
                 let mut elems = Building(Vec::with_capacity(n));
                 let mut left = n;
                 loop {
@@ -857,7 +902,11 @@ impl<'a> Decoder<'a> {
                         Some(NIL_EXT) => {
                             self.rd.pos += 1;
                             self.promised = self.promised.saturating_sub(1);
-                            return Ok(proper_list(std::mem::take(&mut elems.0)));
+                            return proper_list(
+                                std::mem::take(&mut elems.0),
+                                self.rd.budget,
+                                tail_at,
+                            );
                         }
                         Some(LIST_EXT) => {
                             self.rd.pos += 1;
@@ -871,6 +920,7 @@ impl<'a> Decoder<'a> {
                                 ));
                             }
                             self.promised = total;
+                            self.rd.budget.charge_n(m, TERM, tail_at)?;
                             elems.0.reserve(m);
                             left = m;
                         }
@@ -879,15 +929,24 @@ impl<'a> Decoder<'a> {
                             let m = self.rd.u16("string length")? as usize;
                             let bytes = self.rd.take(m, "string bytes")?;
                             self.promised = self.promised.saturating_sub(1);
+                            self.rd.budget.charge_n(m, TERM, tail_at)?;
                             elems.0.reserve(m);
                             elems.0.extend(bytes.iter().map(|&b| fix(i32::from(b))));
-                            return Ok(proper_list(std::mem::take(&mut elems.0)));
+                            return proper_list(
+                                std::mem::take(&mut elems.0),
+                                self.rd.budget,
+                                tail_at,
+                            );
                         }
                         Some(_) => {
                             self.promised = self.promised.saturating_sub(1);
                             let last = self.child(depth + 1)?;
                             if elems.0.is_empty() {
                                 return Ok(last);
+                            }
+                            if let Err(e) = self.rd.budget.charge(TERM, tail_at) {
+                                dispose(last);
+                                return Err(e);
                             }
                             return Ok(Term::ImproperList(ImproperList {
                                 elements: std::mem::take(&mut elems.0),
@@ -906,6 +965,7 @@ impl<'a> Decoder<'a> {
                     }));
                 }
                 self.open(n.saturating_mul(2), at, depth)?;
+                self.rd.budget.charge(map_bytes(n), at)?;
                 let mut map = BuildingMap(HashMap::with_capacity(n));
                 let mut canonical = None;
                 for _ in 0..n {
@@ -920,7 +980,7 @@ impl<'a> Decoder<'a> {
                     let k = k?;
                     self.promised = self.promised.saturating_sub(1);
                     let v = self.child(depth + 1)?;
-                    insert_pair(&mut map.0, &mut canonical, k, v, key_at)?;
+                    insert_pair(&mut map.0, &mut canonical, k, v, key_at, self.rd.budget)?;
                 }
                 Ok(Term::Map(Map {
                     map: std::mem::take(&mut map.0),
@@ -931,6 +991,7 @@ impl<'a> Decoder<'a> {
                 let mut f = self.fun_header(at)?;
                 if f.left > 0 {
                     self.open(f.left, at, depth)?;
+                    self.rd.budget.charge_n(f.left, TERM, at)?;
                     let mut free = Building(Vec::with_capacity(f.left));
                     for _ in 0..f.left {
                         self.promised = self.promised.saturating_sub(1);
@@ -1068,6 +1129,7 @@ impl<'a> Decoder<'a> {
                     Term::Tuple(Tuple { elements: Vec::new() })
                 } else {
                     self.promise(n, at)?;
+                    self.rd.budget.charge_n(n, TERM, at)?;
                     self.stack.push(Frame::Tuple {
                         elems: Vec::with_capacity(n),
                         left: n,
@@ -1079,6 +1141,7 @@ impl<'a> Decoder<'a> {
                 let n = self.rd.u32("list length")? as usize;
                 // The elements plus the tail.
                 self.promise(n.saturating_add(1), at)?;
+                self.rd.budget.charge_n(n, TERM, at)?;
                 self.stack.push(Frame::List {
                     elems: Vec::with_capacity(n),
                     left: n,
@@ -1093,6 +1156,7 @@ impl<'a> Decoder<'a> {
                     })
                 } else {
                     self.promise(n.saturating_mul(2), at)?;
+                    self.rd.budget.charge(map_bytes(n), at)?;
                     self.stack.push(Frame::Map(Box::new(MapFrame {
                         map: HashMap::with_capacity(n),
                         canonical: None,
@@ -1155,6 +1219,7 @@ impl<'a> Decoder<'a> {
             return self.finish_fun(frame).map(Some);
         }
         self.promise(frame.left, at)?;
+        self.rd.budget.charge_n(frame.left, TERM, at)?;
         let mut frame = frame;
         frame.free_vars.reserve_exact(frame.left);
         self.stack.push(Frame::Fun(Box::new(frame)));
@@ -1163,6 +1228,9 @@ impl<'a> Decoder<'a> {
 
     /// Everything of a `NEW_FUN_EXT` before its free variables.
     fn fun_header(&mut self, at: usize) -> Result<FunFrame, DecodeError> {
+        self.rd
+            .budget
+            .charge(std::mem::size_of::<InternalFun>(), at)?;
         let size = self.rd.u32("fun size")? as usize;
         let end = at.saturating_add(1).saturating_add(size);
         if end > self.rd.buf.len() {
@@ -1261,7 +1329,7 @@ impl<'a> Decoder<'a> {
                         Some(NIL_EXT) => {
                             self.rd.pos += 1;
                             self.promised = self.promised.saturating_sub(1);
-                            proper_list(std::mem::take(elems))
+                            proper_list(std::mem::take(elems), self.rd.budget, at)?
                         }
                         Some(LIST_EXT) => {
                             self.rd.pos += 1;
@@ -1275,6 +1343,7 @@ impl<'a> Decoder<'a> {
                                 ));
                             }
                             self.promised = total;
+                            self.rd.budget.charge_n(n, TERM, at)?;
                             elems.reserve(n);
                             *left = n;
                             continue;
@@ -1284,9 +1353,10 @@ impl<'a> Decoder<'a> {
                             let n = self.rd.u16("string length")? as usize;
                             let bytes = self.rd.take(n, "string bytes")?;
                             self.promised = self.promised.saturating_sub(1);
+                            self.rd.budget.charge_n(n, TERM, at)?;
                             elems.reserve(n);
                             elems.extend(bytes.iter().map(|&b| fix(i32::from(b))));
-                            proper_list(std::mem::take(elems))
+                            proper_list(std::mem::take(elems), self.rd.budget, at)?
                         }
                         Some(_) => {
                             let elems = std::mem::take(elems);
@@ -1305,6 +1375,10 @@ impl<'a> Decoder<'a> {
                         // `LIST_EXT` with no elements is just its tail.
                         last
                     } else {
+                        if let Err(e) = self.rd.budget.charge(TERM, self.rd.pos) {
+                            dispose(last);
+                            return Err(e);
+                        }
                         Term::ImproperList(ImproperList {
                             elements: std::mem::take(elems),
                             last: Box::new(last),
@@ -1321,7 +1395,14 @@ impl<'a> Decoder<'a> {
                                 return Ok(None);
                             }
                             Some(k) => {
-                                insert_pair(&mut m.map, &mut m.canonical, k, v, m.key_at)?;
+                                insert_pair(
+                                    &mut m.map,
+                                    &mut m.canonical,
+                                    k,
+                                    v,
+                                    m.key_at,
+                                    self.rd.budget,
+                                )?;
                                 m.left -= 1;
                             }
                         }

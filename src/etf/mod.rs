@@ -50,6 +50,7 @@
 //! and list tails written as lists are flattened. (One exception: references with
 //! trailing zero words, `[X]` and `[X,0,0]`, are equal in Erlang but not in eetf.)
 
+mod budget;
 mod decode;
 mod dispose;
 mod encode;
@@ -60,6 +61,7 @@ pub mod tags;
 
 use eetf::Term;
 
+pub use budget::{in_flight, Budget};
 pub use dispose::dispose;
 pub use owned::{summary, Owned, SummaryLimits};
 
@@ -68,8 +70,8 @@ pub use owned::{summary, Owned, SummaryLimits};
 /// of up to a few hundred MiB.
 ///
 /// Counts and lengths need no limit of their own: each is checked against the bytes
-/// that remain, so the memory a decode uses is at most a small multiple (about 60x, the
-/// size of a `Term` per input byte) of the input.
+/// that remain. What the input makes us allocate (up to 56 bytes of `Term` per input
+/// byte, more after inflating) is bounded by the memory budgets, see [`Budget`].
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Deepest nesting of lists, tuples, maps, improper tails and fun environments.
@@ -83,6 +85,21 @@ pub struct Limits {
     /// hashes it recursively, so deep keys must be refused before they are hashed. The
     /// default ([`DEFAULT_MAP_KEY_DEPTH`]) sets how big a decoding thread's stack must be.
     pub max_map_key_depth: usize,
+    /// Most memory the terms of one frame (control message and payload together, plus
+    /// inflated compressed data) may take, in bytes, estimated from the real sizes of
+    /// `eetf`'s types and charged before anything is allocated (see [`Budget`]). A
+    /// binary counts its bytes, a tuple or list 56 bytes per element.
+    ///
+    /// The default, 256 MiB, takes what users send: a frame of `--max-frame` (128 MiB)
+    /// holding one binary, a 100 MB binary inside a compressed term (inflated data plus
+    /// the binary), a 1,000,000-deep tuple of pairs (112 MB), 4 million list elements;
+    /// and it holds a 32 KB zlib bomb of 33.5 million `[]` (1.9 GB) to an eighth.
+    pub max_term_memory: usize,
+    /// Most memory all the frames being decoded at the same moment (every connection of
+    /// the process) may take together, in bytes; the default, 512 MiB, is two frames at
+    /// [`Limits::max_term_memory`]. Frames that would go over it are refused like a
+    /// frame over its own budget, so peers cannot add their budgets up.
+    pub max_term_memory_total: usize,
 }
 
 /// The default bound on nesting inside map keys. Keys are hashed (eetf's `Hash`) and, for
@@ -99,6 +116,8 @@ impl Default for Limits {
             max_bignum_bytes: 1 << 16,
             max_decompressed: 256 << 20,
             max_map_key_depth: DEFAULT_MAP_KEY_DEPTH,
+            max_term_memory: 256 << 20,
+            max_term_memory_total: 512 << 20,
         }
     }
 }
@@ -132,13 +151,30 @@ impl std::error::Error for EncodeError {}
 /// term and the number of bytes it used (a distribution frame holds two terms back to
 /// back). A compressed term (`131, 80, ...`) is inflated within
 /// [`Limits::max_decompressed`] and the bytes used are those of the compressed form.
+///
+/// The term gets a [`Budget`] of its own; to charge several terms (the two of a frame) to
+/// one budget, use [`decode_prefix_in`].
 pub fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
-    decode::decode_prefix(bytes, limits)
+    decode::decode_prefix(bytes, limits, &mut Budget::new(limits))
+}
+
+/// [`decode_prefix`], charging what the term allocates to `budget`.
+pub fn decode_prefix_in(
+    bytes: &[u8],
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<(Term, usize), DecodeError> {
+    decode::decode_prefix(bytes, limits, budget)
 }
 
 /// Decodes exactly one term that fills `bytes` (version byte included).
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Term, DecodeError> {
-    let (t, used) = decode_prefix(bytes, limits)?;
+    decode_in(bytes, limits, &mut Budget::new(limits))
+}
+
+/// [`decode`], charging what the term allocates to `budget`.
+pub fn decode_in(bytes: &[u8], limits: &Limits, budget: &mut Budget) -> Result<Term, DecodeError> {
+    let (t, used) = decode_prefix_in(bytes, limits, budget)?;
     if used != bytes.len() {
         dispose(t);
         return Err(DecodeError {
