@@ -2,6 +2,8 @@
 //! the test on 127.0.0.1 with its own epmd port and killed by pid when the test ends.
 #![allow(dead_code)]
 
+pub mod raw_peer;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
