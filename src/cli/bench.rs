@@ -23,7 +23,6 @@ use eetf::{Atom, Binary, FixInteger, List, Pid, Reference, Term, Tuple};
 use rexi_node::client::Client;
 use rexi_node::dist::node::Peer;
 use rexi_node::dist::{message, ConnectError, Node};
-use rexi_node::etf;
 use rexi_node::process::{Process, Signal};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -44,6 +44,16 @@ impl NodeArgs {
 
     pub fn load_cookie(&self) -> Result<Cookie, String> {
         if let Some(c) = &self.cookie {
+            if cookie_on_command_line() {
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| {
+                    tracing::warn!(
+                        "the cookie was given with --cookie on the command line, which any \
+                         local user can read (ps, /proc); set REXI_NODE_COOKIE or use \
+                         --cookie-file instead"
+                    )
+                });
+            }
             return Ok(Cookie::new(c.clone()));
         }
         let path = match &self.cookie_file {
@@ -54,6 +64,14 @@ impl NodeArgs {
         };
         cookie::load_or_create(&path)
     }
+}
+
+/// Whether `--cookie` is on our command line (clap takes it over `REXI_NODE_COOKIE`).
+fn cookie_on_command_line() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--cookie" || a.to_string_lossy().starts_with("--cookie="))
 }
 
 /// This machine's host name up to the first dot, as `erl -sname` uses.

@@ -21,9 +21,25 @@ pub struct Args {
     /// Distribution port to listen on (0: any free port, registered with epmd).
     #[arg(long, default_value_t = 0)]
     pub dist_port: u16,
-    /// Most connections accepted at once.
+    /// Most authenticated peers connected at once; sockets still in the handshake never
+    /// take these slots. Beyond it a new peer's handshake is answered not_allowed.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Most incoming sockets in the handshake at once (not yet authenticated); beyond it a
+    /// new socket is closed at once. Each must send its name within 2 s.
+    #[arg(long, default_value_t = 128)]
+    pub max_handshakes: usize,
+    /// Most incoming sockets in the handshake from one address.
+    #[arg(long, default_value_t = 16)]
+    pub max_handshakes_per_address: usize,
+    /// Largest send queue kept for a peer that does not read, in bytes; beyond it the
+    /// connection is closed.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_outbox: usize,
+    /// Largest total of all peers' send queues, in bytes; beyond it the connection with
+    /// the largest queue is closed.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_outbox_total: usize,
     /// Largest distribution frame accepted, in bytes.
     #[arg(long, default_value_t = 128 << 20)]
     pub max_frame: usize,
@@ -97,7 +113,11 @@ pub enum LogFormat {
 /// Stack of every thread that decodes terms (see `etf::DEFAULT_MAP_KEY_DEPTH`).
 pub const WORKER_STACK: usize = 16 << 20;
 
+/// Text logs escape control characters in every field (`\n`, `\u{1b}`): node names and
+/// atoms come from peers, and a name with a newline or an ANSI escape must not forge or
+/// hide a log line. JSON logs need no such care: the JSON encoder escapes them.
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::field::MakeExt;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
@@ -105,8 +125,34 @@ pub fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),
-        LogFormat::Text => b.try_init(),
+        LogFormat::Text => {
+            let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                use std::fmt::Write;
+                if field.name() != "message" {
+                    write!(w, "{}=", field.name())?;
+                }
+                write!(Escaped(w), "{value:?}")
+            })
+            .delimited(" ");
+            b.fmt_fields(fields).try_init()
+        }
     };
+}
+
+/// Writes through to `W`, showing control characters as Rust escapes.
+struct Escaped<W>(W);
+
+impl<W: std::fmt::Write> std::fmt::Write for Escaped<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut rest = s;
+        while let Some(i) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().unwrap_or(' ');
+            write!(self.0, "{}", c.escape_debug())?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
 }
 
 pub fn main(a: Args) -> ExitCode {
@@ -124,6 +170,10 @@ pub fn main(a: Args) -> ExitCode {
     cfg.net_ticktime = Duration::from_secs(a.net_ticktime.max(1));
     cfg.dist_port = a.dist_port;
     cfg.max_connections = a.max_connections;
+    cfg.max_handshakes = a.max_handshakes.max(1);
+    cfg.max_handshakes_per_address = a.max_handshakes_per_address.max(1);
+    cfg.max_outbox = a.max_outbox;
+    cfg.max_outbox_total = a.max_outbox_total;
     cfg.max_frame = a.max_frame;
     cfg.start_epmd = !a.no_start_epmd;
     cfg.peer_limits = rexi_node::process::PeerLimits {

@@ -6,11 +6,16 @@
 //!   in one `write_all`: no syscall per message, and senders never wait on the socket.
 //! * Ticks: when nothing was written for `net_ticktime / 4` a 4-byte zero frame goes out; a
 //!   peer we heard nothing from for a full `net_ticktime` is declared down, like the BEAM.
+//! * A peer that stops reading is closed, not waited for: a write that makes no progress
+//!   for `net_ticktime` ends the connection (a peer may keep ticking while it never reads),
+//!   and so does a queue past the per-peer cap or the node's global budget. Queued bytes
+//!   count from the moment they are appended until the kernel took them, so the bytes a
+//!   blocked writer holds count too.
 
 use super::message;
 use super::node::Node;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -18,13 +23,43 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// Bytes queued for all peers together (`--max-outbox-total`).
+pub struct OutboxBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl OutboxBudget {
+    pub fn new(max: usize) -> Arc<OutboxBudget> {
+        Arc::new(OutboxBudget {
+            used: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Bytes queued for all peers now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.used() > self.max
+    }
+}
+
 /// Bytes queued for one peer. Senders append encoded frames under a short lock.
 pub struct Outbox {
     buf: Mutex<Vec<u8>>,
     wake: Notify,
+    /// Fired when the queue is dropped for good (overflow, budget): the connection ends at
+    /// once even while its writer is blocked on the socket.
+    aborted: Notify,
     closed: AtomicBool,
     /// Close the connection rather than queue more than this for a peer that does not read.
     max: usize,
+    /// Bytes appended and not yet taken by the kernel (the buffer plus the writer's batch).
+    queued: AtomicUsize,
+    budget: Arc<OutboxBudget>,
     written: AtomicU64,
 }
 
@@ -37,6 +72,8 @@ pub enum SendError {
     NotConnected(String),
     /// The peer stopped reading and its queue passed the cap; the connection is being closed.
     Overflow,
+    /// The send queues of all peers together passed `--max-outbox-total`; nothing was queued.
+    OverBudget,
     Encode(crate::etf::EncodeError),
 }
 
@@ -48,23 +85,32 @@ impl std::fmt::Display for SendError {
             SendError::Overflow => f.write_str(
                 "the peer does not read; its send queue is full and the connection is being closed",
             ),
+            SendError::OverBudget => f.write_str(
+                "the send queues of all peers passed --max-outbox-total; the message was not queued",
+            ),
             SendError::Encode(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl Outbox {
-    pub fn new(max: usize) -> Outbox {
+    pub fn new(max: usize, budget: Arc<OutboxBudget>) -> Outbox {
         Outbox {
             buf: Mutex::new(Vec::with_capacity(64 << 10)),
             wake: Notify::new(),
+            aborted: Notify::new(),
             closed: AtomicBool::new(false),
             max,
+            queued: AtomicUsize::new(0),
+            budget,
             written: AtomicU64::new(0),
         }
     }
 
-    /// Appends one or more frames with `fill`, then wakes the writer.
+    /// Appends one or more frames with `fill`, then wakes the writer. A peer whose queue
+    /// passed the cap is aborted (its connection closes); when all queues together passed
+    /// the global budget nothing is queued and the caller decides whom to close
+    /// ([`SendError::OverBudget`]).
     pub fn push(
         &self,
         fill: impl FnOnce(&mut Vec<u8>) -> Result<(), crate::etf::EncodeError>,
@@ -72,24 +118,62 @@ impl Outbox {
         if self.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        if buf.len() > self.max {
-            drop(buf);
-            self.close();
+        if self.queued() > self.max {
+            self.abort();
             return Err(SendError::Overflow);
         }
-        let was_empty = buf.is_empty();
+        if self.budget.over() {
+            return Err(SendError::OverBudget);
+        }
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            // Aborted meanwhile: the queue was freed, do not refill it.
+            return Err(SendError::Closed);
+        }
+        let before = buf.len();
         fill(&mut buf).map_err(SendError::Encode)?;
+        let added = buf.len() - before;
+        // Counted under the lock, so `take` and `abort` never see bytes not yet counted.
+        self.queued.fetch_add(added, Ordering::Relaxed);
+        self.budget.used.fetch_add(added, Ordering::Relaxed);
         drop(buf);
-        if was_empty {
+        if before == 0 {
             self.wake.notify_one();
         }
         Ok(())
     }
 
+    /// Bytes queued for this peer and not yet taken by the kernel.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Closes after the writer flushed what is queued.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    /// Closes at once and frees the queue: the connection ends even if its writer is
+    /// blocked on a peer that does not read.
+    pub fn abort(&self) {
+        self.close();
+        self.discard();
+        self.aborted.notify_one();
+    }
+
+    /// Frees what is still queued (after the connection ended).
+    fn discard(&self) {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let n = buf.len();
+        *buf = Vec::new();
+        self.sent(n);
+    }
+
+    /// `n` queued bytes left us (written or dropped).
+    fn sent(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        self.budget.used.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub fn is_closed(&self) -> bool {
@@ -102,12 +186,71 @@ impl Outbox {
     }
 }
 
-/// Runs the writer until the outbox is closed or the socket fails.
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // Whatever is still counted leaves the global budget with the queue.
+        let n = *self.queued.get_mut();
+        self.budget.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// The writer's current batch: what the kernel has not taken yet stays counted in the
+/// queue, and is uncounted when the batch is dropped (written, or the connection ended).
+struct Batch<'a> {
+    outbox: &'a Outbox,
+    left: usize,
+}
+
+impl Batch<'_> {
+    fn written(&mut self, n: usize) {
+        self.left -= n;
+        self.outbox.sent(n);
+        self.outbox.written.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.outbox.sent(self.left);
+    }
+}
+
+/// How the writer ended, when not asked to.
+enum WriteEnd {
+    Io(std::io::Error),
+    /// No byte could be written for this long.
+    Stalled(Duration),
+}
+
+/// Writes `data`, giving up when no byte goes out for `stall`.
+async fn write_with_progress(
+    wr: &mut OwnedWriteHalf,
+    data: &[u8],
+    batch: &mut Batch<'_>,
+    stall: Duration,
+) -> Result<(), WriteEnd> {
+    let mut off = 0;
+    while off < data.len() {
+        match tokio::time::timeout(stall, wr.write(&data[off..])).await {
+            Err(_) => return Err(WriteEnd::Stalled(stall)),
+            Ok(Ok(0)) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(Ok(n)) => {
+                off += n;
+                batch.written(n);
+            }
+            Ok(Err(e)) => return Err(WriteEnd::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the writer until the outbox is closed, the socket fails or a write stalls.
 async fn writer(
     mut wr: OwnedWriteHalf,
     outbox: &Outbox,
     tick_every: Duration,
-) -> std::io::Result<()> {
+    stall: Duration,
+) -> Result<(), WriteEnd> {
     let mut spare = Vec::with_capacity(64 << 10);
     let mut ticker = tokio::time::interval(tick_every);
     ticker.tick().await;
@@ -127,10 +270,12 @@ async fn writer(
             if spare.is_empty() {
                 break;
             }
-            wr.write_all(&spare).await?;
-            outbox
-                .written
-                .fetch_add(spare.len() as u64, Ordering::Relaxed);
+            let mut batch = Batch {
+                outbox,
+                left: spare.len(),
+            };
+            write_with_progress(&mut wr, &spare, &mut batch, stall).await?;
+            drop(batch);
             wrote_since_tick = true;
             // Give back a huge buffer rather than keep it for the life of the connection.
             if spare.capacity() > (8 << 20) {
@@ -156,6 +301,8 @@ pub enum DownReason {
     Shutdown,
     Replaced,
     WriteQueueOverflow,
+    /// The peer took no byte for this long.
+    WriteStalled(Duration),
 }
 
 impl std::fmt::Display for DownReason {
@@ -171,9 +318,16 @@ impl std::fmt::Display for DownReason {
             DownReason::Replaced => {
                 f.write_str("replaced by a newer connection from the same node")
             }
-            DownReason::WriteQueueOverflow => {
-                f.write_str("the peer stopped reading and its send queue overflowed")
-            }
+            DownReason::WriteQueueOverflow => f.write_str(
+                "the peer stopped reading and its send queue overflowed \
+                 (--max-outbox, --max-outbox-total): connection closed",
+            ),
+            DownReason::WriteStalled(d) => write!(
+                f,
+                "the peer stopped reading: no byte could be written to it for {} s \
+                 (net_ticktime): connection closed",
+                d.as_secs_f64()
+            ),
         }
     }
 }
@@ -184,7 +338,7 @@ pub async fn run(node: &Node, peer: &super::node::Peer, stream: TcpStream) -> Do
     let ticktime = cfg.net_ticktime;
     let (rd, wr) = stream.into_split();
     let outbox = &peer.outbox;
-    let write = writer(wr, outbox, ticktime / 4);
+    let write = writer(wr, outbox, ticktime / 4, ticktime);
     let read = reader(node, peer, rd, ticktime, cfg.max_frame);
     tokio::pin!(write);
     tokio::pin!(read);
@@ -192,11 +346,13 @@ pub async fn run(node: &Node, peer: &super::node::Peer, stream: TcpStream) -> Do
     let reason = tokio::select! {
         r = &mut read => r,
         w = &mut write => match w {
-            Err(e) => DownReason::Io(e.to_string()),
+            Err(WriteEnd::Io(e)) => DownReason::Io(e.to_string()),
+            Err(WriteEnd::Stalled(d)) => DownReason::WriteStalled(d),
             Ok(()) if peer.replaced.load(Ordering::Acquire) => DownReason::Replaced,
             Ok(()) if node.is_shutting_down() => DownReason::Shutdown,
             Ok(()) => DownReason::WriteQueueOverflow,
         },
+        _ = outbox.aborted.notified() => DownReason::WriteQueueOverflow,
         _ = shutdown.wait() => DownReason::Shutdown,
     };
     outbox.close();
@@ -204,6 +360,8 @@ pub async fn run(node: &Node, peer: &super::node::Peer, stream: TcpStream) -> Do
         // Let the writer flush what is queued (bounded), then close.
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut write).await;
     }
+    // Whoever still holds the peer cannot keep its queue alive.
+    outbox.discard();
     reason
 }
 

@@ -45,6 +45,8 @@ pub fn spawn_detached(port: u16) -> Result<u32, String> {
         .map_err(|e| format!("cannot find our own executable to start epmd: {e}"))?;
     let child = std::process::Command::new(exe)
         .args(["epmd", "--port", &port.to_string()])
+        // The port mapper needs no cookie; keep it out of its environment (/proc/PID/environ).
+        .env_remove("REXI_NODE_COOKIE")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

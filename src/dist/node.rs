@@ -5,13 +5,15 @@
 //! frame of the new connection is read, so a name the observer registers for that peer
 //! exists when the peer's first message is dispatched.
 
+use super::admission::{Admission, Refused, Ticket};
 use super::connect_error::ConnectError;
-use super::connection::{self, DownReason, Outbox, SendError};
+use super::connection::{self, DownReason, Outbox, OutboxBudget, SendError};
 use super::cookie::Cookie;
 use super::handshake::{self, PeerInfo, Refusal};
 use super::message::{self, ctl, Control, ProcId};
 use super::{epmd, epmd_server};
-use crate::etf::{Limits, Owned};
+use crate::etf::{self, Limits, Owned};
+use crate::log_limit::LogLimiter;
 use crate::process::ids::key;
 use crate::process::{
     gen, mailbox, Effect, Ids, Mailbox, MonitorTarget, PeerLimits, Process, Registry, Signal,
@@ -36,13 +38,23 @@ pub struct NodeConfig {
     /// Start our own epmd (`rexi-node epmd`, detached) when none answers, as erl does.
     pub start_epmd: bool,
     pub net_ticktime: Duration,
+    /// The whole handshake, like `net_setuptime`.
     pub handshake_timeout: Duration,
+    /// How long an incoming socket has to send its name.
+    pub first_message_timeout: Duration,
+    /// Most authenticated peers at once; handshakes never take these slots.
     pub max_connections: usize,
+    /// Most incoming sockets in the handshake at once (not yet authenticated).
+    pub max_handshakes: usize,
+    /// Most incoming sockets in the handshake from one address.
+    pub max_handshakes_per_address: usize,
     /// Largest frame accepted from a peer. OTP sends big messages whole when FRAGMENTS is
     /// not negotiated, so this must be generous.
     pub max_frame: usize,
     /// Largest send queue kept for a peer that does not read.
     pub max_outbox: usize,
+    /// Largest total of all peers' send queues.
+    pub max_outbox_total: usize,
     pub limits: Limits,
     /// Caps on the monitors and links one peer may hold here.
     pub peer_limits: PeerLimits,
@@ -63,9 +75,13 @@ impl NodeConfig {
             start_epmd: true,
             net_ticktime: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(7),
+            first_message_timeout: handshake::FIRST_MESSAGE_TIMEOUT,
             max_connections: 4096,
+            max_handshakes: 128,
+            max_handshakes_per_address: 16,
             max_frame: 128 << 20,
             max_outbox: 256 << 20,
+            max_outbox_total: 1 << 30,
             limits: Limits::default(),
             peer_limits: PeerLimits::default(),
             connect: Vec::new(),
@@ -120,13 +136,23 @@ struct Inner {
     peers: RwLock<HashMap<String, Slot>>,
     observers: RwLock<Vec<Arc<dyn NodeObserver>>>,
     shutdown: watch::Sender<bool>,
+    /// Every connection task, handshakes included (shutdown waits for them).
     connections: AtomicUsize,
+    /// Authenticated connections (the `--max-connections` slots).
+    established: AtomicUsize,
+    admission: Arc<Admission>,
+    outbox_budget: Arc<OutboxBudget>,
+    /// Warnings about sources (addresses, peers), one line per source per interval.
+    warnings: LogLimiter,
     next_conn: AtomicU64,
     listen_port: u16,
     unrouted: RwLock<Option<UnroutedHook>>,
     /// Bound and registered with epmd, not yet accepting (see `connect_configured`).
     listener: std::sync::Mutex<Option<TcpListener>>,
 }
+
+/// Repeated warnings from one source are aggregated over this interval.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Called for a message sent to a name nobody registered here (it is then dropped, as a
 /// BEAM node drops it): `(sender's node, name)`.
@@ -246,6 +272,10 @@ impl Node {
             observers: RwLock::new(Vec::new()),
             shutdown,
             connections: AtomicUsize::new(0),
+            established: AtomicUsize::new(0),
+            admission: Admission::new(config.max_handshakes, config.max_handshakes_per_address),
+            outbox_budget: OutboxBudget::new(config.max_outbox_total),
+            warnings: LogLimiter::new(WARNING_INTERVAL, 1024),
             next_conn: AtomicU64::new(1),
             listen_port,
             unrouted: RwLock::new(None),
@@ -269,6 +299,7 @@ impl Node {
             .take();
         if let Some(l) = listener {
             tokio::spawn(self.clone().accept_loop(l));
+            tokio::spawn(self.clone().flush_warnings());
         }
         for peer in self.0.config.connect.clone() {
             tokio::spawn(self.clone().stay_connected(peer));
@@ -417,9 +448,47 @@ impl Node {
         }
     }
 
+    /// Queues frames for `peer`. When all send queues together passed the global budget,
+    /// the connection with the largest queue is closed (a peer that does not read, as a
+    /// rule) and the push tried once more; if that is still over, `peer` is closed.
+    fn push(
+        &self,
+        peer: &Peer,
+        fill: impl Fn(&mut Vec<u8>) -> Result<(), etf::EncodeError>,
+    ) -> Result<(), SendError> {
+        match peer.outbox.push(&fill) {
+            Err(SendError::OverBudget) => {}
+            r => return r,
+        }
+        let hog = rlock(&self.0.peers)
+            .values()
+            .filter_map(|s| match s {
+                Slot::Up(p) => Some(p.clone()),
+                Slot::Connecting(_) => None,
+            })
+            .max_by_key(|p| p.outbox.queued());
+        if let Some(hog) = hog {
+            tracing::warn!(
+                peer = %hog.info.name,
+                queued = hog.outbox.queued(),
+                total = self.0.outbox_budget.used(),
+                cap = self.0.config.max_outbox_total,
+                "closing the connection with the largest send queue: the send queues of all peers passed --max-outbox-total"
+            );
+            hog.outbox.abort();
+        }
+        match peer.outbox.push(&fill) {
+            Err(SendError::OverBudget) => {
+                peer.outbox.abort();
+                Err(SendError::Overflow)
+            }
+            r => r,
+        }
+    }
+
     fn send_control(&self, node: &str, control: &Term, payload: Option<&Term>) {
         if let Some(p) = self.peer(node) {
-            if let Err(e) = p.outbox.push(|b| message::write_frame(b, control, payload)) {
+            if let Err(e) = self.push(&p, |b| message::write_frame(b, control, payload)) {
                 tracing::debug!(peer = node, error = %e, "control message not sent");
             }
         }
@@ -445,7 +514,7 @@ impl Node {
     /// Like [`Node::send`] for a remote pid, without taking the message.
     pub fn send_ref(&self, to: &Pid, message: &Term) -> Result<(), SendError> {
         match self.peer(&to.node.name) {
-            Some(p) => p.outbox.push(|b| message::write_send(b, to, message)),
+            Some(p) => self.push(&p, |b| message::write_send(b, to, message)),
             None => Err(SendError::NotConnected(to.node.name.clone())),
         }
     }
@@ -462,8 +531,7 @@ impl Node {
             Some(p) => {
                 let c = ctl::reg_send(from, name);
 
-                p.outbox
-                    .push(|b| message::write_frame(b, &c, Some(message)))
+                self.push(&p, |b| message::write_frame(b, &c, Some(message)))
             }
             None => Err(SendError::NotConnected(node.to_string())),
         }
@@ -492,7 +560,7 @@ impl Node {
             .registry
             .add_local_monitor(&reference, holder, object, node);
         let c = ctl::monitor_p(holder_pid, &target, &reference);
-        peer.outbox.push(|b| message::write_frame(b, &c, None))?;
+        self.push(&peer, |b| message::write_frame(b, &c, None))?;
         Ok(reference)
     }
 
@@ -509,7 +577,7 @@ impl Node {
             .peer(node)
             .ok_or_else(|| SendError::NotConnected(node.to_string()))?;
         let c = ctl::demonitor_p(holder_pid, &target, reference);
-        peer.outbox.push(|b| message::write_frame(b, &c, None))
+        self.push(&peer, |b| message::write_frame(b, &c, None))
     }
 
     // ---- incoming ----------------------------------------------------------------------
@@ -684,42 +752,138 @@ impl Node {
                 r = listener.accept() => match r {
                     Ok(v) => v,
                     Err(e) => {
+                        // EMFILE and the like: wait for descriptors to come back.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
-            if self.0.connections.load(Ordering::Acquire) >= self.0.config.max_connections {
-                tracing::warn!(%addr, cap = self.0.config.max_connections, "connection refused: at the connection cap (--max-connections)");
-                drop(stream);
-                continue;
+            // Sockets in the handshake have their own budget, and each address a share of
+            // it: a client holding idle sockets locks out neither other addresses nor the
+            // slots of authenticated peers.
+            match self.0.admission.enter(addr.ip()) {
+                Ok(ticket) => {
+                    let node = self.clone();
+                    tokio::spawn(async move { node.incoming(stream, addr, ticket).await });
+                }
+                Err(Refused::Budget) => {
+                    drop(stream);
+                    self.warn_source(
+                        "incoming connection refused: too many handshakes in progress (the handshake cap, --max-handshakes)",
+                        addr,
+                        None,
+                        &self.0.config.max_handshakes,
+                    );
+                }
+                Err(Refused::PerAddress) => {
+                    drop(stream);
+                    self.warn_source(
+                        "incoming connection refused: too many handshakes in progress from this address (--max-handshakes-per-address)",
+                        addr,
+                        None,
+                        &self.0.config.max_handshakes_per_address,
+                    );
+                }
             }
-            let node = self.clone();
-            tokio::spawn(async move { node.incoming(stream, addr).await });
         }
     }
 
-    async fn incoming(self, stream: TcpStream, addr: std::net::SocketAddr) {
+    /// Logs a warning about `addr`, at most one line per address and kind per
+    /// [`WARNING_INTERVAL`]; the rest are counted and reported by `flush_warnings`.
+    fn warn_source(
+        &self,
+        kind: &'static str,
+        addr: std::net::SocketAddr,
+        peer: Option<&str>,
+        detail: &dyn std::fmt::Display,
+    ) {
+        let ip = addr.ip().to_string();
+        if let Some(suppressed) = self.0.warnings.admit(kind, &ip) {
+            match peer {
+                Some(peer) => {
+                    tracing::warn!(%addr, peer, detail = %detail, suppressed, "{kind}")
+                }
+                None => tracing::warn!(%addr, detail = %detail, suppressed, "{kind}"),
+            }
+        }
+    }
+
+    /// Once per interval, one line per source whose warnings were held back.
+    async fn flush_warnings(self) {
+        let mut shutdown = self.shutdown_signal();
+        let mut every = tokio::time::interval(self.0.warnings.interval());
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = every.tick() => {}
+            }
+            let secs = self.0.warnings.interval().as_secs();
+            for s in self.0.warnings.flush() {
+                tracing::warn!(
+                    source = %s.source,
+                    suppressed = s.count,
+                    "{} (repeated {} times from this source in the last {secs} s)",
+                    s.kind,
+                    s.count
+                );
+            }
+        }
+    }
+
+    async fn incoming(self, stream: TcpStream, addr: std::net::SocketAddr, ticket: Ticket) {
         let _guard = ConnGuard::new(&self);
         let _ = stream.set_nodelay(true);
         let cfg = &self.0.config;
+        // An address that sent wrong cookies waits its turn, so guesses are slow.
+        let wait = self.0.admission.turn(addr.ip());
+        if !wait.is_zero() {
+            self.warn_source(
+                "incoming handshake delayed: this address sent wrong cookies",
+                addr,
+                None,
+                &format_args!("{} ms", wait.as_millis()),
+            );
+            let mut shutdown = self.shutdown_signal();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
         let acc = match handshake::accept(
             stream,
             &self.0.name,
             self.creation(),
             &cfg.cookie,
+            cfg.first_message_timeout,
             cfg.handshake_timeout,
         )
         .await
         {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(%addr, reason = %e, "incoming handshake failed");
+                self.warn_source("incoming handshake failed", addr, None, &e);
                 return;
             }
         };
         let peer_name = acc.peer_name.clone();
+        // Slots for authenticated peers: a node already connected may reconnect (it
+        // replaces its old connection), a new one needs a free slot.
+        if self.0.established.load(Ordering::Acquire) >= cfg.max_connections
+            && self.peer(&peer_name).is_none()
+        {
+            self.warn_source(
+                "connection refused: at the connection cap (--max-connections)",
+                addr,
+                Some(&peer_name),
+                &cfg.max_connections,
+            );
+            let _ = acc
+                .finish(erl_dist::handshake::HandshakeStatus::NotAllowed)
+                .await;
+            return;
+        }
         // Decide the status as the BEAM does: a pending outgoing attempt to the same node
         // loses when the other node's name is greater; an existing connection is replaced
         // (the peer restarted or lost it without us noticing).
@@ -737,16 +901,24 @@ impl Node {
             tracing::info!(peer = %peer_name, ?status, "simultaneous connect: both nodes dialed each other; the greater name's connection wins");
         }
         match acc.finish(status).await {
-            Ok((stream, info)) => self.serve(stream, info, Direction::Incoming).await,
+            Ok((stream, info)) => {
+                self.0.admission.authenticated(addr.ip());
+                drop(ticket);
+                self.serve(stream, info, Direction::Incoming).await
+            }
             Err(Refusal::Simultaneous) => {
                 tracing::debug!(peer = %peer_name, "simultaneous connect: keeping our own connection")
             }
             Err(Refusal::WrongCookie) => {
-                tracing::warn!(peer = %peer_name, %addr, "connection refused: wrong cookie (the peer must use this node's cookie)")
+                let delay = self.0.admission.wrong_cookie(addr.ip());
+                self.warn_source(
+                    "connection refused: wrong cookie (the peer must use this node's cookie); this address's next handshake is delayed",
+                    addr,
+                    Some(&peer_name),
+                    &format_args!("{} ms", delay.as_millis()),
+                );
             }
-            Err(e) => {
-                tracing::warn!(peer = %peer_name, %addr, reason = %e, "incoming handshake failed")
-            }
+            Err(e) => self.warn_source("incoming handshake failed", addr, Some(&peer_name), &e),
         }
     }
 
@@ -915,7 +1087,7 @@ impl Node {
         let peer = Arc::new(Peer {
             info: info.clone(),
             direction,
-            outbox: Outbox::new(self.0.config.max_outbox),
+            outbox: Outbox::new(self.0.config.max_outbox, self.0.outbox_budget.clone()),
             conn_id,
             replaced: AtomicBool::new(false),
         });
@@ -941,6 +1113,7 @@ impl Node {
             o.outbox.close();
             self.node_down(&o, &DownReason::Replaced);
         }
+        let _established = Established::new(self);
         let observers: Vec<Arc<dyn NodeObserver>> = rlock(&self.0.observers).clone();
         for o in &observers {
             o.node_up(self, &info);
@@ -969,7 +1142,9 @@ impl Node {
     fn node_down(&self, peer: &Peer, reason: &DownReason) {
         let name = &peer.info.name;
         match reason {
-            DownReason::BadFrame(_) | DownReason::WriteQueueOverflow => {
+            DownReason::BadFrame(_)
+            | DownReason::WriteQueueOverflow
+            | DownReason::WriteStalled(_) => {
                 tracing::warn!(peer = %name, direction = %peer.direction, reason = %reason, "nodedown")
             }
             _ => {
@@ -1007,6 +1182,22 @@ impl ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0 .0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts authenticated connections for `--max-connections`.
+struct Established(Node);
+
+impl Established {
+    fn new(n: &Node) -> Established {
+        n.0.established.fetch_add(1, Ordering::AcqRel);
+        Established(n.clone())
+    }
+}
+
+impl Drop for Established {
+    fn drop(&mut self) {
+        self.0 .0.established.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

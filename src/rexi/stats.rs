@@ -9,6 +9,8 @@ pub struct Stats {
     pub casts_phash2: AtomicU64,
     pub casts_nodename: AtomicU64,
     pub replies: AtomicU64,
+    /// Replies and stream rows that could not be queued (caller gone or not reading).
+    pub replies_dropped: AtomicU64,
     pub errors: AtomicU64,
     pub kills: AtomicU64,
     pub kills_unknown: AtomicU64,
@@ -41,6 +43,7 @@ impl Stats {
             ("casts_phash2", g(&self.casts_phash2)),
             ("casts_nodename", g(&self.casts_nodename)),
             ("replies", g(&self.replies)),
+            ("replies_dropped", g(&self.replies_dropped)),
             ("errors", g(&self.errors)),
             ("kills", g(&self.kills)),
             ("kills_unknown", g(&self.kills_unknown)),

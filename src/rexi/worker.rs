@@ -95,19 +95,31 @@ impl JobState {
         self.lock().worker.clone()
     }
 
-    /// Sends to the caller unless the job was killed; false when it was.
-    pub fn send(&self, node: &Node, message: impl Into<Owned>) -> bool {
+    /// Sends to the caller unless the job was killed.
+    pub fn send(&self, node: &Node, message: impl Into<Owned>) -> Sent {
         let message = message.into();
         let g = self.lock();
         if g.killed {
             drop(g);
-            return false;
+            return Sent::Killed;
         }
         if let Err(e) = node.send(&self.caller, message) {
             tracing::debug!(caller = %self.caller.node.name, error = %e, "reply not sent");
+            return Sent::Dropped;
         }
-        true
+        Sent::Queued
     }
+}
+
+/// What became of a message to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Queued on the caller's connection.
+    Queued,
+    /// Not sent: the job was killed.
+    Killed,
+    /// Not sent: no connection, or it is closing (e.g. the caller stopped reading).
+    Dropped,
 }
 
 enum StreamInit {
@@ -207,15 +219,21 @@ impl Ctx {
         self.timeout
     }
 
+    fn count(&self, sent: Sent) {
+        match sent {
+            Sent::Queued => bump(&self.server.stats.replies),
+            Sent::Dropped => bump(&self.server.stats.replies_dropped),
+            Sent::Killed => {}
+        }
+    }
+
     /// `rexi:reply/1`: `{Ref, Msg}` to the caller.
     pub fn reply(&self, msg: impl Into<Owned>) {
         let msg = msg.into().into_term();
-        if self
+        let sent = self
             .job
-            .send(&self.node, protocol::reply(&self.job.reference, msg))
-        {
-            bump(&self.server.stats.replies);
-        }
+            .send(&self.node, protocol::reply(&self.job.reference, msg));
+        self.count(sent);
     }
 
     /// `rexi:ping/0`: `{rexi, '$rexi_ping'}`, which restarts a 2.3+ caller's per-message timeout.
@@ -317,9 +335,8 @@ impl Ctx {
             worker,
             msg.into_term(),
         ]);
-        if self.job.send(&self.node, row) {
-            bump(&self.server.stats.replies);
-        }
+        let sent = self.job.send(&self.node, row);
+        self.count(sent);
         self.unacked += 1;
         Ok(())
     }
