@@ -10,7 +10,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::raw_peer::{etf, RawPeer};
+use support::raw_peer::{etf, pass_through, RawPeer};
 use support::*;
 
 const DEEP: usize = 1_000_000;
@@ -284,20 +284,13 @@ fn deep_sleep_and_stream_arguments() {
 fn deep_error_reason_recorded_in_the_error_ring() {
     let epmd = Epmd::start();
     let mut d = Daemon::start(epmd.port, "rn_hostile7", &[]);
-    let mut e = Erl::start_run(
-        epmd.port,
+    probe(
+        &epmd,
+        &d,
         "e_h7a",
-        COOKIE,
-        "rn_hostile",
         "deep_fail",
         &[&d.name, &DEEP.to_string()],
-    );
-    let code = e.wait(Duration::from_secs(120));
-    assert!(
-        code == Some(0) && e.out.contains("PASS"),
-        "deep_fail (exit {code:?}):\n{}\ndaemon:\n{}",
-        e.out.text(),
-        tail(&d.log.text())
+        "PASS",
     );
     assert_served(
         &epmd,
@@ -307,11 +300,17 @@ fn deep_error_reason_recorded_in_the_error_ring() {
     );
 }
 
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
 #[test]
 fn deep_message_to_a_full_mailbox() {
     let epmd = Epmd::start();
-    // One worker thread: the reader routes the whole burst before the job can drain its
-    // mailbox, so the mailbox is full when the deep message arrives.
     let mut d = Daemon::start(epmd.port, "rn_hostile8", &["--threads", "1"]);
     let mut p = connect(&epmd, &d, "raw8");
     // stream(100, x): ten rows, then the job waits for acks with a mailbox of its own.
@@ -324,7 +323,7 @@ fn deep_message_to_a_full_mailbox() {
         &[etf::int(100), etf::atom("x")],
     );
     reg_send(&mut p, "rexi_server", &etf::versioned(&msg));
-    let row = read_until_ends_with(&mut p, &d, &etf::tuple(&[etf::int(1), etf::atom("x")]));
+    let row = read_until_ends_with(&mut p, &d, &etf::tuple(&[etf::int(10), etf::atom("x")]));
     // The worker pid in the row: NEW_PID_EXT with the daemon's node name.
     let mut head = vec![88];
     head.extend_from_slice(&etf::atom(&d.name));
@@ -333,27 +332,27 @@ fn deep_message_to_a_full_mailbox() {
         .position(|w| w == head.as_slice())
         .expect("a worker pid in the row");
     let worker = row[at..at + head.len() + 12].to_vec();
+    // 1,100 small messages (more than the mailbox holds), then deep ones. All of it (about
+    // 60 KB) is written while the daemon is stopped, so that its one worker thread reads
+    // it in one go and routes it before the job can run: the mailbox is full when the
+    // deep messages arrive, and they are dropped there.
     let send_ctl = etf::versioned(&etf::tuple(&[etf::int(2), etf::atom(""), worker]));
     let mut burst = Vec::new();
-    let frame = |payload: &[u8], out: &mut Vec<u8>| {
-        let len = 1 + send_ctl.len() + payload.len();
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-        out.push(b'p');
-        out.extend_from_slice(&send_ctl);
-        out.extend_from_slice(payload);
-    };
-    let filler = etf::versioned(&etf::atom("filler"));
-    for _ in 0..3000 {
-        frame(&filler, &mut burst);
+    let filler = etf::versioned(&etf::nil());
+    for _ in 0..1100 {
+        pass_through(&mut burst, &send_ctl, Some(&filler));
     }
     let deep_msg = etf::compressed(&deep());
-    for _ in 0..3 {
-        frame(&deep_msg, &mut burst);
+    for _ in 0..2 {
+        pass_through(&mut burst, &send_ctl, Some(&deep_msg));
     }
-    p.send_raw(&burst).unwrap();
+    signal(d.pid(), "-STOP");
+    let sent = p.send_raw(&burst);
+    signal(d.pid(), "-CONT");
+    sent.unwrap();
     barrier(&mut p, &d, 3);
     assert!(
-        d.log.contains("mailbox full"),
+        d.log.wait_for("mailbox full", Duration::from_secs(10)),
         "the mailbox never filled, so this test proved nothing:\n{}",
         tail(&d.log.text())
     );
@@ -364,39 +363,37 @@ fn deep_message_to_a_full_mailbox() {
 fn a_million_deep_term_echoes_intact_to_an_erl_caller() {
     let epmd = Epmd::start();
     let mut d = Daemon::start(epmd.port, "rn_hostile9", &[]);
-    let mut e = Erl::start_run(
-        epmd.port,
+    probe(
+        &epmd,
+        &d,
         "e_h9a",
-        COOKIE,
-        "rn_hostile",
         "deep_echo",
         &[&d.name, &DEEP.to_string()],
-    );
-    let code = e.wait(Duration::from_secs(120));
-    assert!(
-        code == Some(0) && e.out.contains("DEEP ECHO intact"),
-        "deep echo (exit {code:?}):\n{}\ndaemon:\n{}",
-        e.out.text(),
-        tail(&d.log.text())
+        "DEEP ECHO intact",
     );
     assert_served(&epmd, &mut d, "e_h9", "a million-deep echo");
 }
 
-fn stat_reaches(epmd: &Epmd, d: &Daemon, who: &str, key: &str, want: u64) {
-    let mut e = Erl::start_run(
-        epmd.port,
-        who,
-        COOKIE,
-        "rn_hostile",
-        "stats",
-        &[&d.name, key, &want.to_string()],
-    );
-    let code = e.wait(Duration::from_secs(60));
+/// Runs `rn_hostile:func(args)` on a real erl node; it must exit 0 having printed `want`.
+fn probe(epmd: &Epmd, d: &Daemon, who: &str, func: &str, args: &[&str], want: &str) {
+    let mut e = Erl::start_run(epmd.port, who, COOKIE, "rn_hostile", func, args);
+    let code = e.wait(Duration::from_secs(120));
     assert!(
-        code == Some(0),
-        "stat {key} never reached {want}:\n{}\ndaemon:\n{}",
+        code == Some(0) && e.out.contains(want),
+        "{func} {args:?} (exit {code:?}):\n{}\ndaemon:\n{}",
         e.out.text(),
         tail(&d.log.text())
+    );
+}
+
+fn stat_reaches(epmd: &Epmd, d: &Daemon, who: &str, key: &str, want: u64) {
+    probe(
+        epmd,
+        d,
+        who,
+        "stats",
+        &[&d.name, key, &want.to_string()],
+        "PASS",
     );
 }
 
@@ -407,12 +404,7 @@ fn ghost_monitors_and_jobs_do_not_outlive_the_sender() {
     let mut p = connect(&epmd, &d, "raw10");
     let mut burst = Vec::new();
     let push = |ctl: Vec<u8>, payload: Option<Vec<u8>>, out: &mut Vec<u8>| {
-        let ctl = etf::versioned(&ctl);
-        let payload = payload.unwrap_or_default();
-        out.extend_from_slice(&((1 + ctl.len() + payload.len()) as u32).to_be_bytes());
-        out.push(b'p');
-        out.extend_from_slice(&ctl);
-        out.extend_from_slice(&payload);
+        pass_through(out, &etf::versioned(&ctl), payload.as_deref());
     };
     // 1,000 monitors on rexi_server held by pids of a node that never connected, ten by
     // the sender's own pids, and 20 sleep jobs whose caller is a pid of that other node.
@@ -529,9 +521,7 @@ fn a_hundred_thousand_demonitors_cost_well_under_a_second() {
                 etf::atom("rexi_server"),
                 p.reference([i, 12, 12]),
             ]));
-            out.extend_from_slice(&((1 + ctl.len()) as u32).to_be_bytes());
-            out.push(b'p');
-            out.extend_from_slice(&ctl);
+            pass_through(&mut out, &ctl, None);
         }
         out
     };
@@ -545,8 +535,10 @@ fn a_hundred_thousand_demonitors_cost_well_under_a_second() {
     let spent = cpu_ticks(d.pid()) - before;
     let hz = clock_ticks_per_second();
     eprintln!("100k DEMONITOR_P: {} ms of daemon CPU", spent * 1000 / hz);
+    // Measured at about 0.35 s (decoding the 100,000 frames included); it was 29 s when
+    // each DEMONITOR scanned a list of every monitor on the target.
     assert!(
-        spent < hz / 2,
+        spent < hz,
         "100k demonitors took {} ms of CPU",
         spent * 1000 / hz
     );
@@ -557,19 +549,6 @@ fn a_hundred_thousand_demonitors_cost_well_under_a_second() {
 fn set_error_limit_is_capped() {
     let epmd = Epmd::start();
     let mut d = Daemon::start(epmd.port, "rn_hostile13", &[]);
-    let mut e = Erl::start_run(
-        epmd.port,
-        "e_h13a",
-        COOKIE,
-        "rn_hostile",
-        "error_cap",
-        &[&d.name, "1000"],
-    );
-    let code = e.wait(Duration::from_secs(120));
-    assert!(
-        code == Some(0) && e.out.contains("PASS"),
-        "error_cap (exit {code:?}):\n{}",
-        e.out.text()
-    );
+    probe(&epmd, &d, "e_h13a", "error_cap", &[&d.name, "1000"], "PASS");
     assert_served(&epmd, &mut d, "e_h13", "set_error_limit 2^31-1");
 }

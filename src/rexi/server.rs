@@ -101,17 +101,22 @@ impl Jobs {
     }
 
     fn insert(&mut self, key: RefKey, e: JobEntry) -> Option<JobEntry> {
-        *self.per_owner.entry(e.state.owner.clone()).or_insert(0) += 1;
+        match self.per_owner.get_mut(e.state.owner()) {
+            Some(c) => *c += 1,
+            None => {
+                self.per_owner.insert(e.state.owner().to_string(), 1);
+            }
+        }
         let old = self.map.insert(key, e);
         if let Some(o) = &old {
-            self.uncount(&o.state.owner);
+            self.uncount(o.state.owner());
         }
         old
     }
 
     fn remove(&mut self, key: &RefKey) -> Option<JobEntry> {
         let e = self.map.remove(key)?;
-        self.uncount(&e.state.owner);
+        self.uncount(e.state.owner());
         Some(e)
     }
 
@@ -273,11 +278,7 @@ impl RexiServer {
                 // node. A caller pid of some other node is served, but counted against
                 // and tied to the sender (see `cancel_jobs_of`). Local sends have no
                 // `from`: the caller's node then.
-                let owner = match &from {
-                    Some(p) => p.node.name.clone(),
-                    None => d.caller.node.name.clone(),
-                };
-                self.doit(d, owner);
+                self.doit(d, from.map(|p| p.node.name));
             }
             Request::BadDoit {
                 caller,
@@ -307,7 +308,8 @@ impl RexiServer {
         }
     }
 
-    fn doit(&self, d: Doit, owner: String) {
+    /// Runs a doit that `sender` (the node of the connection, if any) carried.
+    fn doit(&self, d: Doit, sender: Option<String>) {
         let key = RefKey::of(&d.reference);
         if lock(&self.tombstones).take(&key, self.cfg.tombstone_ttl) {
             bump(&self.stats.tombstones_hit);
@@ -327,11 +329,14 @@ impl RexiServer {
             let _ = self.node.send(&d.caller, msg);
             return;
         };
+        // Most callers are processes of the sending node: then nothing is allocated.
+        let other_owner = sender.filter(|s| *s != d.caller.node.name);
+        let owner = other_owner.as_deref().unwrap_or(&d.caller.node.name);
         let refused = {
             let jobs = lock(&self.jobs);
             if jobs.len() >= self.cfg.max_jobs {
                 Some(("max_jobs", self.cfg.max_jobs))
-            } else if jobs.of(&owner) >= self.cfg.jobs_per_peer() {
+            } else if jobs.of(owner) >= self.cfg.jobs_per_peer() {
                 Some(("max_jobs_per_peer", self.cfg.jobs_per_peer()))
             } else {
                 None
@@ -348,7 +353,7 @@ impl RexiServer {
             return;
         }
         let Some(me) = self.me.upgrade() else { return };
-        let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce, owner));
+        let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce, other_owner));
         if let Some(old) = lock(&self.jobs).insert(
             key,
             JobEntry {
@@ -423,7 +428,7 @@ impl RexiServer {
             let keys: Vec<RefKey> = jobs
                 .map
                 .iter()
-                .filter(|(_, e)| e.state.owner == peer || e.state.caller.node.name == peer)
+                .filter(|(_, e)| e.state.owner() == peer || e.state.caller.node.name == peer)
                 .map(|(k, _)| *k)
                 .collect();
             keys.into_iter().filter_map(|k| jobs.remove(&k)).collect()

@@ -52,9 +52,9 @@ pub struct JobState {
     pub caller: Pid,
     pub reference: Reference,
     pub nonce: Owned,
-    /// The node whose connection carried the doit: the job counts against its quota and
-    /// ends when that connection goes down.
-    pub owner: String,
+    /// The node whose connection carried the doit, when it is not the caller's (rare):
+    /// see [`JobState::owner`].
+    other_owner: Option<String>,
     inner: Mutex<JobInner>,
 }
 
@@ -65,14 +65,24 @@ struct JobInner {
 }
 
 impl JobState {
-    pub fn new(caller: Pid, reference: Reference, nonce: Owned, owner: String) -> JobState {
+    /// `owner`: the sending node, when it is not the caller's.
+    pub fn new(caller: Pid, reference: Reference, nonce: Owned, owner: Option<String>) -> JobState {
+        let other_owner = owner.filter(|o| *o != caller.node.name);
         JobState {
             caller,
             reference,
             nonce,
-            owner,
+            other_owner,
             inner: Mutex::new(JobInner::default()),
         }
+    }
+
+    /// The node whose connection carried the doit: the job counts against its quota and
+    /// ends when that connection goes down.
+    pub fn owner(&self) -> &str {
+        self.other_owner
+            .as_deref()
+            .unwrap_or(&self.caller.node.name)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JobInner> {

@@ -140,17 +140,11 @@ impl RawPeer {
         self.stream.write_all(&out)
     }
 
-    /// Writes a pass-through frame: `p`, the control term, and the payload if any. Both are
-    /// complete external terms (starting with 131), as built by [`etf::versioned`] or
-    /// [`etf::compressed`].
+    /// Writes a pass-through frame (see [`pass_through`]).
     pub fn send_control(&mut self, control: &[u8], payload: Option<&[u8]>) -> std::io::Result<()> {
-        let mut body = Vec::with_capacity(1 + control.len() + payload.map_or(0, |p| p.len()));
-        body.push(b'p');
-        body.extend_from_slice(control);
-        if let Some(p) = payload {
-            body.extend_from_slice(p);
-        }
-        self.send_frame(&body)
+        let mut out = Vec::new();
+        pass_through(&mut out, control, payload);
+        self.stream.write_all(&out)
     }
 
     /// Sends a tick (a zero-length frame).
@@ -240,6 +234,18 @@ impl RawPeer {
     pub fn stream(&self) -> &TcpStream {
         &self.stream
     }
+}
+
+/// Appends one pass-through frame to `out`: the length, `p`, the control term and the
+/// payload if any. Both are complete external terms (starting with 131), as built by
+/// [`etf::versioned`] or [`etf::compressed`]. Many frames appended to one buffer and sent
+/// with [`RawPeer::send_raw`] arrive together, so the node routes them in one burst.
+pub fn pass_through(out: &mut Vec<u8>, control: &[u8], payload: Option<&[u8]>) {
+    let payload = payload.unwrap_or_default();
+    out.extend_from_slice(&((1 + control.len() + payload.len()) as u32).to_be_bytes());
+    out.push(b'p');
+    out.extend_from_slice(control);
+    out.extend_from_slice(payload);
 }
 
 /// External term format built by hand, as bytes. Every builder returns a term *without*
