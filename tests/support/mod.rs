@@ -112,7 +112,7 @@ pub struct Lines {
 }
 
 impl Lines {
-    fn follow(&self, r: impl std::io::Read + Send + 'static) {
+    pub fn follow(&self, r: impl std::io::Read + Send + 'static) {
         let me = self.clone();
         self.open.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
