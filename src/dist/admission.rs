@@ -201,8 +201,14 @@ mod tests {
         }
         // Ten sockets opened at once are served one per PENALTY_MAX.
         let waits: Vec<Duration> = (0..10).map(|_| a.turn(bad)).collect();
-        assert!(waits[0] >= PENALTY_MAX - Duration::from_millis(1), "{waits:?}");
-        assert!(waits[9] >= PENALTY_MAX * 10 - Duration::from_millis(1), "{waits:?}");
+        assert!(
+            waits[0] >= PENALTY_MAX - Duration::from_millis(1),
+            "{waits:?}"
+        );
+        assert!(
+            waits[9] >= PENALTY_MAX * 10 - Duration::from_millis(1),
+            "{waits:?}"
+        );
         assert_eq!(a.turn(ip("10.0.0.10")), Duration::ZERO);
         a.authenticated(bad);
         assert_eq!(a.turn(bad), Duration::ZERO);

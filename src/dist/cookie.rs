@@ -113,8 +113,9 @@ fn create(path: &Path) -> Result<Cookie, String> {
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => Ok(Cookie(value)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path)
-            .map_err(|e| format!("cannot read cookie file {}: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read(path).map_err(|e| format!("cannot read cookie file {}: {e}", path.display()))?
+        }
         Err(e) => Err(format!("cannot create cookie file {}: {e}", path.display())),
     }
 }
@@ -179,7 +180,10 @@ mod tests {
         std::fs::write(&path, "SECRET").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let e = load_or_create(&path).expect_err("0644 must be refused");
-        assert!(e.contains("chmod 400") && e.contains(&path.display().to_string()), "{e}");
+        assert!(
+            e.contains("chmod 400") && e.contains(&path.display().to_string()),
+            "{e}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert_eq!(load_or_create(&path).expect("0600").expose(), "SECRET");
         let _ = std::fs::remove_dir_all(&dir);

@@ -163,10 +163,13 @@ pub async fn accept(
     let started = tokio::time::Instant::now();
     let deadline = started + deadline;
     let mut hs = ServerSideHandshake::new(stream.compat(), local, cookie.expose());
-    let name = tokio::time::timeout_at(deadline.min(started + first_message), hs.execute_recv_name())
-        .await
-        .map_err(|_| Refusal::Timeout)?
-        .map_err(classify)?;
+    let name = tokio::time::timeout_at(
+        deadline.min(started + first_message),
+        hs.execute_recv_name(),
+    )
+    .await
+    .map_err(|_| Refusal::Timeout)?
+    .map_err(classify)?;
     let Some(n) = name else {
         return Err(Refusal::NotAllowed(
             "the peer asked for a dynamic name, which a hidden C-node does not hand out".into(),
@@ -175,8 +178,8 @@ pub async fn accept(
     let peer_name = n.to_string();
     if let Err(why) = check_peer_name(&peer_name, local_name) {
         // Tell the peer, as a BEAM node does, then give up on the connection.
-        let _ = tokio::time::timeout_at(deadline, hs.execute_rest(HandshakeStatus::NotAllowed))
-            .await;
+        let _ =
+            tokio::time::timeout_at(deadline, hs.execute_rest(HandshakeStatus::NotAllowed)).await;
         return Err(Refusal::BadName(why));
     }
     Ok(Accepting {

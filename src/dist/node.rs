@@ -833,7 +833,7 @@ impl Node {
     }
 
     async fn incoming(self, stream: TcpStream, addr: std::net::SocketAddr, ticket: Ticket) {
-        let _guard = ConnGuard::new(&self);
+        let _guard = Counted::connection(&self);
         let _ = stream.set_nodelay(true);
         let cfg = &self.0.config;
         // An address that sent wrong cookies waits its turn, so guesses are slow.
@@ -1059,7 +1059,7 @@ impl Node {
         let result = attempt.await;
         clear(self);
         let (stream, info) = result?;
-        let _guard = ConnGuard::new(self);
+        let _guard = Counted::connection(self);
         if let Some(tx) = ready.take() {
             // Announce readiness only after `serve` registered the peer: hand the sender on.
             return Ok(self
@@ -1113,7 +1113,7 @@ impl Node {
             o.outbox.close();
             self.node_down(&o, &DownReason::Replaced);
         }
-        let _established = Established::new(self);
+        let _established = Counted::established(self);
         let observers: Vec<Arc<dyn NodeObserver>> = rlock(&self.0.observers).clone();
         for o in &observers {
             o.node_up(self, &info);
@@ -1169,35 +1169,35 @@ fn client_creation() -> u32 {
     (t ^ std::process::id().rotate_left(16)) | 4
 }
 
-/// Counts live connections for the cap and for a clean shutdown.
-struct ConnGuard(Node);
+/// One unit of a node's counter, held while a connection lives: `connections` (every
+/// connection task, for a clean shutdown) or `established` (authenticated peers, for
+/// `--max-connections`).
+struct Counted {
+    node: Node,
+    which: fn(&Inner) -> &AtomicUsize,
+}
 
-impl ConnGuard {
-    fn new(n: &Node) -> ConnGuard {
-        n.0.connections.fetch_add(1, Ordering::AcqRel);
-        ConnGuard(n.clone())
+impl Counted {
+    fn connection(n: &Node) -> Counted {
+        Counted::new(n, |i| &i.connections)
+    }
+
+    fn established(n: &Node) -> Counted {
+        Counted::new(n, |i| &i.established)
+    }
+
+    fn new(n: &Node, which: fn(&Inner) -> &AtomicUsize) -> Counted {
+        which(&n.0).fetch_add(1, Ordering::AcqRel);
+        Counted {
+            node: n.clone(),
+            which,
+        }
     }
 }
 
-impl Drop for ConnGuard {
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.0 .0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Counts authenticated connections for `--max-connections`.
-struct Established(Node);
-
-impl Established {
-    fn new(n: &Node) -> Established {
-        n.0.established.fetch_add(1, Ordering::AcqRel);
-        Established(n.clone())
-    }
-}
-
-impl Drop for Established {
-    fn drop(&mut self) {
-        self.0 .0.established.fetch_sub(1, Ordering::AcqRel);
+        (self.which)(&self.node.0).fetch_sub(1, Ordering::AcqRel);
     }
 }
 
