@@ -126,9 +126,13 @@ impl fmt::Display for ConnectError {
                          as a BEAM node does when the cookies differ"
                     )?;
                 }
-                f.write_str("; pass the cookie it uses (--cookie, --cookie-file or REXI_NODE_COOKIE)")
+                f.write_str(
+                    "; pass the cookie it uses (--cookie, --cookie-file or REXI_NODE_COOKIE)",
+                )
             }
-            ConnectError::Handshake { node, reason } => write!(f, "handshake with {node}: {reason}"),
+            ConnectError::Handshake { node, reason } => {
+                write!(f, "handshake with {node}: {reason}")
+            }
             ConnectError::InProgress { node } => {
                 write!(f, "a connection attempt to {node} is already in progress")
             }
