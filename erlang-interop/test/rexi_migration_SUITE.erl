@@ -28,7 +28,7 @@
 -export([rolling_upgrade/2, run_traffic/2]).
 
 -define(CHECK_MS, 500).         % check_interval_ms for the peers
--define(LOSS_WAIT_MS, 1000).    % how long a probe waits before "lost"
+-define(ANSWER_MS, 10000).      % a probe's cast that was delivered must be answered by then
 -define(STEP_MS, 1500).         % traffic time per rolling step
 -define(PERIOD_MS, 50).         % traffic: one cast per target every 50 ms
 -define(REPLY_TIMEOUT_MS, 2000).% traffic: unanswered after 2 s = lost
@@ -176,7 +176,7 @@ mark(R, R) -> "";
 mark(_, _) -> "!".
 
 probe(#{node := C}, #{node := T}, Tag) ->
-    rpc:call(C, rexi_traffic, probe, [T, {probe, Tag}, ?LOSS_WAIT_MS]).
+    rpc:call(C, rexi_traffic, probe, [T, {probe, Tag}, ?ANSWER_MS]).
 
 name(Prefix, R) ->
     list_to_atom(Prefix ++ integer_to_list(R)).

@@ -63,14 +63,26 @@ stop(Node) ->
 
 %% @doc One cast from this node to `Target' (run on the caller through rpc):
 %% `answered', `lost' or `{bad, Msg}'.
+%%
+%% Lost is known, not guessed from a quiet spell: a cast to a name that is not
+%% registered is dropped on arrival, and a monitor of the same name (the one
+%% this node's release makes rexi:cast/2 use; nothing changes releases during a
+%% probe) answers 'DOWN' noproc at once. A name that is there got the cast,
+%% which must then be answered within `TimeoutMs'.
 probe(Target, Payload, TimeoutMs) ->
+    Dest = rexi_utils:server_pid(Target),
     Ref = rexi:cast(Target, {rexi_node, echo, [Payload]}),
-    receive
-        {Ref, Payload} -> answered;
-        {Ref, Other} -> {bad, Other}
-    after TimeoutMs ->
-        lost
-    end.
+    Mon = erlang:monitor(process, Dest),
+    Verdict = receive
+                  {'DOWN', Mon, process, _, noproc} -> lost;
+                  {'DOWN', Mon, process, _, Why} -> {bad, {'DOWN', Why}};
+                  {Ref, Payload} -> answered;
+                  {Ref, Other} -> {bad, Other}
+              after TimeoutMs ->
+                  {bad, {no_answer_from, Dest}}
+              end,
+    erlang:demonitor(Mon, [flush]),
+    Verdict.
 
 -record(st, {targets, period, timeout, step = 0, seq = 0,
              out = #{},        % Ref => {Step, Target, Payload, Deadline}

@@ -138,6 +138,14 @@ impl Lines {
         self.all().join("\n")
     }
 
+    /// The lines that contain every one of `needles`.
+    pub fn with(&self, needles: &[&str]) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .collect()
+    }
+
     pub fn contains(&self, needle: &str) -> bool {
         self.all().iter().any(|l| l.contains(needle))
     }
