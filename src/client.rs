@@ -91,12 +91,12 @@ impl Client {
             Err(ConnectError::UnknownNode {
                 node,
                 host,
-                registered,
-            }) if registered.is_empty() => {
+                registered: None,
+            }) => {
                 let registered = epmd::names(&host, self.node.config().epmd_port)
                     .await
-                    .map(|v| v.into_iter().map(|(n, _)| format!("{n}@{host}")).collect())
-                    .unwrap_or_default();
+                    .ok()
+                    .map(|v| v.into_iter().map(|(n, _)| format!("{n}@{host}")).collect());
                 Err(ConnectError::UnknownNode {
                     node,
                     host,

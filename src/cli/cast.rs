@@ -214,7 +214,7 @@ pub fn main(a: Args) -> ExitCode {
                                 Err(e) => format!("answer not sent: {e}"),
                             };
                             out.event("sync_reply", &what, Some(&reply));
-                            watch_worker(&client, &node, &mut worker, wpid);
+                            watch_worker(client, &node, &mut worker, wpid);
                         }
                         (Some(Term::Pid(wpid)), Some(row), None) => {
                             let sent = client.send(&wpid, tuple(vec![atom("rexi_ack"), tool::int(1)]));
@@ -223,7 +223,7 @@ pub fn main(a: Args) -> ExitCode {
                                 Err(e) => format!("ack not sent: {e}"),
                             };
                             out.event("row", &what, Some(&row));
-                            watch_worker(&client, &node, &mut worker, wpid);
+                            watch_worker(client, &node, &mut worker, wpid);
                         }
                         _ => out.event("other", "a message with the job's ref in an unknown shape", None),
                     }

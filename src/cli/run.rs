@@ -224,7 +224,7 @@ pub fn main(a: Args) -> ExitCode {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         tracing::info!(node = %node.name(), "stopped; {}", stats.join(" "));
-        ExitCode::SUCCESS
+        super::exit::Exit::Success.into()
     })
 }
 

@@ -23,11 +23,11 @@ pub enum ConnectError {
     /// epmd answered, but not in a way we could use.
     Epmd { node: String, detail: String },
     /// epmd on `host` does not know the node. `registered` lists the nodes it does know,
-    /// when the caller looked them up (see `Client::connect`).
+    /// once someone looked them up (`Client::connect` does; `None`: not looked up).
     UnknownNode {
         node: String,
         host: String,
-        registered: Vec<String>,
+        registered: Option<Vec<String>>,
     },
     /// epmd gave a port, but the TCP connection to it failed or timed out.
     Unreachable { node: String, detail: String },
@@ -107,10 +107,10 @@ impl fmt::Display for ConnectError {
                     f,
                     "unknown node {node}: epmd on {host} does not know it (not started, or a typo)"
                 )?;
-                if registered.is_empty() {
-                    write!(f, "; no node is registered there")
-                } else {
-                    write!(f, "; registered there: {}", registered.join(", "))
+                match registered.as_deref() {
+                    None => Ok(()),
+                    Some([]) => write!(f, "; no node is registered there"),
+                    Some(names) => write!(f, "; registered there: {}", names.join(", ")),
                 }
             }
             ConnectError::Unreachable { node, detail } => {

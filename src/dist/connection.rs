@@ -3,7 +3,8 @@
 //! * The reader parses every complete frame in its buffer and hands each message to the
 //!   node's dispatcher before reading again, so routing happens on the reader task.
 //! * The writer drains everything senders appended to the [`Outbox`] since its last turn
-//!   in one `write_all`: no syscall per message, and senders never wait on the socket.
+//!   in one batch, written as fast as the socket takes it: no syscall per message, and
+//!   senders never wait on the socket.
 //! * Ticks: when nothing was written for `net_ticktime / 4` a 4-byte zero frame goes out; a
 //!   peer we heard nothing from for a full `net_ticktime` is declared down, like the BEAM.
 //! * A peer that stops reading is closed, not waited for: a write that makes no progress
@@ -222,7 +223,8 @@ enum WriteEnd {
     Stalled(Duration),
 }
 
-/// Writes `data`, giving up when no byte goes out for `stall`.
+/// Writes `data`, giving up when no byte goes out for `stall`. Writes straight away while
+/// the socket takes bytes; only a full socket arms the stall timer.
 async fn write_with_progress(
     wr: &mut OwnedWriteHalf,
     data: &[u8],
@@ -231,14 +233,20 @@ async fn write_with_progress(
 ) -> Result<(), WriteEnd> {
     let mut off = 0;
     while off < data.len() {
-        match tokio::time::timeout(stall, wr.write(&data[off..])).await {
-            Err(_) => return Err(WriteEnd::Stalled(stall)),
-            Ok(Ok(0)) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
-            Ok(Ok(n)) => {
+        match wr.try_write(&data[off..]) {
+            Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
                 off += n;
                 batch.written(n);
+                continue;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(WriteEnd::Io(e)),
+        }
+        match tokio::time::timeout(stall, wr.writable()).await {
+            Err(_) => return Err(WriteEnd::Stalled(stall)),
             Ok(Err(e)) => return Err(WriteEnd::Io(e)),
+            Ok(Ok(())) => {}
         }
     }
     Ok(())
@@ -441,5 +449,59 @@ async fn reader(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(n: usize) -> impl Fn(&mut Vec<u8>) -> Result<(), crate::etf::EncodeError> {
+        move |b: &mut Vec<u8>| {
+            b.resize(b.len() + n, 0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn queued_bytes_count_until_written_or_dropped() {
+        let budget = OutboxBudget::new(1000);
+        let a = Outbox::new(500, budget.clone());
+        let b = Outbox::new(500, budget.clone());
+        a.push(fill(300)).expect("a");
+        b.push(fill(300)).expect("b");
+        assert_eq!(budget.used(), 600);
+        // The writer's batch stays counted until the kernel takes it.
+        let mut spare = Vec::new();
+        a.take(&mut spare);
+        let mut batch = Batch {
+            outbox: &a,
+            left: spare.len(),
+        };
+        assert_eq!(a.queued(), 300);
+        batch.written(100);
+        assert_eq!((a.queued(), budget.used()), (200, 500));
+        drop(batch);
+        assert_eq!((a.queued(), budget.used()), (0, 300));
+        // Past the per-peer cap: the outbox is aborted and its queue freed.
+        b.push(fill(300)).expect("b under the cap");
+        assert!(matches!(b.push(fill(1)), Err(SendError::Overflow)));
+        assert!(b.is_closed());
+        assert_eq!(b.queued(), 0);
+        assert_eq!(budget.used(), 0);
+        assert!(matches!(b.push(fill(1)), Err(SendError::Closed)));
+    }
+
+    #[test]
+    fn the_global_budget_refuses_before_queueing() {
+        let budget = OutboxBudget::new(100);
+        let a = Outbox::new(1000, budget.clone());
+        a.push(fill(150))
+            .expect("the first push may pass the budget");
+        assert!(matches!(a.push(fill(1)), Err(SendError::OverBudget)));
+        assert_eq!(budget.used(), 150);
+        assert!(!a.is_closed(), "the node decides whom to close");
+        drop(a);
+        assert_eq!(budget.used(), 0, "a dropped outbox gives its bytes back");
     }
 }

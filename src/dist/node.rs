@@ -1032,7 +1032,7 @@ impl Node {
             let entry = entry.ok_or_else(|| ConnectError::UnknownNode {
                 node: peer.to_string(),
                 host: host.to_string(),
-                registered: Vec::new(),
+                registered: None,
             })?;
             let unreachable = |detail: String| ConnectError::Unreachable {
                 node: peer.to_string(),
