@@ -338,7 +338,7 @@ never_returns(L) ->
     check(fun() ->
         pong = net_adm:ping(T),
         Before = stat(T, jobs_running),
-        R = cast({rexi_server, T}, {rexi_node, sleep, [3600000]}),
+        R = cast({rexi_server, T}, {rexi_node, sleep, [250000]}),
         timer:sleep(200),
         true = stat(T, jobs_running) =:= Before + 1,
         gen_server:cast({rexi_server, T}, {kill, R}),
@@ -350,8 +350,8 @@ never_returns(L) ->
 cast_and_die(L) ->
     T = ?T(L),
     pong = net_adm:ping(T),
-    _ = cast({rexi_server, T}, {rexi_node, sleep, [3600000]}),
-    _ = cast({rexi_server, T}, {rexi_node, sleep, [3600000]}),
+    _ = cast({rexi_server, T}, {rexi_node, sleep, [250000]}),
+    _ = cast({rexi_server, T}, {rexi_node, sleep, [250000]}),
     timer:sleep(300),
     io:format("RUNNING ~p~n", [stat(T, jobs_running)]),
     done(ok).
