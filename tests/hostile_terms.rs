@@ -552,3 +552,30 @@ fn set_error_limit_is_capped() {
     probe(&epmd, &d, "e_h13a", "error_cap", &[&d.name, "1000"], "PASS");
     assert_served(&epmd, &mut d, "e_h13", "set_error_limit 2^31-1");
 }
+
+#[test]
+fn monitors_beyond_the_per_peer_cap_fire_at_once_with_system_limit() {
+    let epmd = Epmd::start();
+    let mut d = Daemon::start(
+        epmd.port,
+        "rn_hostile14",
+        &["--max-monitors-per-peer", "10"],
+    );
+    let mut p = connect(&epmd, &d, "raw14");
+    let mut burst = Vec::new();
+    for i in 0..11u32 {
+        let ctl = etf::tuple(&[
+            etf::int(19),
+            p.pid(i),
+            etf::atom("rexi_server"),
+            p.reference([i, 14, 14]),
+        ]);
+        pass_through(&mut burst, &etf::versioned(&ctl), None);
+    }
+    p.send_raw(&burst).unwrap();
+    // The eleventh: MONITOR_P_EXIT {21, rexi_server, Pid, Ref, system_limit}.
+    let f = read_until_ends_with(&mut p, &d, &etf::atom("system_limit"));
+    assert!(contains(&f, &p.reference([10, 14, 14])), "{f:?}");
+    barrier(&mut p, &d, 7);
+    assert_served(&epmd, &mut d, "e_h14", "monitors beyond the per-peer cap");
+}

@@ -135,7 +135,11 @@ fn phash2_and_node_served_over_rexi_match_the_beam() {
 #[test]
 fn overload_is_answered_at_once() {
     let epmd = Epmd::start();
-    let d = Daemon::start(epmd.port, "rn_rexi9", &["--max-jobs", "5"]);
+    let d = Daemon::start(
+        epmd.port,
+        "rn_rexi9",
+        &["--max-jobs", "5", "--max-jobs-per-peer", "5"],
+    );
     Erl::run_ok(
         epmd.port,
         "e_over",

@@ -37,24 +37,13 @@ impl Owned {
     }
 
     /// An exact copy, at any depth, without recursion: what `clone` would give. Shallow
-    /// terms are cloned (bounded recursion, the fast path); deeper ones go through the
-    /// iterative encoder and decoder, which cost about the same per term as a clone.
+    /// terms are cloned (bounded recursion, the fast path); deeper ones are copied with an
+    /// explicit stack.
     pub fn copy(&self) -> Owned {
         if depth_within(&self.0, PLAIN_DROP_DEPTH) {
             return Owned(self.0.clone());
         }
-        let mut bytes = Vec::new();
-        let unlimited = super::Limits {
-            max_depth: usize::MAX,
-            max_bignum_bytes: usize::MAX,
-            ..super::Limits::default()
-        };
-        match super::encode(&self.0, &mut bytes).map(|_| super::decode(&bytes, &unlimited)) {
-            Ok(Ok(t)) => Owned(t),
-            // Every decoded term encodes and decodes again; a term built in Rust that
-            // cannot be encoded (an atom too long) is copied as far as it can be.
-            _ => Owned(summary(&self.0, SummaryLimits::default())),
-        }
+        Owned(deep_copy(&self.0))
     }
 
     /// Takes the term out, leaving `[]` behind.
@@ -105,6 +94,131 @@ impl std::ops::DerefMut for Owned {
 impl Drop for Owned {
     fn drop(&mut self) {
         dispose(std::mem::replace(&mut self.0, nil()));
+    }
+}
+
+/// A container being copied: its children still to copy and the copies made so far.
+enum Shell<'a> {
+    Seq {
+        kind: SeqKind<'a>,
+        todo: std::slice::Iter<'a, Term>,
+        done: Vec<Term>,
+    },
+    Map {
+        todo: std::collections::hash_map::Iter<'a, Term, Term>,
+        done: std::collections::HashMap<Term, Term>,
+        key: Option<Term>,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum SeqKind<'a> {
+    List,
+    Tuple,
+    /// An improper list; its tail is copied after the elements (`None` once handed out).
+    Improper(Option<&'a Term>),
+}
+
+impl<'a> Shell<'a> {
+    /// The shell of `t` when it has children to copy; `None` for a leaf.
+    fn open(t: &'a Term) -> Option<Shell<'a>> {
+        let seq = |kind, v: &'a Vec<Term>| Shell::Seq {
+            kind,
+            todo: v.iter(),
+            done: Vec::with_capacity(v.len()),
+        };
+        match t {
+            Term::List(l) if !l.elements.is_empty() => Some(seq(SeqKind::List, &l.elements)),
+            Term::Tuple(x) if !x.elements.is_empty() => Some(seq(SeqKind::Tuple, &x.elements)),
+            Term::ImproperList(l) => Some(seq(SeqKind::Improper(Some(&l.last)), &l.elements)),
+            Term::Map(m) if !m.map.is_empty() => Some(Shell::Map {
+                todo: m.map.iter(),
+                done: std::collections::HashMap::with_capacity(m.map.len()),
+                key: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The next child to copy. Map keys are cloned here: the decoder bounds their depth
+    /// (`Limits::max_map_key_depth`), so that recursion is bounded.
+    fn next_child(&mut self) -> Option<&'a Term> {
+        match self {
+            Shell::Seq { kind, todo, .. } => todo.next().or_else(|| match kind {
+                SeqKind::Improper(last) => last.take(),
+                _ => None,
+            }),
+            Shell::Map { todo, key, .. } => todo.next().map(|(k, v)| {
+                *key = Some(k.clone());
+                v
+            }),
+        }
+    }
+
+    fn accept(&mut self, v: Term) {
+        match self {
+            Shell::Seq { done, .. } => done.push(v),
+            Shell::Map { done, key, .. } => {
+                if let Some(k) = key.take() {
+                    done.insert(k, v);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Term {
+        match self {
+            Shell::Seq {
+                kind: SeqKind::List,
+                done,
+                ..
+            } => Term::List(List::from(done)),
+            Shell::Seq {
+                kind: SeqKind::Tuple,
+                done,
+                ..
+            } => Term::Tuple(eetf::Tuple::from(done)),
+            Shell::Seq { mut done, .. } => {
+                let last = done.pop().unwrap_or_else(nil);
+                Term::ImproperList(eetf::ImproperList::from((done, last)))
+            }
+            Shell::Map { done, .. } => Term::Map(eetf::Map { map: done }),
+        }
+    }
+}
+
+/// `t.clone()` with a heap stack instead of recursion. A fun's environment is the one
+/// place cloned by plain recursion (funs do not cross rexi in practice; the decoder bounds
+/// their nesting like everything else).
+fn deep_copy(t: &Term) -> Term {
+    let mut stack: Vec<Shell> = Vec::new();
+    let mut next = t;
+    loop {
+        let mut value = match Shell::open(next) {
+            Some(shell) => {
+                stack.push(shell);
+                None
+            }
+            None => Some(next.clone()),
+        };
+        loop {
+            let Some(top) = stack.last_mut() else {
+                return value.unwrap_or_else(nil);
+            };
+            if let Some(v) = value.take() {
+                top.accept(v);
+            }
+            match top.next_child() {
+                Some(child) => {
+                    next = child;
+                    break;
+                }
+                None => {
+                    let shell = stack.pop().map(Shell::finish);
+                    value = shell;
+                }
+            }
+        }
     }
 }
 
@@ -231,6 +345,40 @@ mod tests {
             .spawn(|| {
                 let t = Owned::new(deep(1_000_000));
                 drop(t);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn copy_is_exact_at_any_depth() {
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| {
+                let mut t = Term::ImproperList(eetf::ImproperList::from((
+                    vec![Term::Atom(Atom::from("a"))],
+                    Term::Atom(Atom::from("tail")),
+                )));
+                for i in 0..200_000 {
+                    t = match i % 3 {
+                        0 => Term::Tuple(Tuple::from(vec![t, Term::Atom(Atom::from("x"))])),
+                        1 => Term::List(List::from(vec![Term::Atom(Atom::from("y")), t])),
+                        _ => {
+                            let mut m = std::collections::HashMap::new();
+                            m.insert(Term::Atom(Atom::from("k")), t);
+                            Term::Map(eetf::Map { map: m })
+                        }
+                    };
+                }
+                let a = Owned::new(t);
+                let b = a.copy();
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                crate::etf::encode(&a, &mut x).unwrap();
+                crate::etf::encode(&b, &mut y).unwrap();
+                assert!(x == y, "the copy differs");
+                let small = Owned::new(Term::Atom(Atom::from("s")));
+                assert_eq!(*small.copy(), *small);
             })
             .unwrap()
             .join()

@@ -401,7 +401,7 @@ never_returns(L) ->
     check(fun() ->
         pong = net_adm:ping(T),
         Before = stat(T, jobs_running),
-        R = cast({rexi_server, T}, {rexi_node, sleep, [3600000]}),
+        R = cast({rexi_server, T}, {rexi_node, sleep, [250000]}),
         Running = Before + 1,
         Running = wait_stat(T, jobs_running, Running),
         gen_server:cast({rexi_server, T}, {kill, R}),
@@ -416,8 +416,8 @@ never_returns(L) ->
 cast_and_die(L) ->
     T = ?T(L),
     pong = net_adm:ping(T),
-    _ = cast({rexi_server, T}, {rexi_node, sleep, [3600000]}),
-    _ = cast({rexi_server, T}, {rexi_node, sleep, [3600000]}),
+    _ = cast({rexi_server, T}, {rexi_node, sleep, [250000]}),
+    _ = cast({rexi_server, T}, {rexi_node, sleep, [250000]}),
     io:format("RUNNING ~p~n", [wait_stat(T, jobs_running, 2)]),
     done(ok).
 
