@@ -5,7 +5,8 @@
 //! drown the lines an operator needs, so repeated warnings are aggregated: the first event
 //! of a source in an interval is logged at once (carrying the number suppressed before it),
 //! later ones in the same interval are only counted, and [`LogLimiter::flush`], called once
-//! per interval, reports the counts of sources that are still going.
+//! per interval, reports the counts of sources that are still going. [`global`] is one
+//! table for the whole process; `dist::node` flushes it.
 //!
 //! The table is bounded: past `max_sources`, new sources share one entry, so an attacker
 //! with many addresses cannot grow it either.
@@ -13,6 +14,14 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The process-wide table, with a 10 s interval: any module can warn through it (e.g.
+/// `if let Some(n) = log_limit::global().admit("malformed doit", peer) { warn!(..) }`),
+/// and the node's flush task reports its counts.
+pub fn global() -> &'static LogLimiter {
+    static GLOBAL: std::sync::OnceLock<LogLimiter> = std::sync::OnceLock::new();
+    GLOBAL.get_or_init(|| LogLimiter::new(Duration::from_secs(10), 4096))
+}
 
 /// The source name used when the table is full.
 pub const OTHER_SOURCES: &str = "(other sources)";

@@ -263,7 +263,9 @@ fn a_peer_that_stops_reading_is_closed_within_the_ticktime() {
     let sent = Instant::now();
     // Keep ticking (the daemon hears from us) but never read.
     let mut closed = None;
+    let mut peak = 0;
     while sent.elapsed() < Duration::from_secs(20) {
+        peak = peak.max(rss_kb(d.pid()));
         if d.log.contains("stopped reading") {
             closed = Some(sent.elapsed());
             break;
@@ -277,8 +279,13 @@ fn a_peer_that_stops_reading_is_closed_within_the_ticktime() {
             d.log.text()
         )
     });
-    println!("stalled reader closed {took:?} after the casts (net_ticktime 4 s)");
+    println!(
+        "stalled reader closed {took:?} after the casts (net_ticktime 4 s), peak RSS {} MB",
+        peak / 1024
+    );
     assert!(took < Duration::from_secs(10), "{took:?}");
+    // 32 MiB of casts in, 32 MiB of replies queued: nothing near a copy per reply.
+    assert!(peak < 300 * 1024, "RSS reached {} MB", peak / 1024);
     let line = d
         .log
         .all()

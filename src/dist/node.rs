@@ -13,7 +13,7 @@ use super::handshake::{self, PeerInfo, Refusal};
 use super::message::{self, ctl, Control, ProcId};
 use super::{epmd, epmd_server};
 use crate::etf::{self, Limits, Owned};
-use crate::log_limit::LogLimiter;
+use crate::log_limit;
 use crate::process::ids::key;
 use crate::process::{
     gen, mailbox, Effect, Ids, Mailbox, MonitorTarget, PeerLimits, Process, Registry, Signal,
@@ -142,17 +142,12 @@ struct Inner {
     established: AtomicUsize,
     admission: Arc<Admission>,
     outbox_budget: Arc<OutboxBudget>,
-    /// Warnings about sources (addresses, peers), one line per source per interval.
-    warnings: LogLimiter,
     next_conn: AtomicU64,
     listen_port: u16,
     unrouted: RwLock<Option<UnroutedHook>>,
     /// Bound and registered with epmd, not yet accepting (see `connect_configured`).
     listener: std::sync::Mutex<Option<TcpListener>>,
 }
-
-/// Repeated warnings from one source are aggregated over this interval.
-const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Called for a message sent to a name nobody registered here (it is then dropped, as a
 /// BEAM node drops it): `(sender's node, name)`.
@@ -275,7 +270,6 @@ impl Node {
             established: AtomicUsize::new(0),
             admission: Admission::new(config.max_handshakes, config.max_handshakes_per_address),
             outbox_budget: OutboxBudget::new(config.max_outbox_total),
-            warnings: LogLimiter::new(WARNING_INTERVAL, 1024),
             next_conn: AtomicU64::new(1),
             listen_port,
             unrouted: RwLock::new(None),
@@ -789,8 +783,8 @@ impl Node {
         }
     }
 
-    /// Logs a warning about `addr`, at most one line per address and kind per
-    /// [`WARNING_INTERVAL`]; the rest are counted and reported by `flush_warnings`.
+    /// Logs a warning about `addr`, at most one line per address and kind per interval
+    /// ([`log_limit::global`]); the rest are counted and reported by `flush_warnings`.
     fn warn_source(
         &self,
         kind: &'static str,
@@ -799,7 +793,7 @@ impl Node {
         detail: &dyn std::fmt::Display,
     ) {
         let ip = addr.ip().to_string();
-        if let Some(suppressed) = self.0.warnings.admit(kind, &ip) {
+        if let Some(suppressed) = log_limit::global().admit(kind, &ip) {
             match peer {
                 Some(peer) => {
                     tracing::warn!(%addr, peer, detail = %detail, suppressed, "{kind}")
@@ -809,18 +803,20 @@ impl Node {
         }
     }
 
-    /// Once per interval, one line per source whose warnings were held back.
+    /// Once per interval, one line per source whose warnings were held back (by this
+    /// node or any other module using [`log_limit::global`]).
     async fn flush_warnings(self) {
+        let warnings = log_limit::global();
         let mut shutdown = self.shutdown_signal();
-        let mut every = tokio::time::interval(self.0.warnings.interval());
+        let mut every = tokio::time::interval(warnings.interval());
         every.tick().await;
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = every.tick() => {}
             }
-            let secs = self.0.warnings.interval().as_secs();
-            for s in self.0.warnings.flush() {
+            let secs = warnings.interval().as_secs();
+            for s in warnings.flush() {
                 tracing::warn!(
                     source = %s.source,
                     suppressed = s.count,
