@@ -2,7 +2,7 @@
 //!
 //! Operators paste what the CLI and the logs print back into `erl` or into `rexi-node
 //! phash2`, so everything that has a literal syntax is printed as a literal that
-//! [`super::parse`] and `erl_parse:parse_term/1` read back as the same term. Pids, ports,
+//! the term parser and `erl_parse:parse_term/1` read back as the same term. Pids, ports,
 //! refs and closures have no literal syntax; they are shown like Erlang shows them, with
 //! the node name where Erlang would show a node index, because in a log the node is what
 //! one wants to know.
