@@ -3,14 +3,18 @@
 //!
 //! # Shape
 //!
-//! Two paths share one [`Reader`] and the same checks:
+//! Two paths share one [`Reader`] and one decoding step, so every check exists once:
+//! [`Decoder::head`] reads the term at the cursor up to its children (a leaf or an empty
+//! container whole; for a container with children: tag, count, depth, memory budget,
+//! all checked before anything is allocated), and [`Decoder::list_tail`] reads what
+//! follows a list's elements. The paths differ only in where the children go:
 //!
 //! * [`Decoder::rec`], plain recursion, for the first [`RECURSION_LEVELS`] levels. Most
 //!   terms (a rexi message is 4 levels deep) never leave it, and it is as fast as
 //!   `eetf`'s recursive decoder.
 //! * [`Decoder::run`], the iterative engine, takes over any subterm that starts deeper.
 //!   It is a loop around two steps:
-//!   * [`Decoder::term`] reads one term at the cursor. A leaf (number, atom, pid,
+//!   * [`Decoder::term`] reads one term at the cursor through `head`. A leaf (number, atom, pid,
 //!     binary, ...) comes back whole; a container (tuple, list, map, fun) pushes a
 //!     [`Frame`] on an explicit stack and comes back empty-handed.
 //!   * [`Decoder::settle`] hands a finished term to the frame on top of the stack, and
@@ -902,7 +906,7 @@ impl<'a> Decoder<'a> {
     /// "Counts are promises"), the depth cap (lowered inside map keys), the memory budget.
     /// The caller then only allocates and reads the children, by recursion or on its
     /// explicit stack.
-    #[inline]
+    #[inline(always)]
     fn head(&mut self, depth: usize) -> Result<Head, DecodeError> {
         let at = self.rd.pos;
         let tag = self.rd.u8("tag")?;
@@ -956,7 +960,7 @@ impl<'a> Decoder<'a> {
     /// What follows the elements of a `LIST_EXT`: its tail. A tail written as a list
     /// (`NIL_EXT`, `LIST_EXT`, `STRING_EXT`) continues the same list (see `Frame::List`);
     /// any other tail is a term of its own that the caller reads next.
-    #[inline]
+    #[inline(always)]
     fn list_tail(&mut self, elems: &mut Vec<Term>) -> Result<Tail, DecodeError> {
         let at = self.rd.pos;
         match self.rd.buf.get(at).copied() {
