@@ -1,7 +1,7 @@
 //! `rexi-node run`: the daemon.
 
 use super::node_args::NodeArgs;
-use rexi_node::dist::{Node, NodeConfig};
+use rexi_node::net::{Node, NodeConfig};
 use rexi_node::handlers;
 use rexi_node::rexi::{self, Release, RexiConfig};
 use std::process::ExitCode;

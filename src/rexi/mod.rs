@@ -24,7 +24,7 @@ pub use release::Release;
 pub use server::{RexiConfig, RexiServer};
 pub use worker::{Ctx, Failure};
 
-use crate::dist::Node;
+use crate::net::Node;
 use std::sync::Arc;
 
 /// Puts a rexi server on `node`: registers `rexi_server_mon`, the names for this node

@@ -11,8 +11,8 @@
 
 use super::server::{NameProc, RexiServer};
 use super::stats::bump;
-use crate::dist::handshake::PeerInfo;
-use crate::dist::{Node, NodeObserver};
+use crate::net::handshake::PeerInfo;
+use crate::net::{Node, NodeObserver};
 use crate::phash2;
 use crate::process::Process;
 use eetf::{Atom, Term};

@@ -11,7 +11,7 @@ use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
 use super::stats::{bump, Stats};
 use super::worker::{Ctx, Failure, JobState};
-use crate::dist::Node;
+use crate::net::Node;
 use crate::etf::{summary, Owned, SummaryLimits};
 use crate::process::refkey::{KeyMap, RefKey};
 use crate::process::{gen, Process, Signal};

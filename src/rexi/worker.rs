@@ -8,7 +8,7 @@
 use super::protocol::{self, atom, tuple};
 use super::server::RexiServer;
 use super::stats::bump;
-use crate::dist::Node;
+use crate::net::Node;
 use crate::etf::Owned;
 use crate::process::{Mailbox, Signal};
 use eetf::{Pid, Reference, Term};
