@@ -2,7 +2,7 @@
 //! connects out, sends, makes gen_server calls and receives, like `erl_call` does.
 
 use crate::net::connection::SendError;
-use crate::net::message::ProcId;
+use crate::process::ProcId;
 use crate::net::{epmd, ConnectError, Cookie, Node, NodeConfig};
 use crate::etf;
 use crate::process::{gen, Mailbox, Process, Signal};
