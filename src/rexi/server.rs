@@ -174,7 +174,7 @@ pub struct RexiServer {
     jobs: Mutex<Jobs>,
     tombstones: Mutex<Tombstones>,
     errors: Mutex<ErrorRing>,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     pub(crate) names: Names,
     me: Weak<RexiServer>,
 }
@@ -211,7 +211,7 @@ impl RexiServer {
                 limit: 0,
                 entries: VecDeque::new(),
             }),
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
             names: Names::default(),
             me: me.clone(),
         })
@@ -365,7 +365,7 @@ impl RexiServer {
         }
         let ctx = Ctx::new(
             self.node.clone(),
-            me.clone(),
+            self.stats.clone(),
             state.clone(),
             self.cfg.worker_timeout,
             self.cfg.stream_limit,
