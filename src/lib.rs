@@ -19,11 +19,11 @@
 //! * [`migrate`]: which casts a mixed-release cluster loses (the logic of `migrate-check`).
 
 pub mod client;
-pub mod net;
 pub mod etf;
 pub mod handlers;
 pub mod log_limit;
 pub mod migrate;
+pub mod net;
 pub mod phash2;
 pub mod process;
 pub mod rexi;

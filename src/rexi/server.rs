@@ -6,7 +6,7 @@
 //! nothing here waits.
 
 use super::handler::{HandlerFuture, Handlers};
-use super::names::{NameKind, Names};
+use super::names::{NameKind, NameOwner, Names};
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
 use super::stats::{bump, Stats};
@@ -14,7 +14,7 @@ use super::worker::{Ctx, Failure, JobState};
 use crate::net::Node;
 use crate::etf::{summary, Owned, SummaryLimits};
 use crate::process::refkey::{KeyMap, RefKey};
-use crate::process::{gen, Process, Signal};
+use crate::process::{gen, Signal};
 use eetf::Term;
 use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
@@ -183,18 +183,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One registered name; all of them share the server.
-pub(crate) struct NameProc {
-    pub server: Weak<RexiServer>,
-    pub kind: NameKind,
-}
-
-impl Process for NameProc {
-    fn deliver(&self, signal: Signal) {
-        match self.server.upgrade() {
-            Some(s) => s.handle(self.kind, signal),
-            None => drop(signal),
-        }
+impl NameOwner for RexiServer {
+    fn node(&self) -> &Node {
+        RexiServer::node(self)
+    }
+    fn names(&self) -> &Names {
+        &self.names
+    }
+    fn release(&self) -> Release {
+        RexiServer::release(self)
+    }
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    fn owner(&self) -> Weak<dyn NameOwner> {
+        self.me.clone()
+    }
+    fn handle(&self, kind: NameKind, signal: Signal) {
+        RexiServer::handle(self, kind, signal)
+    }
+    fn cancel_jobs_of(&self, peer: &str) {
+        RexiServer::cancel_jobs_of(self, peer)
     }
 }
 
@@ -258,7 +267,7 @@ impl RexiServer {
 
     /// Registers names and hooks on the node (see [`super::install`]).
     pub(crate) fn attach(self: Arc<Self>) {
-        self.names.attach(&self);
+        self.names.attach(&*self);
     }
 
     pub(crate) fn handle(&self, kind: NameKind, signal: Signal) {
