@@ -1,9 +1,9 @@
 //! A short-lived hidden node for tools (the CLI subcommands and the load generator): it
 //! connects out, sends, makes gen_server calls and receives, like `erl_call` does.
 
-use crate::dist::connection::SendError;
-use crate::dist::message::ProcId;
-use crate::dist::{epmd, ConnectError, Cookie, Node, NodeConfig};
+use crate::net::connection::SendError;
+use crate::process::ProcId;
+use crate::net::{epmd, ConnectError, Cookie, Node, NodeConfig};
 use crate::etf;
 use crate::process::{gen, Mailbox, Process, Signal};
 use eetf::{Pid, Term};

@@ -3,15 +3,15 @@
 //! Data flows one way through the crate:
 //!
 //! ```text
-//! socket -> dist::connection (frames) -> dist::message (guarded ETF decode, etf::)
+//! socket -> net::connection (frames) -> net::message (guarded ETF decode, etf::)
 //!        -> process::registry (registered name or pid) -> rexi::server (job table)
-//!        -> rexi::worker (handler task with its own pid) -> reply -> dist::connection
+//!        -> rexi::worker (handler task with its own pid) -> reply -> net::connection
 //! ```
 //!
 //! * [`etf`]: our own External Term Format codec (iterative, bounded, exact).
 //! * [`phash2`]: `erlang:phash2/1,2`, bit for bit.
 //! * [`term`]: Erlang term text syntax, for the CLI and for logs.
-//! * [`dist`]: epmd, handshakes, framing, connections, the local node.
+//! * [`net`]: epmd, handshakes, framing, connections, the local node.
 //! * [`process`]: pids, refs, registered names, monitors and links of this node.
 //! * [`rexi`]: the rexi server, its names across the migration, workers.
 //! * [`handlers`]: the MFAs `rexi-node run` serves out of the box.
@@ -19,17 +19,17 @@
 //! * [`migrate`]: which casts a mixed-release cluster loses (the logic of `migrate-check`).
 
 pub mod client;
-pub mod dist;
 pub mod etf;
 pub mod handlers;
 pub mod log_limit;
 pub mod migrate;
+pub mod net;
 pub mod phash2;
 pub mod process;
 pub mod rexi;
 pub mod term;
 
-pub use dist::{Cookie, Node, NodeConfig};
+pub use net::{Cookie, Node, NodeConfig};
 pub use rexi::{Args, Ctx, Failure, Handlers, Release, RexiConfig, RexiServer};
 
 /// Starts a node that serves rexi with `handlers`: registers with epmd, installs the rexi
@@ -39,7 +39,7 @@ pub async fn serve(
     config: NodeConfig,
     handlers: Handlers,
     rexi_config: RexiConfig,
-) -> Result<(Node, std::sync::Arc<RexiServer>), dist::node::StartError> {
+) -> Result<(Node, std::sync::Arc<RexiServer>), net::node::StartError> {
     let node = Node::start(config).await?;
     let server = rexi::install(&node, handlers, rexi_config);
     node.connect_configured();

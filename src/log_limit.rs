@@ -6,7 +6,7 @@
 //! of a source in an interval is logged at once (carrying the number suppressed before it),
 //! later ones in the same interval are only counted, and [`LogLimiter::flush`], called once
 //! per interval, reports the counts of sources that are still going. [`global`] is one
-//! table for the whole process; `dist::node` flushes it.
+//! table for the whole process; `net::node` flushes it.
 //!
 //! The table is bounded: past `max_sources`, new sources share one entry, so an attacker
 //! with many addresses cannot grow it either.

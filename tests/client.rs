@@ -4,7 +4,7 @@ mod support;
 
 use eetf::{Atom, Term, Tuple};
 use rexi_node::client::Client;
-use rexi_node::dist::Cookie;
+use rexi_node::net::Cookie;
 use rexi_node::process::Signal;
 use std::time::Duration;
 use support::*;

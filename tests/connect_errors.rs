@@ -5,7 +5,7 @@
 mod support;
 
 use rexi_node::client::Client;
-use rexi_node::dist::{ConnectError, Cookie};
+use rexi_node::net::{ConnectError, Cookie};
 use std::time::Duration;
 use support::*;
 

@@ -195,15 +195,15 @@ fn garbage_after_the_handshake_closes_only_that_connection() {
         .build()
         .expect("rt");
     let stream = rt.block_on(async {
-        let entry = rexi_node::dist::epmd::lookup("127.0.0.1", epmd.port, "rn_dist7")
+        let entry = rexi_node::net::epmd::lookup("127.0.0.1", epmd.port, "rn_dist7")
             .await
             .expect("epmd")
             .expect("registered");
         let s = tokio::net::TcpStream::connect(("127.0.0.1", entry.port))
             .await
             .expect("connect");
-        let cookie = rexi_node::dist::Cookie::new(COOKIE);
-        let (s, _) = rexi_node::dist::handshake::connect(
+        let cookie = rexi_node::net::Cookie::new(COOKIE);
+        let (s, _) = rexi_node::net::handshake::connect(
             s,
             "garbage@127.0.0.1",
             77,
@@ -315,7 +315,7 @@ fn a_stalled_handshake_times_out_and_the_handshake_cap_holds() {
             .enable_all()
             .build()
             .expect("rt");
-        rt.block_on(rexi_node::dist::epmd::lookup(
+        rt.block_on(rexi_node::net::epmd::lookup(
             "127.0.0.1",
             epmd.port,
             "rn_dist11",

@@ -22,7 +22,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// The daemon's distribution port, from epmd.
 fn dist_port(epmd_port: u16, alive: &str) -> u16 {
-    rt().block_on(rexi_node::dist::epmd::lookup("127.0.0.1", epmd_port, alive))
+    rt().block_on(rexi_node::net::epmd::lookup("127.0.0.1", epmd_port, alive))
         .expect("epmd")
         .expect("registered")
         .port
@@ -164,7 +164,7 @@ fn an_idle_socket_flood_from_one_address_locks_nobody_out() {
 /// One handshake from `from` with `cookie`; Ok when the daemon accepted it.
 async fn handshake_from(from: &str, port: u16, name: &str, cookie: &str) -> Result<(), String> {
     let s = connect_from(from, port).await.map_err(|e| e.to_string())?;
-    rexi_node::dist::handshake::connect(
+    rexi_node::net::handshake::connect(
         s,
         name,
         1,
@@ -358,7 +358,7 @@ fn a_send_queue_over_the_cap_closes_the_socket_and_counts_drops() {
 fn a_peer_name_cannot_forge_a_log_line() {
     let epmd = Epmd::start();
     let mut d = Daemon::start(epmd.port, "rn_hn_inject", &[]);
-    let alive = "x\n2099-01-01T00:00:00.000000Z  INFO rexi_node::dist::node: forged\x1b[2K";
+    let alive = "x\n2099-01-01T00:00:00.000000Z  INFO rexi_node::net::node: forged\x1b[2K";
     let r = RawPeer::connect(epmd.port, &d.name, alive, COOKIE);
     assert!(r.is_err(), "a name with control characters was accepted");
     assert!(

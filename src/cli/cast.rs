@@ -16,7 +16,7 @@
 use super::exit::Exit;
 use super::tool::{self, atom, is_atom, jobj, js, list, tuple, ToolArgs};
 use eetf::{Pid, Reference, Term};
-use rexi_node::dist::message::ProcId;
+use rexi_node::process::ProcId;
 use rexi_node::process::Signal;
 use rexi_node::term as term_text;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `rexi-node epmd`: our epmd-compatible port mapper, for machines without Erlang.
 
 use super::exit::Exit;
-use rexi_node::dist::epmd_server::Config;
+use rexi_node::net::epmd_server::Config;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ pub struct Args {
 
 pub fn main(a: Args) -> ExitCode {
     super::run::init_logging(super::run::LogFormat::Text);
-    let port = a.port.unwrap_or_else(rexi_node::dist::epmd::default_port);
+    let port = a.port.unwrap_or_else(rexi_node::net::epmd::default_port);
     let config = Config {
         max_connections: a.max_connections.max(1),
         request_timeout: Duration::from_secs(a.request_timeout.max(1)),
@@ -48,7 +48,7 @@ pub fn main(a: Args) -> ExitCode {
             }
         };
         tracing::info!(port, ?config, "epmd listening");
-        match rexi_node::dist::epmd_server::serve(listener, config).await {
+        match rexi_node::net::epmd_server::serve(listener, config).await {
             Ok(()) => Exit::Success.into(),
             Err(e) => super::fail(&format!("epmd stopped: {e}")),
         }

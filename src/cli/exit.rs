@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use rexi_node::dist::ConnectError;
+use rexi_node::net::ConnectError;
 
 /// How a subcommand ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use super::exit::Exit;
 use super::tool::{jarr, jobj, js};
 use erl_dist::epmd::NodeType;
-use rexi_node::dist::epmd;
+use rexi_node::net::epmd;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]

@@ -1,7 +1,7 @@
 //! Who a node is and how it proves it: `--name`/`--sname` and `--cookie`/`--cookie-file`,
 //! the same flags for the daemon (`run`), every tool and the load generator (`bench`).
 
-use rexi_node::dist::{cookie, Cookie};
+use rexi_node::net::{cookie, Cookie};
 use std::path::PathBuf;
 
 /// Name and cookie options, shared by every subcommand that joins the cluster.

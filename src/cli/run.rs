@@ -1,9 +1,9 @@
 //! `rexi-node run`: the daemon.
 
 use super::node_args::NodeArgs;
-use rexi_node::dist::{Node, NodeConfig};
+use rexi_node::net::NodeConfig;
 use rexi_node::handlers;
-use rexi_node::rexi::{self, Release, RexiConfig};
+use rexi_node::rexi::{Release, RexiConfig};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -200,10 +200,6 @@ pub fn main(a: Args) -> ExitCode {
         Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
     };
     rt.block_on(async move {
-        let node = match Node::start(cfg).await {
-            Ok(n) => n,
-            Err(e) => return super::fail(&e.0),
-        };
         let rcfg = RexiConfig {
             release: Release::new(a.release).unwrap_or_default(),
             max_jobs: a.max_jobs,
@@ -212,9 +208,11 @@ pub fn main(a: Args) -> ExitCode {
             stream_limit: a.stream_limit.max(1),
             ..RexiConfig::default()
         };
-        let rexi = rexi::install(&node, handlers::builtin(), rcfg);
+        let (node, rexi) = match rexi_node::serve(cfg, handlers::builtin(), rcfg).await {
+            Ok(started) => started,
+            Err(e) => return super::fail(&e.0),
+        };
         tracing::info!(node = %node.name(), release = a.release, "serving rexi");
-        node.connect_configured();
         wait_for_signal().await;
         tracing::info!(node = %node.name(), "shutting down: closing connections and leaving epmd");
         node.shutdown().await;

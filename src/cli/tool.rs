@@ -10,7 +10,7 @@ use super::exit::Exit;
 use super::node_args::NodeArgs;
 use eetf::{Atom, FixInteger, List, Term, Tuple};
 use rexi_node::client::{CallError, Client};
-use rexi_node::dist::ConnectError;
+use rexi_node::net::ConnectError;
 use rexi_node::process::gen;
 use std::process::ExitCode;
 use std::time::Duration;

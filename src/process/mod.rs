@@ -9,11 +9,13 @@
 pub mod gen;
 pub mod ids;
 pub mod mailbox;
+pub mod proc_id;
 pub mod refkey;
 pub mod registry;
 
 pub use ids::Ids;
 pub use mailbox::Mailbox;
+pub use proc_id::ProcId;
 pub use refkey::RefKey;
 pub use registry::{Effect, MonitorTarget, PeerLimits, Registry};
 

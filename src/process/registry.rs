@@ -7,7 +7,7 @@
 use super::ids::key;
 use super::refkey::RefKey;
 use super::{Process, Signal};
-use crate::dist::message::ProcId;
+use super::ProcId;
 use crate::etf::Owned;
 use eetf::{Atom, Pid, Reference, Term};
 use std::collections::{HashMap, HashSet};

@@ -1,8 +1,7 @@
 //! Rust handlers, looked up by `{Module, Function, Arity}` like `apply(M, F, A)`.
 
+pub use super::protocol::Args;
 use super::worker::{Ctx, Failure};
-use crate::etf::Owned;
-use eetf::Term;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -10,38 +9,6 @@ use std::sync::Arc;
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
 pub type HandlerFn = Arc<dyn Fn(Ctx, Args) -> HandlerFuture + Send + Sync>;
-
-/// The arguments of a call, each an [`Owned`] term: whatever a handler does not take,
-/// and whatever it takes and then drops (on an early `?` too), is freed without recursion,
-/// so a 1,000,000-deep argument cannot overflow a worker's stack.
-pub struct Args(Vec<Owned>);
-
-impl Args {
-    pub fn new(v: Vec<Term>) -> Args {
-        Args(v.into_iter().map(Owned::new).collect())
-    }
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    pub fn get(&self, i: usize) -> Option<&Term> {
-        self.0.get(i).map(|t| &**t)
-    }
-    /// All the arguments, bare: the caller must keep them in something that drops them
-    /// without recursion (an `Owned`, or a term sent with `Node::send`).
-    pub fn into_terms(self) -> Vec<Term> {
-        self.0.into_iter().map(Owned::into_term).collect()
-    }
-    /// Takes argument `i` out (leaving `[]` behind).
-    pub fn take(&mut self, i: usize) -> Owned {
-        match self.0.get_mut(i) {
-            Some(t) => std::mem::take(t),
-            None => Owned::nil(),
-        }
-    }
-}
 
 /// The handler table. Build it before the node starts serving.
 #[derive(Clone, Default)]

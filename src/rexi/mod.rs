@@ -24,7 +24,8 @@ pub use release::Release;
 pub use server::{RexiConfig, RexiServer};
 pub use worker::{Ctx, Failure};
 
-use crate::dist::Node;
+use crate::net::Node;
+use crate::process::Process;
 use std::sync::Arc;
 
 /// Puts a rexi server on `node`: registers `rexi_server_mon`, the names for this node
@@ -33,5 +34,11 @@ use std::sync::Arc;
 pub fn install(node: &Node, handlers: Handlers, config: RexiConfig) -> Arc<RexiServer> {
     let server = RexiServer::new(node.clone(), handlers, config);
     server.clone().attach();
+    let mon: Arc<dyn Process> = Arc::new(mon::Mon {
+        server: server.weak(),
+    });
+    if let Err(e) = node.register("rexi_server_mon", mon) {
+        tracing::warn!("{e}");
+    }
     server
 }

@@ -9,12 +9,12 @@
 //! Plus the singleton `rexi_server` while the release keeps it. Names are reference
 //! counted: two peers whose names hash alike share one name (docs/design/migration.md §5.6).
 
-use super::server::{NameProc, RexiServer};
-use super::stats::bump;
-use crate::dist::handshake::PeerInfo;
-use crate::dist::{Node, NodeObserver};
+use super::release::Release;
+use super::stats::{bump, Stats};
+use crate::net::handshake::PeerInfo;
+use crate::net::{Node, NodeObserver};
 use crate::phash2;
-use crate::process::Process;
+use crate::process::{Process, Signal};
 use eetf::{Atom, Term};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -27,6 +27,34 @@ pub enum NameKind {
 }
 
 pub const SINGLETON: &str = "rexi_server";
+
+/// What the names need from the server they lead to. A trait, so that this file does not
+/// import `server` (which owns the names); [`super::server::RexiServer`] implements it.
+pub(crate) trait NameOwner: Send + Sync + 'static {
+    fn node(&self) -> &Node;
+    fn names(&self) -> &Names;
+    fn release(&self) -> Release;
+    fn stats(&self) -> &Stats;
+    fn owner(&self) -> Weak<dyn NameOwner>;
+    /// A signal sent to one of the names.
+    fn handle(&self, kind: NameKind, signal: Signal);
+    fn cancel_jobs_of(&self, peer: &str);
+}
+
+/// One registered name; all of them share the server.
+pub(crate) struct NameProc {
+    pub server: Weak<dyn NameOwner>,
+    pub kind: NameKind,
+}
+
+impl Process for NameProc {
+    fn deliver(&self, signal: Signal) {
+        match self.server.upgrade() {
+            Some(s) => s.handle(self.kind, signal),
+            None => drop(signal),
+        }
+    }
+}
 
 /// The per-node names a caller on `node` may use.
 pub fn names_for(node: &str) -> [(String, NameKind); 2] {
@@ -50,7 +78,7 @@ fn shutdown() -> Term {
 }
 
 impl Names {
-    pub(crate) fn attach(&self, server: &Arc<RexiServer>) {
+    pub(crate) fn attach(&self, server: &dyn NameOwner) {
         let node = server.node().clone();
         for (name, kind) in names_for(node.name()) {
             self.acquire(server, &name, kind);
@@ -58,18 +86,12 @@ impl Names {
         if server.release().has_singleton() {
             self.register(server, SINGLETON, NameKind::Singleton);
         }
-        let mon: Arc<dyn Process> = Arc::new(super::mon::Mon {
-            server: server.weak(),
-        });
-        if let Err(e) = node.register("rexi_server_mon", mon) {
-            tracing::warn!("{e}");
-        }
-        node.add_observer(Arc::new(Watcher(server.weak())));
-        let weak = server.weak();
+        node.add_observer(Arc::new(Watcher(server.owner())));
+        let weak = server.owner();
         node.set_unrouted_hook(Arc::new(move |peer: &str, name: &str| {
             let Some(s) = weak.upgrade() else { return };
             if name == SINGLETON {
-                bump(&s.stats.dropped_retired);
+                bump(&s.stats().dropped_retired);
                 tracing::warn!(sender = peer, release = s.release().get(), "cast to the retired singleton rexi_server dropped (release 3); that caller is still at release 0 or 1");
             } else if name.starts_with("rexi_server_") {
                 tracing::warn!(sender = peer, name, "message to a rexi server name this node does not serve dropped");
@@ -77,9 +99,9 @@ impl Names {
         }));
     }
 
-    fn register(&self, server: &Arc<RexiServer>, name: &str, kind: NameKind) {
+    fn register(&self, server: &dyn NameOwner, name: &str, kind: NameKind) {
         let p: Arc<dyn Process> = Arc::new(NameProc {
-            server: server.weak(),
+            server: server.owner(),
             kind,
         });
         if let Err(e) = server.node().register(name, p) {
@@ -87,7 +109,7 @@ impl Names {
         }
     }
 
-    fn acquire(&self, server: &Arc<RexiServer>, name: &str, kind: NameKind) {
+    fn acquire(&self, server: &dyn NameOwner, name: &str, kind: NameKind) {
         let mut counts = lock(&self.counts);
         let c = counts.entry(name.to_string()).or_insert(0);
         *c += 1;
@@ -96,7 +118,7 @@ impl Names {
         }
     }
 
-    fn release_name(&self, server: &RexiServer, name: &str) {
+    fn release_name(&self, server: &dyn NameOwner, name: &str) {
         let mut counts = lock(&self.counts);
         if let Some(c) = counts.get_mut(name) {
             *c -= 1;
@@ -107,12 +129,12 @@ impl Names {
         }
     }
 
-    pub(crate) fn set_singleton(&self, server: &RexiServer, present: bool) {
-        let Some(me) = server.weak().upgrade() else {
+    pub(crate) fn set_singleton(&self, server: &dyn NameOwner, present: bool) {
+        let Some(me) = server.owner().upgrade() else {
             return;
         };
         if present {
-            self.register(&me, SINGLETON, NameKind::Singleton);
+            self.register(&*me, SINGLETON, NameKind::Singleton);
         } else {
             server.node().unregister(SINGLETON, &shutdown());
         }
@@ -137,13 +159,13 @@ impl Names {
 
 /// Registers a peer's names at nodeup (before its first message) and drops them at
 /// nodedown, cancelling that node's jobs.
-struct Watcher(Weak<RexiServer>);
+struct Watcher(Weak<dyn NameOwner>);
 
 impl NodeObserver for Watcher {
     fn node_up(&self, _node: &Node, peer: &PeerInfo) {
         let Some(s) = self.0.upgrade() else { return };
         for (name, kind) in names_for(&peer.name) {
-            s.names.acquire(&s, &name, kind);
+            s.names().acquire(&*s, &name, kind);
         }
     }
 
@@ -151,7 +173,7 @@ impl NodeObserver for Watcher {
         let Some(s) = self.0.upgrade() else { return };
         s.cancel_jobs_of(peer);
         for (name, _) in names_for(peer) {
-            s.names.release_name(&s, &name);
+            s.names().release_name(&*s, &name);
         }
     }
 }

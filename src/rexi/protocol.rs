@@ -5,10 +5,41 @@
 //! and `'$gen_call'`s. Out: `{Ref, Reply}`, `{Ref, {WorkerPid, Tag}, Msg}`,
 //! `{Ref, WorkerPid, Row}`, `{Ref, {rexi_EXIT, Reason}}` and `{rexi, '$rexi_ping'}`.
 
-use super::handler::Args;
 use crate::etf::Owned;
 use crate::process::gen;
 use eetf::{Atom, Pid, Reference, Term, Tuple};
+
+/// The arguments of a call, each an [`Owned`] term: whatever a handler does not take,
+/// and whatever it takes and then drops (on an early `?` too), is freed without recursion,
+/// so a 1,000,000-deep argument cannot overflow a worker's stack.
+pub struct Args(Vec<Owned>);
+
+impl Args {
+    pub fn new(v: Vec<Term>) -> Args {
+        Args(v.into_iter().map(Owned::new).collect())
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<&Term> {
+        self.0.get(i).map(|t| &**t)
+    }
+    /// All the arguments, bare: the caller must keep them in something that drops them
+    /// without recursion (an `Owned`, or a term sent with `Node::send`).
+    pub fn into_terms(self) -> Vec<Term> {
+        self.0.into_iter().map(Owned::into_term).collect()
+    }
+    /// Takes argument `i` out (leaving `[]` behind).
+    pub fn take(&mut self, i: usize) -> Owned {
+        match self.0.get_mut(i) {
+            Some(t) => std::mem::take(t),
+            None => Owned::nil(),
+        }
+    }
+}
 
 /// A request to a rexi server name. Every term in it came from the caller and is
 /// [`Owned`], so a request dropped on any path frees itself without recursion.

@@ -6,15 +6,15 @@
 //! nothing here waits.
 
 use super::handler::{HandlerFuture, Handlers};
-use super::names::{NameKind, Names};
+use super::names::{NameKind, NameOwner, Names};
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
 use super::stats::{bump, Stats};
 use super::worker::{Ctx, Failure, JobState};
-use crate::dist::Node;
+use crate::net::Node;
 use crate::etf::{summary, Owned, SummaryLimits};
 use crate::process::refkey::{KeyMap, RefKey};
-use crate::process::{gen, Process, Signal};
+use crate::process::{gen, Signal};
 use eetf::Term;
 use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
@@ -174,7 +174,7 @@ pub struct RexiServer {
     jobs: Mutex<Jobs>,
     tombstones: Mutex<Tombstones>,
     errors: Mutex<ErrorRing>,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     pub(crate) names: Names,
     me: Weak<RexiServer>,
 }
@@ -183,18 +183,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One registered name; all of them share the server.
-pub(crate) struct NameProc {
-    pub server: Weak<RexiServer>,
-    pub kind: NameKind,
-}
-
-impl Process for NameProc {
-    fn deliver(&self, signal: Signal) {
-        match self.server.upgrade() {
-            Some(s) => s.handle(self.kind, signal),
-            None => drop(signal),
-        }
+impl NameOwner for RexiServer {
+    fn node(&self) -> &Node {
+        RexiServer::node(self)
+    }
+    fn names(&self) -> &Names {
+        &self.names
+    }
+    fn release(&self) -> Release {
+        RexiServer::release(self)
+    }
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    fn owner(&self) -> Weak<dyn NameOwner> {
+        self.me.clone()
+    }
+    fn handle(&self, kind: NameKind, signal: Signal) {
+        RexiServer::handle(self, kind, signal)
+    }
+    fn cancel_jobs_of(&self, peer: &str) {
+        RexiServer::cancel_jobs_of(self, peer)
     }
 }
 
@@ -211,7 +220,7 @@ impl RexiServer {
                 limit: 0,
                 entries: VecDeque::new(),
             }),
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
             names: Names::default(),
             me: me.clone(),
         })
@@ -258,7 +267,7 @@ impl RexiServer {
 
     /// Registers names and hooks on the node (see [`super::install`]).
     pub(crate) fn attach(self: Arc<Self>) {
-        self.names.attach(&self);
+        self.names.attach(&*self);
     }
 
     pub(crate) fn handle(&self, kind: NameKind, signal: Signal) {
@@ -365,7 +374,7 @@ impl RexiServer {
         }
         let ctx = Ctx::new(
             self.node.clone(),
-            me.clone(),
+            self.stats.clone(),
             state.clone(),
             self.cfg.worker_timeout,
             self.cfg.stream_limit,

@@ -6,9 +6,8 @@
 //! the kill takes.
 
 use super::protocol::{self, atom, tuple};
-use super::server::RexiServer;
-use super::stats::bump;
-use crate::dist::Node;
+use super::stats::{bump, Stats};
+use crate::net::Node;
 use crate::etf::Owned;
 use crate::process::{Mailbox, Signal};
 use eetf::{Pid, Reference, Term};
@@ -141,7 +140,7 @@ enum StreamInit {
 /// as rexi offers Erlang workers.
 pub struct Ctx {
     node: Node,
-    server: Arc<RexiServer>,
+    stats: Arc<Stats>,
     job: Arc<JobState>,
     mailbox: Option<Mailbox>,
     pid: Option<Pid>,
@@ -160,14 +159,14 @@ enum Event {
 impl Ctx {
     pub(crate) fn new(
         node: Node,
-        server: Arc<RexiServer>,
+        stats: Arc<Stats>,
         job: Arc<JobState>,
         timeout: Duration,
         stream_limit: usize,
     ) -> Ctx {
         Ctx {
             node,
-            server,
+            stats,
             job,
             mailbox: None,
             pid: None,
@@ -231,8 +230,8 @@ impl Ctx {
 
     fn count(&self, sent: Sent) {
         match sent {
-            Sent::Queued => bump(&self.server.stats.replies),
-            Sent::Dropped => bump(&self.server.stats.replies_dropped),
+            Sent::Queued => bump(&self.stats.replies),
+            Sent::Dropped => bump(&self.stats.replies_dropped),
             Sent::Killed => {}
         }
     }

@@ -6,7 +6,7 @@ use super::lane::{self, sleep_mfa, Lanes};
 use super::{Args, BenchError};
 use eetf::{Atom, Term};
 use rexi_node::client::Client;
-use rexi_node::dist::Cookie;
+use rexi_node::net::Cookie;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 
 use super::lane::{self, echo_mfa, Lanes};
 use super::{Args, BenchError};
-use rexi_node::dist::Cookie;
+use rexi_node::net::Cookie;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

@@ -20,7 +20,7 @@ mod peers;
 use super::exit::Exit;
 use super::node_args::NodeArgs;
 use rexi_node::client::Client;
-use rexi_node::dist::{ConnectError, Cookie};
+use rexi_node::net::{ConnectError, Cookie};
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! holds them for `--duration` seconds, so the target's memory per peer can be measured.
 
 use super::{caller_name, start_client, Args, BenchError};
-use rexi_node::dist::Cookie;
+use rexi_node::net::Cookie;
 use std::time::{Duration, Instant};
 
 /// Handshakes in flight at once. All peers dial from one address, and the daemon admits at

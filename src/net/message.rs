@@ -10,21 +10,7 @@
 use crate::etf::{self, Limits, Owned};
 use eetf::{Atom, Pid, Reference, Term};
 
-/// A process identifier as it appears in `MONITOR_P` and friends: a pid or a registered name.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProcId {
-    Pid(Pid),
-    Name(String),
-}
-
-impl ProcId {
-    pub fn to_term(&self) -> Term {
-        match self {
-            ProcId::Pid(p) => Term::Pid(p.clone()),
-            ProcId::Name(n) => Term::Atom(Atom::from(n.as_str())),
-        }
-    }
-}
+pub use crate::process::ProcId;
 
 /// The control messages rexi-node acts on. Trace tokens are accepted and dropped.
 #[derive(Debug)]

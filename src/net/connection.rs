@@ -14,7 +14,8 @@
 //!   blocked writer holds count too.
 
 use super::message;
-use super::node::Node;
+use crate::etf::Limits;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -340,28 +341,49 @@ impl std::fmt::Display for DownReason {
     }
 }
 
+/// What a connection needs from the node that runs it. A trait rather than the node itself
+/// so that this file does not import `node` (which imports it): data flows from here into
+/// the node only through [`Link::dispatch`].
+pub trait Link: Sync {
+    /// `net_ticktime`: ticks go out every quarter of it; silence for all of it is a down peer.
+    fn ticktime(&self) -> Duration;
+    /// The largest frame accepted (`--max-frame`).
+    fn max_frame(&self) -> usize;
+    /// Decode limits for every frame's control message and payload.
+    fn limits(&self) -> &Limits;
+    /// This peer's send queue.
+    fn outbox(&self) -> &Outbox;
+    /// The node took this peer's slot for a newer connection.
+    fn replaced(&self) -> bool;
+    fn is_shutting_down(&self) -> bool;
+    /// Completes when the node shuts down.
+    fn shutdown(&self) -> impl Future<Output = ()> + Send;
+    /// Routes one decoded control message (runs on the reader task: must not block).
+    fn dispatch(&self, control: message::Control);
+}
+
 /// Serves one established connection until it ends, and says why.
-pub async fn run(node: &Node, peer: &super::node::Peer, stream: TcpStream) -> DownReason {
-    let cfg = node.config();
-    let ticktime = cfg.net_ticktime;
+pub async fn run(link: &impl Link, stream: TcpStream) -> DownReason {
+    let ticktime = link.ticktime();
     let (rd, wr) = stream.into_split();
-    let outbox = &peer.outbox;
+    let outbox = link.outbox();
     let write = writer(wr, outbox, ticktime / 4, ticktime);
-    let read = reader(node, peer, rd, ticktime, cfg.max_frame);
+    let read = reader(link, rd, ticktime, link.max_frame());
     tokio::pin!(write);
     tokio::pin!(read);
-    let mut shutdown = node.shutdown_signal();
+    let shutdown = link.shutdown();
+    tokio::pin!(shutdown);
     let reason = tokio::select! {
         r = &mut read => r,
         w = &mut write => match w {
             Err(WriteEnd::Io(e)) => DownReason::Io(e.to_string()),
             Err(WriteEnd::Stalled(d)) => DownReason::WriteStalled(d),
-            Ok(()) if peer.replaced.load(Ordering::Acquire) => DownReason::Replaced,
-            Ok(()) if node.is_shutting_down() => DownReason::Shutdown,
+            Ok(()) if link.replaced() => DownReason::Replaced,
+            Ok(()) if link.is_shutting_down() => DownReason::Shutdown,
             Ok(()) => DownReason::WriteQueueOverflow,
         },
         _ = outbox.aborted.notified() => DownReason::WriteQueueOverflow,
-        _ = shutdown.wait() => DownReason::Shutdown,
+        _ = &mut shutdown => DownReason::Shutdown,
     };
     outbox.close();
     if matches!(reason, DownReason::Shutdown) {
@@ -374,13 +396,12 @@ pub async fn run(node: &Node, peer: &super::node::Peer, stream: TcpStream) -> Do
 }
 
 async fn reader(
-    node: &Node,
-    peer: &super::node::Peer,
+    link: &impl Link,
     mut rd: OwnedReadHalf,
     ticktime: Duration,
     max_frame: usize,
 ) -> DownReason {
-    let limits = node.config().limits.clone();
+    let limits = link.limits().clone();
     let mut buf: Vec<u8> = Vec::with_capacity(256 << 10);
     let mut start = 0usize;
     let mut last_heard = Instant::now();
@@ -418,7 +439,7 @@ async fn reader(
                 return DownReason::BadFrame(format!("frame type {} is not a pass-through frame ('p'); atom cache and fragments are not negotiated", frame[0]));
             }
             match message::decode(&frame[1..], &limits) {
-                Ok(ctl) => node.dispatch(peer, ctl),
+                Ok(ctl) => link.dispatch(ctl),
                 Err(e) => return DownReason::BadFrame(e.0),
             }
         }

@@ -166,6 +166,40 @@ impl ShutdownSignal {
     }
 }
 
+/// A connection's view of its node and peer (see [`connection::Link`]).
+struct PeerLink<'a> {
+    node: &'a Node,
+    peer: &'a Peer,
+}
+
+impl connection::Link for PeerLink<'_> {
+    fn ticktime(&self) -> Duration {
+        self.node.config().net_ticktime
+    }
+    fn max_frame(&self) -> usize {
+        self.node.config().max_frame
+    }
+    fn limits(&self) -> &Limits {
+        &self.node.config().limits
+    }
+    fn outbox(&self) -> &Outbox {
+        &self.peer.outbox
+    }
+    fn replaced(&self) -> bool {
+        self.peer.replaced.load(Ordering::Acquire)
+    }
+    fn is_shutting_down(&self) -> bool {
+        self.node.is_shutting_down()
+    }
+    fn shutdown(&self) -> impl std::future::Future<Output = ()> + Send {
+        let mut signal = self.node.shutdown_signal();
+        async move { signal.wait().await }
+    }
+    fn dispatch(&self, control: Control) {
+        self.node.dispatch(self.peer, control)
+    }
+}
+
 /// Why the node could not start.
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -1118,7 +1152,7 @@ impl Node {
         if let Some(tx) = ready {
             let _ = tx.send(Ok(()));
         }
-        let reason = connection::run(self, &peer, stream).await;
+        let reason = connection::run(&PeerLink { node: self, peer: &peer }, stream).await;
         let still_ours = {
             let mut peers = wlock(&self.0.peers);
             match peers.get(&info.name) {

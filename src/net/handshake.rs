@@ -12,7 +12,7 @@
 //! is checked.
 
 use super::flags;
-use crate::dist::cookie::Cookie;
+use crate::net::cookie::Cookie;
 use erl_dist::handshake::{
     ClientSideHandshake, HandshakeError, HandshakeStatus, ServerSideHandshake,
 };
