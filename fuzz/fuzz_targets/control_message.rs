@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes, as a peer's byte stream after the handshake, through the
 //! control-message path: framing as the connection reader does it (4-byte length, the
-//! frame cap, ticks, the `p` byte), `dist::message::decode` (both terms charged to one
+//! frame cap, ticks, the `p` byte), `net::message::decode` (both terms charged to one
 //! memory budget), then the routing decisions of `Node::dispatch` against a real
 //! `process::Registry` holding a registered name, local pids, remote monitors, links and
 //! a monitor held by a local process.
@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use rexi_node::dist::message::{self, Control, ProcId};
+use rexi_node::net::message::{self, Control, ProcId};
 use rexi_node::etf::{self, Limits};
 use rexi_node::process::ids::key;
 use rexi_node::process::{Ids, MonitorTarget, Process, Registry, Signal};
@@ -25,17 +25,19 @@ struct Sink;
 impl Process for Sink {
     fn deliver(&self, signal: Signal) {
         match signal {
-            Signal::Message { message, .. } => etf::dispose(message),
-            Signal::Exit { reason, .. } => etf::dispose(reason),
+            Signal::Message { message, .. } => drop(message),
+            Signal::Exit { reason, .. } => drop(reason),
             Signal::Down { object, reason, .. } => {
-                etf::dispose(object);
-                etf::dispose(reason);
+                etf::dispose(object); // a pid or name: shallow, but Term
+                drop(reason);
             }
         }
     }
 }
 
 const NODE: &str = "fuzz@127.0.0.1";
+/// The peer whose connection the frames arrive on (monitors are kept per sending node).
+const SENDER: &str = "peer@127.0.0.1";
 const CREATION: u32 = 0x5eed;
 const MAX_FRAME: usize = 1 << 20;
 
@@ -91,7 +93,7 @@ fn route(ids: &Ids, reg: &Registry, control: Control) {
         Control::Send { from, to, message } => {
             match ids.is_local(&to).then(|| reg.lookup_pid(&to)).flatten() {
                 Some(p) => p.deliver(Signal::Message { from, message }),
-                None => etf::dispose(message),
+                None => drop(message),
             }
         }
         Control::RegSend { from, to, message } => match reg.whereis(&to) {
@@ -99,7 +101,7 @@ fn route(ids: &Ids, reg: &Registry, control: Control) {
                 from: Some(from),
                 message,
             }),
-            None => etf::dispose(message),
+            None => drop(message),
         },
         Control::MonitorP {
             from,
@@ -115,34 +117,28 @@ fn route(ids: &Ids, reg: &Registry, control: Control) {
                 drop(reg.monitor(from, to, local, reference));
             }
         }
-        Control::DemonitorP { to, reference, .. } => {
-            let local = match &to {
-                ProcId::Name(n) => MonitorTarget::Name(n.clone()),
-                ProcId::Pid(p) => MonitorTarget::Pid(key(p)),
-            };
-            reg.demonitor(&local, &reference);
-        }
+        Control::DemonitorP { reference, .. } => reg.demonitor(SENDER, &reference),
         Control::MonitorPExit {
             reference, reason, ..
-        } => reg.monitor_exit(reference, reason),
+        } => reg.monitor_exit(SENDER, reference, reason),
         Control::Link { from, to } => drop(reg.link(&to, from)),
         Control::Unlink { from, to } => reg.unlink(&to, &from),
         Control::UnlinkId { id, from, to } => {
             reg.unlink(&to, &from);
-            etf::dispose(id);
+            drop(id);
         }
-        Control::UnlinkIdAck { id, .. } => etf::dispose(id),
+        Control::UnlinkIdAck { id, .. } => drop(id),
         Control::Ignored { .. } => {}
         Control::Exit { from, to, reason } => {
             reg.unlink(&to, &from);
             match reg.lookup_pid(&to) {
                 Some(p) => p.deliver(Signal::Exit { from, reason }),
-                None => etf::dispose(reason),
+                None => drop(reason),
             }
         }
         Control::Exit2 { from, to, reason } => match reg.lookup_pid(&to) {
             Some(p) => p.deliver(Signal::Exit { from, reason }),
-            None => etf::dispose(reason),
+            None => drop(reason),
         },
     }
 }

@@ -1,5 +1,5 @@
 //! Feeds arbitrary bytes, as a client's stream of length-prefixed requests, to the epmd
-//! server's request parser (`dist::epmd_server::request::parse`) and to the registry
+//! server's request parser (`net::epmd_server::request::parse`) and to the registry
 //! decisions and replies the server makes from its result.
 //!
 //! Beyond "never panic or hang", it checks what the server relies on: a request over the
@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use rexi_node::dist::epmd_server::request::{self, Entry, Refusal, Request};
+use rexi_node::net::epmd_server::request::{self, Entry, Refusal, Request};
 
 fuzz_target!(|data: &[u8]| {
     let mut nodes: HashMap<String, Entry> = HashMap::new();
