@@ -15,12 +15,14 @@
 //! * [`process`]: pids, refs, registered names, monitors and links of this node.
 //! * [`rexi`]: the rexi server, its names across the migration, workers.
 //! * [`handlers`]: the MFAs `rexi-node run` serves out of the box.
+//! * [`metrics`]: `--metrics-addr`: Prometheus figures, `/healthz` and `/readyz`.
 //! * [`migrate`]: which casts a mixed-release cluster loses (the logic of `migrate-check`).
 
 pub mod client;
 pub mod dist;
 pub mod etf;
 pub mod handlers;
+pub mod metrics;
 pub mod migrate;
 pub mod phash2;
 pub mod process;

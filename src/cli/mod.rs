@@ -7,6 +7,7 @@ use std::process::ExitCode;
 pub mod bench;
 pub mod cast;
 pub mod epmd;
+pub mod healthcheck;
 pub mod inspect;
 pub mod migrate_check;
 pub mod names;
@@ -54,6 +55,8 @@ pub enum Command {
     MigrateCheck(migrate_check::Args),
     /// Load a rexi server (rexi-node or BEAM) as a hidden caller node; print throughput and latency.
     Bench(bench::Args),
+    /// Ask a daemon's --metrics-addr for /readyz (or --path): exit 0 on 200, 1 otherwise.
+    Healthcheck(healthcheck::Args),
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
@@ -69,6 +72,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Release(a) => release::main(a),
         Command::MigrateCheck(a) => migrate_check::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Healthcheck(a) => healthcheck::main(a),
     }
 }
 

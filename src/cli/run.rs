@@ -2,6 +2,7 @@
 
 use rexi_node::dist::{cookie, Cookie, Node, NodeConfig};
 use rexi_node::handlers;
+use rexi_node::metrics::Metrics;
 use rexi_node::rexi::{self, Release, RexiConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,14 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve Prometheus figures at /metrics, and /healthz and /readyz, on this address
+    /// (e.g. 127.0.0.1:9568) [default: off]. Bound before the node starts: a taken address
+    /// stops the daemon.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Also export per-peer series (one per connected node: mind the cardinality).
+    #[arg(long, requires = "metrics_addr")]
+    pub metrics_per_peer: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,10 +198,20 @@ pub fn main(a: Args) -> ExitCode {
         Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
     };
     rt.block_on(async move {
+        let metrics = match a.metrics_addr {
+            Some(addr) => match Metrics::start(addr, a.metrics_per_peer).await {
+                Ok(m) => Some(m),
+                Err(e) => return super::fail(&e),
+            },
+            None => None,
+        };
         let node = match Node::start(cfg).await {
             Ok(n) => n,
             Err(e) => return super::fail(&e.0),
         };
+        if let Some(m) = &metrics {
+            m.set_node(&node);
+        }
         let rcfg = RexiConfig {
             release: Release::new(a.release).unwrap_or_default(),
             max_jobs: a.max_jobs,
@@ -201,6 +220,9 @@ pub fn main(a: Args) -> ExitCode {
             ..RexiConfig::default()
         };
         let rexi = rexi::install(&node, handlers::builtin(), rcfg);
+        if let Some(m) = &metrics {
+            m.set_rexi(&rexi);
+        }
         tracing::info!(node = %node.name(), release = a.release, "serving rexi");
         node.connect_configured();
         wait_for_signal().await;

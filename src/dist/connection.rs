@@ -8,9 +8,10 @@
 //!   peer we heard nothing from for a full `net_ticktime` is declared down, like the BEAM.
 
 use super::message;
+use super::metrics::{ConnStats, FrameLimit};
 use super::node::Node;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -25,7 +26,8 @@ pub struct Outbox {
     closed: AtomicBool,
     /// Close the connection rather than queue more than this for a peer that does not read.
     max: usize,
-    written: AtomicU64,
+    /// This connection's figures (see [`super::metrics`]).
+    pub stats: Arc<ConnStats>,
 }
 
 /// Why a send did not go out.
@@ -60,7 +62,7 @@ impl Outbox {
             wake: Notify::new(),
             closed: AtomicBool::new(false),
             max,
-            written: AtomicU64::new(0),
+            stats: Arc::default(),
         }
     }
 
@@ -75,12 +77,15 @@ impl Outbox {
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         if buf.len() > self.max {
             drop(buf);
+            self.stats.refused_outbox.fetch_add(1, Ordering::Relaxed);
             self.close();
             return Err(SendError::Overflow);
         }
-        let was_empty = buf.is_empty();
+        let before = buf.len();
         fill(&mut buf).map_err(SendError::Encode)?;
+        self.stats.count_queued(buf.len() - before);
         drop(buf);
+        let was_empty = before == 0;
         if was_empty {
             self.wake.notify_one();
         }
@@ -129,7 +134,8 @@ async fn writer(
             }
             wr.write_all(&spare).await?;
             outbox
-                .written
+                .stats
+                .bytes_out
                 .fetch_add(spare.len() as u64, Ordering::Relaxed);
             wrote_since_tick = true;
             // Give back a huge buffer rather than keep it for the life of the connection.
@@ -220,8 +226,10 @@ async fn reader(
     let mut last_heard = Instant::now();
     let mut check = tokio::time::interval(ticktime / 4);
     check.tick().await;
+    let stats = &peer.outbox.stats;
     loop {
-        // Parse every complete frame already buffered.
+        // Parse every complete frame already buffered; count them once per batch.
+        let mut frames = 0u64;
         loop {
             let avail = &buf[start..];
             if avail.len() < 4 {
@@ -229,6 +237,7 @@ async fn reader(
             }
             let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
             if len > max_frame {
+                node.net_stats().frame_refused(FrameLimit::MaxFrame);
                 return DownReason::BadFrame(format!(
                     "frame of {len} bytes exceeds the {max_frame}-byte cap (--max-frame)"
                 ));
@@ -245,16 +254,24 @@ async fn reader(
             }
             let frame = &avail[4..4 + len];
             start += 4 + len;
+            frames += 1;
             if len == 0 {
                 continue; // tick
             }
             if frame[0] != b'p' {
+                node.net_stats().frame_refused(FrameLimit::FrameType);
                 return DownReason::BadFrame(format!("frame type {} is not a pass-through frame ('p'); atom cache and fragments are not negotiated", frame[0]));
             }
             match message::decode(&frame[1..], &limits) {
                 Ok(ctl) => node.dispatch(peer, ctl),
-                Err(e) => return DownReason::BadFrame(e.0),
+                Err(e) => {
+                    node.net_stats().frame_refused(FrameLimit::Term);
+                    return DownReason::BadFrame(e.0);
+                }
             }
+        }
+        if frames > 0 {
+            stats.frames_in.fetch_add(frames, Ordering::Relaxed);
         }
         if start == buf.len() {
             buf.clear();
@@ -274,7 +291,10 @@ async fn reader(
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => return DownReason::Closed,
-                Ok(_) => last_heard = Instant::now(),
+                Ok(n) => {
+                    stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    last_heard = Instant::now()
+                }
                 Err(e) => return DownReason::Io(e.to_string()),
             },
             _ = check.tick() => {

@@ -4,6 +4,7 @@
 //! * [`handshake`] and [`flags`]: who may connect, and what we promise when they do;
 //! * [`message`]: control messages in and out, through the guarded codec;
 //! * [`connection`]: one peer's reader, writer and ticks;
+//! * [`metrics`]: the layer's figures, bumped by connections and read by reports;
 //! * [`node`]: the local node, its peers, and routing into [`crate::process`].
 
 pub mod connection;
@@ -13,6 +14,7 @@ pub mod epmd_server;
 pub mod flags;
 pub mod handshake;
 pub mod message;
+pub mod metrics;
 pub mod node;
 
 pub use cookie::Cookie;

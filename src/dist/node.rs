@@ -9,6 +9,7 @@ use super::connection::{self, DownReason, Outbox, SendError};
 use super::cookie::Cookie;
 use super::handshake::{self, PeerInfo, Refusal};
 use super::message::{self, ctl, Control, ProcId};
+use super::metrics::{HandshakeFailure, NetStats};
 use super::{epmd, epmd_server};
 use crate::etf::{self, Limits};
 use crate::process::ids::key;
@@ -122,6 +123,7 @@ struct Inner {
     unrouted: RwLock<Option<UnroutedHook>>,
     /// Bound and registered with epmd, not yet accepting (see `connect_configured`).
     listener: std::sync::Mutex<Option<TcpListener>>,
+    net: NetStats,
 }
 
 /// Called for a message sent to a name nobody registered here (it is then dropped, as a
@@ -223,6 +225,7 @@ impl Node {
             };
 
         let node = Node::assemble(config, creation, listen_port);
+        node.0.net.set_epmd_registered(true);
         tracing::info!(node = %node.name(), port = listen_port, creation, "registered with epmd as a hidden node");
         tokio::spawn(node.clone().keep_epmd(epmd_stream));
         // Accepting starts in `connect_configured`, once observers (the rexi layer) are in
@@ -246,6 +249,7 @@ impl Node {
             listen_port,
             unrouted: RwLock::new(None),
             listener: std::sync::Mutex::new(None),
+            net: NetStats::default(),
             config,
         };
         let node = Node(Arc::new(inner));
@@ -297,6 +301,11 @@ impl Node {
 
     pub fn registry(&self) -> &Registry {
         &self.0.registry
+    }
+
+    /// The distribution layer's figures (see [`super::metrics`]).
+    pub fn net_stats(&self) -> &NetStats {
+        &self.0.net
     }
 
     pub fn add_observer(&self, o: Arc<dyn NodeObserver>) {
@@ -614,16 +623,17 @@ impl Node {
         let mut byte = [0u8; 1];
         loop {
             tokio::select! {
-                _ = shutdown.wait() => return, // dropping the stream unregisters us
+                _ = shutdown.wait() => return self.0.net.set_epmd_registered(false), // dropping the stream unregisters us
                 r = stream.read(&mut byte) => {
                     if matches!(r, Ok(n) if n > 0) { continue; }
+                    self.0.net.set_epmd_registered(false);
                     tracing::warn!(node = %self.name(), "lost the epmd registration (epmd stopped?); registering again");
                     let (alive, _) = match split_name(self.name()) { Ok(v) => v, Err(_) => return };
                     let mut delay = Duration::from_millis(200);
                     loop {
                         if self.is_shutting_down() { return; }
                         match epmd::register("127.0.0.1", self.0.config.epmd_port, alive, self.0.listen_port).await {
-                            Ok((s, _)) => { stream = s; tracing::info!(node = %self.name(), "registered with epmd again"); break; }
+                            Ok((s, _)) => { stream = s; self.0.net.set_epmd_registered(true); tracing::info!(node = %self.name(), "registered with epmd again"); break; }
                             Err(epmd::EpmdError::Unreachable { .. }) if self.0.config.start_epmd => {
                                 let _ = epmd_server::spawn_detached(self.0.config.epmd_port);
                             }
@@ -639,9 +649,10 @@ impl Node {
 
     async fn accept_loop(self, listener: TcpListener) {
         let mut shutdown = self.shutdown_signal();
+        self.0.net.set_accepting(true);
         loop {
             let (stream, addr) = tokio::select! {
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => return self.0.net.set_accepting(false),
                 r = listener.accept() => match r {
                     Ok(v) => v,
                     Err(e) => {
@@ -652,6 +663,7 @@ impl Node {
                 },
             };
             if self.0.connections.load(Ordering::Acquire) >= self.0.config.max_connections {
+                self.0.net.connection_refused_at_cap();
                 tracing::warn!(%addr, cap = self.0.config.max_connections, "connection refused: at the connection cap (--max-connections)");
                 drop(stream);
                 continue;
@@ -665,6 +677,7 @@ impl Node {
         let _guard = ConnGuard::new(&self);
         let _ = stream.set_nodelay(true);
         let cfg = &self.0.config;
+        let handshaking = self.0.net.handshake_started();
         let acc = match handshake::accept(
             stream,
             &self.0.name,
@@ -676,6 +689,7 @@ impl Node {
         {
             Ok(a) => a,
             Err(e) => {
+                self.0.net.handshake_failed(HandshakeFailure::of(&e));
                 tracing::warn!(%addr, reason = %e, "incoming handshake failed");
                 return;
             }
@@ -694,7 +708,14 @@ impl Node {
                 _ => erl_dist::handshake::HandshakeStatus::Ok,
             }
         };
-        match acc.finish(status).await {
+        let finished = acc.finish(status).await;
+        drop(handshaking);
+        if let Err(e) = &finished {
+            if !matches!(e, Refusal::Simultaneous) {
+                self.0.net.handshake_failed(HandshakeFailure::of(e));
+            }
+        }
+        match finished {
             Ok((stream, info)) => self.serve(stream, info, Direction::Incoming).await,
             Err(Refusal::Simultaneous) => {
                 tracing::debug!(peer = %peer_name, "simultaneous connect: keeping our own connection")
@@ -805,18 +826,30 @@ impl Node {
             }
         };
         let cfg = &self.0.config;
+        let handshaking = self.0.net.handshake_started();
+        let unreachable = |e: String| (Some(HandshakeFailure::Unreachable), e);
         let attempt = async {
             let entry = epmd::lookup(host, cfg.epmd_port, alive)
                 .await
-                .map_err(|e| e.to_string())?;
-            let entry = entry.ok_or_else(|| format!("node {peer} is not registered with epmd on {host} (not started yet, or a different name)"))?;
+                .map_err(|e| unreachable(e.to_string()))?;
+            let entry = entry.ok_or_else(|| unreachable(format!("node {peer} is not registered with epmd on {host} (not started yet, or a different name)")))?;
             let stream = tokio::time::timeout(
                 cfg.handshake_timeout,
                 TcpStream::connect((host, entry.port)),
             )
             .await
-            .map_err(|_| format!("connecting to {peer} at {host}:{} timed out", entry.port))?
-            .map_err(|e| format!("connecting to {peer} at {host}:{}: {e}", entry.port))?;
+            .map_err(|_| {
+                unreachable(format!(
+                    "connecting to {peer} at {host}:{} timed out",
+                    entry.port
+                ))
+            })?
+            .map_err(|e| {
+                unreachable(format!(
+                    "connecting to {peer} at {host}:{}: {e}",
+                    entry.port
+                ))
+            })?;
             let _ = stream.set_nodelay(true);
             handshake::connect(
                 stream,
@@ -826,11 +859,20 @@ impl Node {
                 cfg.handshake_timeout,
             )
             .await
-            .map_err(|e| format!("handshake with {peer}: {e}"))
+            .map_err(|e| {
+                let why = (!matches!(e, Refusal::Simultaneous)).then(|| HandshakeFailure::of(&e));
+                (why, format!("handshake with {peer}: {e}"))
+            })
         };
         let result = attempt.await;
+        drop(handshaking);
         clear(self);
-        let (stream, info) = result?;
+        let (stream, info) = result.map_err(|(why, e)| {
+            if let Some(why) = why {
+                self.0.net.handshake_failed(why);
+            }
+            e
+        })?;
         let _guard = ConnGuard::new(self);
         if let Some(tx) = ready.take() {
             // Announce readiness only after `serve` registered the peer: hand the sender on.
@@ -885,10 +927,12 @@ impl Node {
             o.outbox.close();
             self.node_down(&o, &DownReason::Replaced);
         }
+        let _live = self.0.net.connection_up(&info.name, &peer.outbox.stats);
         let observers: Vec<Arc<dyn NodeObserver>> = rlock(&self.0.observers).clone();
         for o in &observers {
             o.node_up(self, &info);
         }
+        self.0.net.node_up();
         tracing::info!(peer = %info.name, %direction, creation = info.creation, "nodeup");
         if let Some(tx) = ready {
             let _ = tx.send(Ok(()));
@@ -912,6 +956,7 @@ impl Node {
 
     fn node_down(&self, peer: &Peer, reason: &DownReason) {
         let name = &peer.info.name;
+        self.0.net.node_down(reason);
         match reason {
             DownReason::BadFrame(_) | DownReason::WriteQueueOverflow => {
                 tracing::warn!(peer = %name, direction = %peer.direction, reason = %reason, "nodedown")

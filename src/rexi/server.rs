@@ -5,6 +5,7 @@
 //! Requests are handled on the connection's reader task: parse, look up, spawn the job;
 //! nothing here waits.
 
+use super::durations::JobDurations;
 use super::handler::{Args, HandlerFuture, Handlers};
 use super::names::{NameKind, Names};
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
@@ -171,6 +172,8 @@ pub struct RexiServer {
     tombstones: Mutex<Tombstones>,
     errors: Mutex<ErrorRing>,
     pub stats: Stats,
+    /// Job durations by MFA, one series per handler.
+    pub durations: JobDurations,
     pub(crate) names: Names,
     me: Weak<RexiServer>,
 }
@@ -206,6 +209,7 @@ impl RexiServer {
     pub fn new(node: Node, handlers: Handlers, cfg: RexiConfig) -> Arc<RexiServer> {
         Arc::new_cyclic(|me| RexiServer {
             node,
+            durations: JobDurations::new(&handlers.mfas()),
             handlers,
             release: Mutex::new(cfg.release),
             cfg,
@@ -250,9 +254,14 @@ impl RexiServer {
         lock(&self.jobs).len()
     }
 
+    /// Every figure, rexi's and the distribution layer's: what `stats` answers, what
+    /// `/metrics` exports and what the shutdown log line shows.
     pub fn stats_snapshot(&self) -> Vec<(&'static str, u64)> {
-        self.stats
-            .snapshot(self.release().get(), self.jobs_running())
+        let mut v = self
+            .stats
+            .snapshot(self.release().get(), self.jobs_running());
+        v.extend(self.node.net_stats().snapshot());
+        v
     }
 
     /// Registers names and hooks on the node (see [`super::install`]).
@@ -314,7 +323,7 @@ impl RexiServer {
             return;
         }
         let hkey = (d.module, d.function, d.args.len());
-        let Some(handler) = self.handlers.lookup(&hkey) else {
+        let Some((handler, index)) = self.handlers.lookup_indexed(&hkey) else {
             bump(&self.stats.errors);
             let (m, f, _) = hkey;
             let args = Term::List(eetf::List::from(d.args));
@@ -339,6 +348,7 @@ impl RexiServer {
         }
         let Some(me) = self.me.upgrade() else { return };
         let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce));
+        bump(&self.stats.jobs_started);
         if let Some(old) = lock(&self.jobs).insert(
             key,
             JobEntry {
@@ -346,6 +356,7 @@ impl RexiServer {
                 abort: None,
             },
         ) {
+            bump(&self.stats.jobs_ended);
             tracing::warn!(caller = %old.state.caller.node.name, "a doit reused the Ref of a running job; the older job can no longer be killed");
         }
         let ctx = Ctx::new(
@@ -359,7 +370,15 @@ impl RexiServer {
         // The handler's future is made here, so the job's own future does not also keep
         // room for the Ctx and the arguments (they live in the handler's future only).
         let work = handler(ctx, Args::new(d.args));
-        let mut job = Box::pin(run_job(me, work, state.clone(), key, (m, f, arity)));
+        let started = (Instant::now(), index);
+        let mut job = Box::pin(run_job(
+            me,
+            work,
+            state.clone(),
+            key,
+            (m, f, arity),
+            started,
+        ));
         // Run the job here, on the reader task, until it first waits: a job that answers
         // at once (an echo, a phash2) then costs no task spawn and no thread hop; a job
         // that waits is spawned and picks up from there (tokio's timers and Notify take
@@ -389,6 +408,7 @@ impl RexiServer {
         let entry = lock(&self.jobs).remove(&key);
         match entry {
             Some(e) => {
+                bump(&self.stats.jobs_ended);
                 let worker = e.state.kill();
                 if let Some(a) = e.abort {
                     a.abort();
@@ -425,6 +445,7 @@ impl RexiServer {
                 self.node.exit_process(&w, &atom("noconnection"));
             }
             bump(&self.stats.cancelled_nodedown);
+            bump(&self.stats.jobs_ended);
         }
     }
 
@@ -439,6 +460,7 @@ impl RexiServer {
             let mut jobs = lock(&self.jobs);
             if matches!(jobs.get(key), Some(e) if Arc::ptr_eq(&e.state, state)) {
                 jobs.remove(key);
+                bump(&self.stats.jobs_ended);
             }
         }
         let exit_reason = match reason {
@@ -549,8 +571,10 @@ async fn run_job(
     state: Arc<JobState>,
     key: RefKey,
     mfa: (String, String, usize),
+    (started, index): (Instant, usize),
 ) {
     let outcome = AssertUnwindSafe(work).catch_unwind().await;
+    server.durations.observe(index, started.elapsed());
     let stack = || protocol::stack(&mfa.0, &mfa.1, int(mfa.2 as i64));
     let reason = match outcome {
         Ok(Ok(())) | Ok(Err(Failure::Normal)) => None,

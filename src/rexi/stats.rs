@@ -1,4 +1,5 @@
-//! Counters, read by `rexi_server_mon`'s `stats` call and logged at shutdown.
+//! Counters, read by `rexi_server_mon`'s `stats` call, `/metrics` (`crate::metrics`) and
+//! the log line at shutdown: one set of atomics behind every report.
 
 use eetf::{Atom, BigInteger, FixInteger, Term, Tuple};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,9 @@ pub struct Stats {
     pub overloaded: AtomicU64,
     pub malformed: AtomicU64,
     pub cancelled_nodedown: AtomicU64,
+    /// Jobs put in the job table, and jobs that left it (ended, killed or cancelled).
+    pub jobs_started: AtomicU64,
+    pub jobs_ended: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -50,6 +54,8 @@ impl Stats {
             ("malformed", g(&self.malformed)),
             ("jobs_running", jobs_running as u64),
             ("jobs_cancelled_nodedown", g(&self.cancelled_nodedown)),
+            ("jobs_started", g(&self.jobs_started)),
+            ("jobs_ended", g(&self.jobs_ended)),
         ]
     }
 
