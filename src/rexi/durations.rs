@@ -52,7 +52,8 @@ pub struct Series {
     pub mfa: String,
     pub sum_secs: f64,
     pub count: u64,
-    /// `(upper bound, cumulative count)`, +Inf last.
+    /// `(upper bound, count in this bucket alone)`, +Inf last: not cumulative, as
+    /// `prometheus-client`'s encoder accumulates them itself.
     pub buckets: Vec<(f64, u64)>,
 }
 
@@ -95,16 +96,17 @@ impl JobDurations {
             .iter()
             .zip(&self.slots)
             .map(|(mfa, s)| {
-                let mut cum = 0u64;
+                let mut count = 0u64;
                 let mut buckets = Vec::with_capacity(BOUNDS_SECS.len() + 1);
                 for (i, c) in s.buckets.iter().enumerate() {
-                    cum += c.load(Ordering::Relaxed);
-                    buckets.push((BOUNDS_SECS.get(i).copied().unwrap_or(f64::INFINITY), cum));
+                    let n = c.load(Ordering::Relaxed);
+                    count += n;
+                    buckets.push((BOUNDS_SECS.get(i).copied().unwrap_or(f64::INFINITY), n));
                 }
                 Series {
                     mfa: mfa.clone(),
                     sum_secs: s.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-                    count: cum,
+                    count,
                     buckets,
                 }
             })
@@ -131,8 +133,9 @@ mod tests {
         assert_eq!(s.mfa, "m:f0/1");
         assert_eq!(s.count, 4);
         assert_eq!(s.buckets[0], (0.000_05, 2));
-        assert_eq!(s.buckets[5], (0.002_5, 3));
-        assert_eq!(s.buckets.last(), Some(&(f64::INFINITY, 4)));
+        assert_eq!(s.buckets[5], (0.002_5, 1));
+        assert_eq!(s.buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert_eq!(s.buckets.iter().map(|b| b.1).sum::<u64>(), 4);
         assert!((s.sum_secs - 100.002_08).abs() < 1e-9);
     }
 
