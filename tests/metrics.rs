@@ -235,9 +235,16 @@ fn counters_move_by_exactly_the_casts_errors_and_kills_sent() {
     assert_eq!(d_(&inf("rexi_node:echo/1")), 3.0 * n);
     assert_eq!(d_(&count("rexi_node:fail/1")), errors);
     assert_eq!(d_(&count("rexi_node:sleep/1")), 0.0);
-    for k in after.keys().filter(|k| k.contains("_duration_seconds_count")) {
+    for k in after
+        .keys()
+        .filter(|k| k.contains("_duration_seconds_count"))
+    {
         let mfa = &k[k.find("mfa=").expect("mfa label") + 4..k.len() - 1];
-        assert_eq!(val(&after, k), val(&after, &inf(mfa)), "+Inf bucket vs count of {mfa}");
+        assert_eq!(
+            val(&after, k),
+            val(&after, &inf(mfa)),
+            "+Inf bucket vs count of {mfa}"
+        );
     }
     // The connection: up once, down once (closed by the halting caller), bytes both ways.
     assert_eq!(d_("rexi_node_nodeup_total{}"), 1.0);
@@ -483,4 +490,31 @@ fn per_peer_series_only_with_metrics_per_peer() {
     drop(idle);
     // The peer's series leave with its connection.
     assert!(wait_until(LIMIT, || !scrape(mport).contains_key(key)));
+}
+
+#[test]
+fn a_wrong_cookie_counts_as_a_handshake_failure() {
+    let epmd = Epmd::start();
+    let mport = free_port();
+    let addr = format!("127.0.0.1:{mport}");
+    let d = Daemon::start(epmd.port, "rn_met6", &["--metrics-addr", &addr]);
+    let key = "rexi_node_handshake_failures_total{reason=wrong_cookie}";
+    let before = val(&scrape(mport), key);
+    let mut e = Erl::start(
+        epmd.port,
+        "e_met6",
+        "not_the_cookie",
+        "expect_ping",
+        &[&d.name, "pang"],
+    );
+    assert_eq!(e.wait(LIMIT), Some(0), "{}", e.out.text());
+    // erl retries a failed connection once on its own: at least one, all of them counted.
+    assert!(wait_until(LIMIT, || val(&scrape(mport), key) > before));
+    let m = scrape(mport);
+    assert_eq!(
+        val(&m, "rexi_node_nodeup_total{}"),
+        0.0,
+        "no connection came up"
+    );
+    assert_eq!(val(&m, "rexi_node_connections{state=handshaking}"), 0.0);
 }

@@ -28,6 +28,15 @@ pub enum Kind {
     Gauge,
 }
 
+impl Kind {
+    fn metric_type(self) -> MetricType {
+        match self {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+        }
+    }
+}
+
 /// One snapshot key and the metric it becomes.
 pub struct Figure {
     /// The key in the `stats` proplist and `status --json`.
@@ -192,10 +201,7 @@ impl Collector for Figures {
                 continue;
             }
             let unit = first.bytes.then_some(Unit::Bytes);
-            let ty = match first.kind {
-                Kind::Counter => MetricType::Counter,
-                Kind::Gauge => MetricType::Gauge,
-            };
+            let ty = first.kind.metric_type();
             let mut m = enc.encode_descriptor(first.family, first.help, unit.as_ref(), ty)?;
             match present.as_slice() {
                 [(f, v)] if f.label.is_none() => encode_value(f.kind, *v, m)?,
@@ -285,11 +291,7 @@ fn encode_peers(enc: &mut DescriptorEncoder, peers: &[PeerFigures]) -> Result<()
         return Ok(());
     }
     for (name, unit, kind, help, get) in families {
-        let ty = match kind {
-            Kind::Counter => MetricType::Counter,
-            Kind::Gauge => MetricType::Gauge,
-        };
-        let mut m = enc.encode_descriptor(name, help, unit.as_ref(), ty)?;
+        let mut m = enc.encode_descriptor(name, help, unit.as_ref(), kind.metric_type())?;
         for p in peers {
             encode_value(kind, get(p), m.encode_family(&[("peer", p.peer.as_str())])?)?;
         }
