@@ -133,10 +133,7 @@ async fn writer(
                 break;
             }
             wr.write_all(&spare).await?;
-            outbox
-                .stats
-                .bytes_out
-                .fetch_add(spare.len() as u64, Ordering::Relaxed);
+            outbox.stats.count_written(&spare);
             wrote_since_tick = true;
             // Give back a huge buffer rather than keep it for the life of the connection.
             if spare.capacity() > (8 << 20) {

@@ -22,6 +22,7 @@ pub struct ConnStats {
     pub frames_in: AtomicU64,
     /// Bytes handed to the send queue (encoded frames, ticks included).
     pub bytes_queued: AtomicU64,
+    /// Frames written to the socket (ticks included).
     pub frames_out: AtomicU64,
     /// Bytes the writer put on the socket.
     pub bytes_out: AtomicU64,
@@ -30,11 +31,25 @@ pub struct ConnStats {
 }
 
 impl ConnStats {
-    /// One frame of `bytes` appended to the send queue (the caller holds the queue's lock,
-    /// so these adds never contend with another sender on this connection).
+    /// `bytes` appended to the send queue (the caller holds the queue's lock, so this add
+    /// never contends with another sender on this connection).
     pub fn count_queued(&self, bytes: usize) {
-        self.frames_out.fetch_add(1, Ordering::Relaxed);
         self.bytes_queued.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A batch the writer put on the socket: its bytes, and its frames counted by walking
+    /// their length prefixes (no per-frame cost on the senders' side).
+    pub fn count_written(&self, batch: &[u8]) {
+        let mut frames = 0u64;
+        let mut i = 0usize;
+        while let Some(len) = batch.get(i..i + 4) {
+            let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            i = i.saturating_add(4).saturating_add(n);
+            frames += 1;
+        }
+        self.frames_out.fetch_add(frames, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 
     /// Bytes queued but not yet written to the socket.
@@ -423,6 +438,15 @@ mod tests {
         assert_eq!(get(&after, "dist_bytes_out"), Some(30));
         assert_eq!(get(&after, "connections_up"), Some(0));
         assert_eq!(get(&after, "outbox_bytes_queued"), Some(0));
+    }
+
+    #[test]
+    fn written_frames_are_counted_by_their_length_prefixes() {
+        let s = ConnStats::default();
+        // a tick, a 3-byte frame, another tick
+        s.count_written(&[0, 0, 0, 0, 0, 0, 0, 3, b'p', 1, 2, 0, 0, 0, 0]);
+        assert_eq!(s.frames_out.load(Ordering::Relaxed), 3);
+        assert_eq!(s.bytes_out.load(Ordering::Relaxed), 15);
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub const FIGURES: &[Figure] = &[
     bytes("dist_bytes_in", "dist_received", C, "Bytes read from distribution connections."),
     bytes("dist_bytes_out", "dist_sent", C, "Bytes written to distribution connections."),
     fig("dist_frames_in", "dist_received_frames", C, None, "Distribution frames read (ticks included)."),
-    fig("dist_frames_out", "dist_sent_frames", C, None, "Distribution frames queued for sending (ticks included)."),
+    fig("dist_frames_out", "dist_sent_frames", C, None, "Distribution frames written (ticks included)."),
     bytes("outbox_bytes_queued", "outbox_queued", G, "Bytes queued for all peers, not yet written to their sockets."),
     bytes("outbox_bytes_queued_max_peer", "outbox_largest_peer_queued", G, "Bytes queued for the peer with the longest queue (a peer that stopped reading grows it)."),
     fig("frames_refused_max_frame", "frames_refused", C, Some(("limit", "max_frame")), REFUSED),
@@ -142,7 +142,7 @@ pub const EXTRA_FAMILIES: &[(&str, &str)] = &[
     ("rexi_node_peer_received_bytes_total", "Per peer (--metrics-per-peer): bytes read from its connection."),
     ("rexi_node_peer_sent_bytes_total", "Per peer (--metrics-per-peer): bytes written to its connection."),
     ("rexi_node_peer_received_frames_total", "Per peer (--metrics-per-peer): frames read from its connection."),
-    ("rexi_node_peer_sent_frames_total", "Per peer (--metrics-per-peer): frames queued for it."),
+    ("rexi_node_peer_sent_frames_total", "Per peer (--metrics-per-peer): frames written to it."),
     ("rexi_node_peer_outbox_queued_bytes", "Per peer (--metrics-per-peer): bytes queued for it, not yet written."),
 ];
 

@@ -121,7 +121,9 @@ impl Metrics {
     }
 
     /// The rexi server is installed: its release is set and its names are registered.
+    /// Turns on its job timing, which only this endpoint shows.
     pub fn set_rexi(&self, rexi: &Arc<RexiServer>) {
+        rexi.durations.enable();
         let _ = self.state.rexi.set(rexi.clone());
     }
 

@@ -6,9 +6,13 @@
 //! handler's own slot, found by the index the handler table hands out with the handler (no
 //! map lookup by name). The count is the sum of the buckets, so it is never out of step
 //! with them.
+//!
+//! Timing is off until [`JobDurations::enable`] (`--metrics-addr` turns it on): reading the
+//! clock twice costs about as much as all the counters of a cast together on a virtual
+//! machine, and only `/metrics` shows the histogram. Off, a job pays one relaxed load.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Upper bounds of the buckets, in seconds (the last bucket, +Inf, is implicit).
 pub const BOUNDS_SECS: [f64; 16] = [
@@ -60,6 +64,7 @@ pub struct Series {
 pub struct JobDurations {
     labels: Vec<String>,
     slots: Vec<Slot>,
+    enabled: AtomicBool,
 }
 
 impl JobDurations {
@@ -72,7 +77,21 @@ impl JobDurations {
             .collect();
         labels.push("other".into());
         let slots = labels.iter().map(|_| Slot::default()).collect();
-        JobDurations { labels, slots }
+        JobDurations {
+            labels,
+            slots,
+            enabled: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts timing jobs (from the next one on).
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// The start of a job, when timing is on.
+    pub fn start(&self) -> Option<Instant> {
+        self.enabled.load(Ordering::Relaxed).then(Instant::now)
     }
 
     /// Records a job of handler `index` that ran for `d`.

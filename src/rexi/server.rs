@@ -370,7 +370,7 @@ impl RexiServer {
         // The handler's future is made here, so the job's own future does not also keep
         // room for the Ctx and the arguments (they live in the handler's future only).
         let work = handler(ctx, Args::new(d.args));
-        let started = (Instant::now(), index);
+        let started = (self.durations.start(), index);
         let mut job = Box::pin(run_job(
             me,
             work,
@@ -571,10 +571,12 @@ async fn run_job(
     state: Arc<JobState>,
     key: RefKey,
     mfa: (String, String, usize),
-    (started, index): (Instant, usize),
+    (started, index): (Option<Instant>, usize),
 ) {
     let outcome = AssertUnwindSafe(work).catch_unwind().await;
-    server.durations.observe(index, started.elapsed());
+    if let Some(t) = started {
+        server.durations.observe(index, t.elapsed());
+    }
     let stack = || protocol::stack(&mfa.0, &mfa.1, int(mfa.2 as i64));
     let reason = match outcome {
         Ok(Ok(())) | Ok(Err(Failure::Normal)) => None,
