@@ -164,14 +164,22 @@ fn ready(port: u16) -> Option<(u16, String)> {
     get(port, "/readyz", None).ok().map(|(s, _, b)| (s, b))
 }
 
+/// A real epmd and the daemon serving metrics on a free port: (epmd, daemon, metrics port).
+fn with_metrics(alive: &str, extra: &[&str]) -> (Epmd, Daemon, u16) {
+    let epmd = Epmd::start();
+    let mport = free_port();
+    let addr = format!("127.0.0.1:{mport}");
+    let mut args = vec!["--metrics-addr", addr.as_str()];
+    args.extend(extra);
+    let d = Daemon::start(epmd.port, alive, &args);
+    (epmd, d, mport)
+}
+
 const LIMIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn counters_move_by_exactly_the_casts_errors_and_kills_sent() {
-    let epmd = Epmd::start();
-    let mport = free_port();
-    let addr = format!("127.0.0.1:{mport}");
-    let d = Daemon::start(epmd.port, "rn_met1", &["--metrics-addr", &addr]);
+    let (epmd, d, mport) = with_metrics("rn_met1", &[]);
     assert!(wait_until(LIMIT, || matches!(ready(mport), Some((200, _)))));
     let before = scrape(mport);
     let (n, errors, kills) = (25, 7, 5);
@@ -267,10 +275,7 @@ fn counters_move_by_exactly_the_casts_errors_and_kills_sent() {
 
 #[test]
 fn openmetrics_on_request_and_status_json_agrees_with_metrics() {
-    let epmd = Epmd::start();
-    let mport = free_port();
-    let addr = format!("127.0.0.1:{mport}");
-    let d = Daemon::start(epmd.port, "rn_met2", &["--metrics-addr", &addr]);
+    let (epmd, d, mport) = with_metrics("rn_met2", &[]);
     let mut w = Erl::start_run(
         epmd.port,
         "e_met2",
@@ -471,14 +476,7 @@ fn a_taken_address_stops_the_daemon_before_it_joins() {
 
 #[test]
 fn per_peer_series_only_with_metrics_per_peer() {
-    let epmd = Epmd::start();
-    let mport = free_port();
-    let addr = format!("127.0.0.1:{mport}");
-    let d = Daemon::start(
-        epmd.port,
-        "rn_met5",
-        &["--metrics-addr", &addr, "--metrics-per-peer"],
-    );
+    let (epmd, d, mport) = with_metrics("rn_met5", &["--metrics-per-peer"]);
     let idle = Erl::start(epmd.port, "e_met5", COOKIE, "idle", &[&d.name]);
     assert!(idle.out.wait_for("CONNECTED", LIMIT), "{}", idle.out.text());
     let key = "rexi_node_peer_received_bytes_total{peer=e_met5@127.0.0.1}";
@@ -494,10 +492,7 @@ fn per_peer_series_only_with_metrics_per_peer() {
 
 #[test]
 fn a_wrong_cookie_counts_as_a_handshake_failure() {
-    let epmd = Epmd::start();
-    let mport = free_port();
-    let addr = format!("127.0.0.1:{mport}");
-    let d = Daemon::start(epmd.port, "rn_met6", &["--metrics-addr", &addr]);
+    let (epmd, d, mport) = with_metrics("rn_met6", &[]);
     let key = "rexi_node_handshake_failures_total{reason=wrong_cookie}";
     let before = val(&scrape(mport), key);
     let mut e = Erl::start(
