@@ -407,12 +407,20 @@ fn readyz_is_false_until_epmd_registration_and_follows_it() {
         "{body}"
     );
     assert_eq!(val(&scrape(mport), "rexi_node_epmd_registered{}"), 1.0);
+    let (code, out) = healthcheck(&addr);
+    assert_eq!(code, Some(0), "{out}");
 
     // epmd goes away: not ready; a new epmd on the same port: registered and ready again.
     let port = epmd.port;
     drop(epmd);
     assert!(wait_until(LIMIT, || matches!(ready(mport), Some((503, _)))));
     assert_eq!(val(&scrape(mport), "rexi_node_epmd_registered{}"), 0.0);
+    let (code, out) = healthcheck(&addr);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("/readyz answered 503") && out.contains("epmd_registered: no"),
+        "{out}"
+    );
     let mut again = Command::new("epmd")
         .args(["-port", &port.to_string()])
         .stdout(Stdio::null())
@@ -428,6 +436,17 @@ fn readyz_is_false_until_epmd_registration_and_follows_it() {
         ready(mport),
         d.stderr()
     );
+}
+
+/// `rexi-node healthcheck ADDR` (the compose probe): exit code and output.
+fn healthcheck(addr: &str) -> (Option<i32>, String) {
+    let out = Command::new(daemon_bin())
+        .args(["healthcheck", addr])
+        .output()
+        .expect("healthcheck");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
 }
 
 /// The pid of the test's epmd (found by its private port, which only it uses).
@@ -512,4 +531,28 @@ fn a_wrong_cookie_counts_as_a_handshake_failure() {
         "no connection came up"
     );
     assert_eq!(val(&m, "rexi_node_connections{state=handshaking}"), 0.0);
+}
+
+#[test]
+fn the_endpoint_keeps_its_limits() {
+    let (_epmd, _d, mport) = with_metrics("rn_met7", &[]);
+    let answer = |send: &[u8]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", mport)).expect("connect");
+        s.set_read_timeout(Some(LIMIT)).expect("timeout");
+        s.write_all(send).expect("write");
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        raw
+    };
+    // A head larger than 8 KiB is refused, not buffered.
+    let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(10_000));
+    assert!(answer(big.as_bytes()).starts_with("HTTP/1.1 431 "));
+    // A head that never ends gets 408 after the deadline (5 s), not a held connection.
+    let t = Instant::now();
+    assert!(answer(b"GET /metrics HTTP/1.1\r\n").starts_with("HTTP/1.1 408 "));
+    assert!(t.elapsed() < Duration::from_secs(15));
+    assert!(answer(b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+    assert!(answer(b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    let (code, _, body) = get(mport, "/healthz", None).expect("healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
 }

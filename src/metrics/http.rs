@@ -171,7 +171,22 @@ async fn answer(mut stream: TcpStream, m: &Metrics, limits: Limits) -> std::io::
     };
     tokio::time::timeout(limits.read_timeout, write)
         .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
+    // Closing with unread input makes the kernel reset the connection, which can destroy
+    // the answer before the client reads it (a refused, oversized head): read and drop
+    // what is still coming, briefly and boundedly, before closing.
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = 4 * limits.max_request;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
