@@ -44,10 +44,11 @@ go(Target, C, W, Secs, Warm, Payload) ->
     Results = [receive {done, P, R} -> R end || P <- Pids],
     {_, CpuMs} = statistics(runtime),
     _ = Cpu0,
-    Measured = lists:sum([M || {M, _, _, _} <- Results]),
-    Sent = lists:sum([S || {_, S, _, _} <- Results]),
-    Lost = lists:sum([L || {_, _, L, _} <- Results]),
-    Lats = lists:sort(lists:append([L || {_, _, _, L} <- Results])),
+    Measured = lists:sum([M || {M, _, _, _, _} <- Results]),
+    Sent = lists:sum([S || {_, S, _, _, _} <- Results]),
+    Lost = lists:sum([L || {_, _, L, _, _} <- Results]),
+    Errors = lists:sum([E || {_, _, _, _, E} <- Results]),
+    Lats = lists:sort(lists:append([L || {_, _, _, L, _} <- Results])),
     Thr = Measured / Secs,
     N = length(Lats),
     Q = fun(_) when N =:= 0 -> 0.0;
@@ -58,8 +59,8 @@ go(Target, C, W, Secs, Warm, Payload) ->
               "latency p50 ~.1f us, p99 ~.1f us, p99.9 ~.1f us, max ~.1f us; ~b sent, ~b lost~n",
               [Target, C, W, Payload, round(Thr), Q(0.5), Q(0.99), Q(0.999), Max, Sent, Lost]),
     io:format("BENCH mode=erl throughput=~b p50_us=~.1f p99_us=~.1f p999_us=~.1f max_us=~.1f "
-              "measured=~b sent=~b replies=~b errors=0 gen_cpu_s=~.3f~n",
-              [round(Thr), Q(0.5), Q(0.99), Q(0.999), Max, Measured, Sent, Sent - Lost, CpuMs / 1000]),
+              "measured=~b sent=~b replies=~b errors=~b gen_cpu_s=~.3f~n",
+              [round(Thr), Q(0.5), Q(0.99), Q(0.999), Max, Measured, Sent, Sent - Lost, Errors, CpuMs / 1000]),
     case Lost of
         0 -> ok;
         _ -> {error, io_lib:format("~b casts got no reply", [Lost])}
@@ -82,7 +83,8 @@ cast(Dest, MFA) ->
 
 loop(Dest, MFA, RecStart, RecEnd, InFlight, Sent, Measured, Lats) ->
     receive
-        {Ref, _Reply} when is_reference(Ref) ->
+        {Ref, Reply} when is_reference(Ref) ->
+            count_error(Reply),
             Now = erlang:monotonic_time(),
             T0 = erase(Ref),
             {Measured1, Lats1} =
@@ -106,4 +108,11 @@ loop(Dest, MFA, RecStart, RecEnd, InFlight, Sent, Measured, Lats) ->
     end.
 
 finish(Sent, Measured, Lost, Lats) ->
-    get(parent) ! {done, self(), {Measured, Sent, Lost, Lats}}.
+    get(parent) ! {done, self(), {Measured, Sent, Lost, Lats, get_errors()}}.
+
+%% A rexi_EXIT reply is an answer, but not the echo asked for: counted as an error.
+count_error({rexi_EXIT, _}) -> put(errors, get_errors() + 1);
+count_error(_) -> ok.
+
+get_errors() ->
+    case get(errors) of undefined -> 0; N -> N end.

@@ -41,11 +41,12 @@ async fn main() {
 fn add_greeter(h: &mut Handlers) {
     // greeter:hello(Name) -> {hello, Name}; anything but a binary fails with badarg.
     h.register("greeter", "hello", 1, |ctx, mut args| async move {
-        match args.take(0) {
-            who @ Term::Binary(_) => {
+        let who = args.take(0);
+        match &*who {
+            Term::Binary(_) => {
                 ctx.reply(Term::Tuple(Tuple::from(vec![
                     Term::Atom(Atom::from("hello")),
-                    who,
+                    who.into_term(),
                 ])));
                 Ok(())
             }

@@ -3,7 +3,7 @@
 
 use crate::dist::connection::SendError;
 use crate::dist::message::ProcId;
-use crate::dist::{Cookie, Node, NodeConfig};
+use crate::dist::{epmd, ConnectError, Cookie, Node, NodeConfig};
 use crate::etf;
 use crate::process::{gen, Mailbox, Process, Signal};
 use eetf::{Pid, Term};
@@ -53,17 +53,21 @@ pub struct Client {
 
 impl Client {
     /// Starts a client node named `name` (for example `rexi_cli_1234@127.0.0.1`).
-    pub async fn start(name: String, cookie: Cookie) -> Result<Client, String> {
+    pub async fn start(name: String, cookie: Cookie) -> Result<Client, ConnectError> {
         let mut cfg = NodeConfig::new(name, cookie);
         cfg.publish = false;
-        let node = Node::start(cfg).await.map_err(|e| e.0)?;
+        let node = Node::start(cfg)
+            .await
+            .map_err(|e| ConnectError::NodeStart { reason: e.0 })?;
         let mailbox = node.spawn_mailbox();
         // DOWNs of the monitors this client sets go straight to its own mailbox. Holding
         // the mailbox's sending end (not the node) keeps the node free to be dropped.
         let me = node
             .registry()
             .lookup_pid(&mailbox.pid)
-            .ok_or("the client's own process vanished at start")?;
+            .ok_or_else(|| ConnectError::NodeStart {
+                reason: "the client's own process vanished at start".into(),
+            })?;
         Ok(Client {
             node,
             mailbox,
@@ -80,9 +84,27 @@ impl Client {
         &self.mailbox.pid
     }
 
-    /// Connects to `peer`, with an error that says what went wrong.
-    pub async fn connect(&self, peer: &str) -> Result<(), String> {
-        self.node.connect(peer).await
+    /// Connects to `peer`. When epmd does not know it, the error lists the nodes epmd
+    /// does know on that host, since a typo is the usual cause.
+    pub async fn connect(&self, peer: &str) -> Result<(), ConnectError> {
+        match self.node.connect(peer).await {
+            Err(ConnectError::UnknownNode {
+                node,
+                host,
+                registered: None,
+            }) => {
+                let registered = epmd::names(&host, self.node.config().epmd_port)
+                    .await
+                    .ok()
+                    .map(|v| v.into_iter().map(|(n, _)| format!("{n}@{host}")).collect());
+                Err(ConnectError::UnknownNode {
+                    node,
+                    host,
+                    registered,
+                })
+            }
+            other => other,
+        }
     }
 
     /// `{Name, Node} ! Message` from this client's pid.
@@ -149,22 +171,22 @@ impl Client {
                 break Err(CallError::Timeout);
             };
             match sig {
-                Signal::Message {
-                    message: Term::Tuple(t),
-                    ..
-                } if t.elements.len() == 2
-                    && matches!(&t.elements[0], Term::Reference(r) if r.id == mref.id) =>
+                Signal::Message { mut message, .. }
+                    if matches!(&*message, Term::Tuple(t) if t.elements.len() == 2
+                    && matches!(&t.elements[0], Term::Reference(r) if r.id == mref.id)) =>
                 {
-                    break Ok(t
-                        .elements
-                        .into_iter()
-                        .nth(1)
-                        .unwrap_or_else(|| gen::atom("undefined")));
+                    let Term::Tuple(t) = &mut *message else {
+                        continue;
+                    };
+                    break Ok(std::mem::replace(
+                        &mut t.elements[1],
+                        gen::atom("undefined"),
+                    ));
                 }
                 Signal::Down {
                     reference, reason, ..
                 } if reference.id == mref.id => {
-                    break Err(match &reason {
+                    break Err(match &*reason {
                         Term::Atom(a) if a.name == "noproc" => CallError::NoProc,
                         Term::Atom(a) if a.name == "noconnection" => CallError::NoConnection,
                         other => CallError::Exit(crate::term::print(other)),

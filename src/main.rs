@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::Parser;
+use cli::exit::Exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -15,15 +16,8 @@ fn main() -> ExitCode {
         .spawn(move || cli::dispatch(args));
     match worker.map(|h| h.join()) {
         Ok(Ok(code)) => code,
-        Ok(Err(_)) => {
-            eprintln!(
-                "rexi-node: internal error (a panic); please report it with the command line"
-            );
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("rexi-node: cannot start the main thread: {e}");
-            ExitCode::FAILURE
-        }
+        Ok(Err(_)) => Exit::Failure
+            .with("internal error (a panic); please report it with the command line"),
+        Err(e) => Exit::Failure.with(&format!("cannot start the main thread: {e}")),
     }
 }

@@ -1,8 +1,8 @@
 //! Which `rexi` casts a mixed-release cluster loses, and which node may take the next step.
 //!
 //! This is the logic behind `rexi-node migrate-check`, kept free of I/O so that every cell of
-//! MIGRATION.md §2's table is pinned by a unit test. The CLI reads what each node runs and
-//! hands a list of [`Member`]s to [`assess`].
+//! the table of docs/design/migration.md §2 is pinned by a unit test. The CLI reads what each
+//! node runs and hands a list of [`Member`]s to [`assess`].
 //!
 //! Why the table looks the way it does: a cast is a message to a registered *name* on the
 //! target, and a message to a name that does not exist is dropped without any error. So a
@@ -38,8 +38,8 @@ impl NodeKind {
     }
 }
 
-/// What a `doit` from one release to another becomes (MIGRATION.md §2, caller row, target
-/// column).
+/// What a `doit` from one release to another becomes (docs/design/migration.md §2, caller
+/// row, target column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Delivery {
     /// Delivered.
@@ -51,7 +51,7 @@ pub enum Delivery {
     Lost,
 }
 
-/// MIGRATION.md §2 for two Erlang nodes: `doit` from a `caller` at one release to a
+/// docs/design/migration.md §2 for two Erlang nodes: `doit` from a `caller` at one release to a
 /// `target` at another.
 pub fn beam_delivery(caller: Release, target: Release) -> Delivery {
     match (caller.get(), target.get()) {
@@ -434,7 +434,7 @@ mod tests {
         }
     }
 
-    /// MIGRATION.md §2, every cell, caller row by target column.
+    /// docs/design/migration.md §2, every cell, caller row by target column.
     #[test]
     fn every_cell_of_the_table() {
         use Delivery::*;

@@ -6,7 +6,7 @@
 //! enough": every rule below reproduces what ERTS's `make_hash2` does, including the parts
 //! that look like accidents (a top-level atom is not mixed, a trailing group of list bytes is
 //! absorbed without its length, `-0.0` hashes like `0.0`). The reasoning for each rule, and
-//! the traps, are in `/work/shared/phash2/SPEC.md`; the section numbers in the comments
+//! the traps, are in `docs/design/phash2.md`; the section numbers in the comments
 //! refer to it.
 //!
 //! The traversal never recurses. Terms arrive from the network and may be nested as deep as
@@ -580,7 +580,7 @@ mod tests {
         make_hash2(t).unwrap()
     }
 
-    /// SPEC.md §7: (term, make_hash2, phash2), all checked against OTP 25.
+    /// docs/design/phash2.md §7: (term, make_hash2, phash2), all checked against OTP 25.
     #[test]
     fn spec_quick_table() {
         let cases: Vec<(&str, Term, u32, u32)> = vec![
@@ -702,7 +702,7 @@ mod tests {
         }
     }
 
-    /// SPEC.md §10: collisions that are part of the function.
+    /// docs/design/phash2.md §10: collisions that are part of the function.
     #[test]
     fn spec_known_collisions() {
         assert_eq!(raw(&ints(&[1, 2, 3])), raw(&ints(&[0, 1, 2, 3])));

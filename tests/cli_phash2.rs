@@ -1,40 +1,14 @@
 //! The `rexi-node phash2` and `rexi-node server-id` subcommands, run as an operator would.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod support;
+use support::Run;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rexi-node");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run rexi-node")
+fn run(args: &[&str]) -> Run {
+    support::rexi_node(args, &[], None)
 }
 
-fn run_stdin(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rexi-node");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    // Write from another thread: the child may fill its stdout pipe before reading all input.
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
+fn run_stdin(args: &[&str], input: &str) -> Run {
+    support::rexi_node(args, &[], Some(input))
 }
 
 #[test]
@@ -63,16 +37,16 @@ fn phash2_of_a_term() {
     ];
     for (args, want) in cases {
         let o = run(args);
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        assert_eq!(stdout(&o), *want, "{args:?}");
+        assert_eq!(o.code, 0, "{args:?}: {}", o.err);
+        assert_eq!(o.out, *want, "{args:?}");
     }
 }
 
 #[test]
 fn phash2_explains_bad_input() {
     let o = run(&["phash2", "{a b}"]);
-    assert_eq!(o.status.code(), Some(2));
-    let e = stderr(&o);
+    assert_eq!(o.code, 2);
+    let e = o.err;
     assert!(
         e.contains("column 4") && e.contains("expected ',' or '}'"),
         "{e}"
@@ -81,24 +55,24 @@ fn phash2_explains_bad_input() {
 
     for bad in ["0", "4294967297", "x", "-5"] {
         let o = run(&["phash2", "a", "--range", bad]);
-        assert!(!o.status.success(), "--range {bad}");
+        assert_ne!(o.code, 0, "--range {bad}");
         assert!(
-            stderr(&o).contains("from 1 to 4294967296"),
+            o.err.contains("from 1 to 4294967296"),
             "--range {bad}: {}",
-            stderr(&o)
+            o.err
         );
     }
 
     let o = run(&["phash2", "a@127.0.0.1"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.code, 2);
     assert!(
-        stderr(&o).contains("hint: node names with dots or dashes are quoted atoms: 'a@127.0.0.1'")
+        o.err.contains("hint: node names with dots or dashes are quoted atoms: 'a@127.0.0.1'")
     );
 
     let o = run(&["phash2"]);
-    assert!(!o.status.success());
+    assert_ne!(o.code, 0);
     let o = run(&["phash2", "a", "--batch"]);
-    assert!(!o.status.success(), "TERM and --batch together");
+    assert_ne!(o.code, 0, "TERM and --batch together");
 }
 
 #[test]
@@ -113,8 +87,8 @@ fn batch_matches_every_beam_vector() {
         })
         .collect();
     let o = run_stdin(&["phash2", "--batch"], &input);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let got = stdout(&o);
+    assert_eq!(o.code, 0, "{}", o.err);
+    let got = o.out;
     let mut n = 0;
     for (i, (line, want)) in got.lines().zip(vectors.lines()).enumerate() {
         let c: Vec<&str> = want.split('\t').collect();
@@ -125,24 +99,24 @@ fn batch_matches_every_beam_vector() {
 
     // Without a range, only phash2/1.
     let o = run_stdin(&["phash2", "--batch"], "g3cBYQ==\r\ng3cA\n");
-    assert!(o.status.success());
-    assert_eq!(stdout(&o), "97\n0\n");
+    assert_eq!(o.code, 0);
+    assert_eq!(o.out, "97\n0\n");
     // --range applies to lines without their own.
     let o = run_stdin(
         &["phash2", "--batch", "--range", "10"],
         "g3cBYQ==\ng3cBYQ==\t1000\n",
     );
-    assert_eq!(stdout(&o), "97\t7\n97\t97\n");
+    assert_eq!(o.out, "97\t7\n97\t97\n");
 }
 
 #[test]
 fn batch_names_the_bad_lines_and_fails_at_the_end() {
     let input = "g3cBYQ==\nnot base64!\ng3cBYQ==\t16\ng3cBYQ==\t0\ng3c=\n\ng3cBYg==\n";
     let o = run_stdin(&["phash2", "--batch"], input);
-    assert!(!o.status.success());
+    assert_ne!(o.code, 0);
     // The good lines are all hashed, in order.
-    assert_eq!(stdout(&o), "97\n97\t1\n98\n");
-    let e = stderr(&o);
+    assert_eq!(o.out, "97\n97\t1\n98\n");
+    let e = o.err;
     for n in ["line 2:", "line 4:", "line 5:", "line 6:"] {
         assert!(e.contains(n), "{n} in {e}");
     }
@@ -158,7 +132,7 @@ fn batch_names_the_bad_lines_and_fails_at_the_end() {
     );
 }
 
-/// MIGRATION.md §8: phash2 of the node atom on OTP 25.
+/// docs/design/migration.md §8: phash2 of the node atom on OTP 25.
 const MIGRATION_TABLE: &[(&str, u32)] = &[
     ("nonode@nohost", 70306884),
     ("a@127.0.0.1", 41428801),
@@ -179,8 +153,8 @@ fn server_id_prints_both_schemes() {
         let want = format!("rexi_server_{hash}\nrexi_server_{node}\n");
         for arg in [node.to_string(), format!("'{node}'")] {
             let o = run(&["server-id", &arg]);
-            assert!(o.status.success(), "{arg}: {}", stderr(&o));
-            assert_eq!(stdout(&o), want, "{arg}");
+            assert_eq!(o.code, 0, "{arg}: {}", o.err);
+            assert_eq!(o.out, want, "{arg}");
         }
     }
 }
@@ -192,26 +166,23 @@ fn server_id_matches_node_names_from_the_beam() {
     for line in names.lines().step_by(97) {
         let c: Vec<&str> = line.split('\t').collect();
         let o = run(&["server-id", c[0]]);
-        assert!(o.status.success(), "{}: {}", c[0], stderr(&o));
-        assert_eq!(stdout(&o), format!("{}\nrexi_server_{}\n", c[4], c[0]));
+        assert_eq!(o.code, 0, "{}: {}", c[0], o.err);
+        assert_eq!(o.out, format!("{}\nrexi_server_{}\n", c[4], c[0]));
     }
     let o = run(&["server-id", r"'h\x{F4}te@\x{F1}u'"]);
-    assert_eq!(stdout(&o), "rexi_server_129671157\nrexi_server_hôte@ñu\n");
+    assert_eq!(o.out, "rexi_server_129671157\nrexi_server_hôte@ñu\n");
 }
 
 #[test]
 fn server_id_rejects_what_cannot_be_a_node() {
     let o = run(&["server-id", "'a@b"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("not a quoted atom"), "{}", stderr(&o));
+    assert_eq!(o.code, 2);
+    assert!(o.err.contains("not a quoted atom"), "{}", o.err);
     let o = run(&["server-id", "'{a}'"]);
-    assert!(
-        o.status.success(),
-        "an atom that looks like a tuple is still an atom"
-    );
+    assert_eq!(o.code, 0, "an atom that looks like a tuple is still an atom");
     let o = run(&["server-id", &"n".repeat(256)]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.code, 2);
     let o = run(&["server-id", "nohost"]);
-    assert!(o.status.success());
-    assert!(stderr(&o).contains("no '@'"));
+    assert_eq!(o.code, 0);
+    assert!(o.err.contains("no '@'"));
 }

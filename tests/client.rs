@@ -41,7 +41,7 @@ fn a_call_keeps_other_messages_for_the_next_recv() {
             .expect("status");
         assert_eq!(status, Term::Atom(Atom::from("ok")));
         match c.recv(Duration::from_secs(1)).await {
-            Some(Signal::Message { message, .. }) => assert_eq!(message, hello),
+            Some(Signal::Message { message, .. }) => assert_eq!(*message, hello),
             other => panic!("the message sent before the call is gone: {other:?}"),
         }
         c.stop().await;

@@ -12,6 +12,9 @@ use std::process::Command;
 
 use rexi_node::etf::{decode_prefix, dispose, encode, Limits};
 
+mod support;
+use support::seed;
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
@@ -26,18 +29,6 @@ impl Drop for TempDir {
 
 fn escript() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/etf_terms.escript")
-}
-
-fn seed() -> u64 {
-    match std::env::var("ETF_SEED") {
-        Ok(s) if !s.is_empty() => s.parse().expect("ETF_SEED must be an integer"),
-        _ => {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap();
-            (t.as_nanos() as u64 ^ u64::from(std::process::id())) % 1_000_000_007
-        }
-    }
 }
 
 /// Splits `<<Kind:8, Flags:8, Len:32, Etf:Len/binary>>` records.
@@ -55,7 +46,7 @@ fn records(mut data: &[u8]) -> Vec<(u8, u8, &[u8])> {
 
 #[test]
 fn beam_round_trip_of_random_terms() {
-    let seed = seed();
+    let seed = seed("ETF_SEED");
     let count: usize = std::env::var("ETF_TERMS")
         .ok()
         .and_then(|s| s.parse().ok())

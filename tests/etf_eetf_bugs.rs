@@ -1,5 +1,5 @@
-//! One test per `eetf` 0.11 defect listed in `shared/design/CRATES.md` §2.2 and
-//! `shared/phash2/SPEC.md` §8, showing that our codec does not share it, plus the
+//! One test per `eetf` 0.11 defect listed in `docs/design/crates.md` §2.2 and
+//! `docs/design/phash2.md` §8, showing that our codec does not share it, plus the
 //! limits, error offsets and depth guarantees of `rexi_node::etf`.
 
 use std::time::{Duration, Instant};
@@ -8,6 +8,13 @@ use eetf::{Atom, BitBinary, ByteList, FixInteger, List, Map, Term, Tuple};
 use rexi_node::etf::{
     decode, decode_prefix, dispose, encode, encode_body, DecodeError, Limits, Owned,
 };
+
+mod support;
+
+/// Runs `f` on a thread with tokio's default worker stack (2 MiB).
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    support::on_stack(2, f)
+}
 
 fn lim() -> Limits {
     Limits::default()
@@ -37,16 +44,6 @@ fn err(bytes: &[u8]) -> DecodeError {
         }
         Err(e) => e,
     }
-}
-
-/// Runs `f` on a thread with tokio's default worker stack (2 MiB).
-fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 // ---------------------------------------------------------------- recursion
@@ -137,9 +134,11 @@ fn chained_list_tails_are_flattened_in_linear_time() {
         bytes.extend_from_slice(&[108, 0, 0, 0, 1, 97, 7]);
     }
     bytes.push(106);
+    // Linear: milliseconds. Quadratic (re-walking the list per tail): minutes. The bound
+    // sits far from both, so a loaded machine does not decide the result.
     let t0 = Instant::now();
     let t = decode(&bytes, &lim()).unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
     match &t {
         Term::ByteList(l) => assert_eq!(l.bytes.len(), n),
         other => panic!("not a byte list: {:?}", std::mem::discriminant(other)),
@@ -164,7 +163,7 @@ fn max_depth_is_enforced_with_an_offset() {
 }
 
 /// eetf's `Map` is a `HashMap`, whose `insert` hashes the key recursively: keys are
-/// bounded by `max_map_key_depth` (256 by default), which hashes fine on 2 MiB.
+/// bounded by `max_map_key_depth`; a bound of 256 hashes fine on 2 MiB.
 #[test]
 fn map_key_depth_is_bounded_and_the_bound_hashes_on_a_2mib_stack() {
     // 256 levels on 2 MiB even in a debug build; the default bound (4096) is checked on
@@ -285,9 +284,9 @@ fn nested_claims_share_one_byte_budget() {
 /// `83 6F FF FF FF FF 00 01`: eetf zero-filled 4 GiB first.
 #[test]
 fn bignum_4gib_header_is_refused_at_once() {
-    let t0 = Instant::now();
+    // Refused by the size check on the header (its reason and offset say so), before any
+    // allocation: no clock needed to tell.
     let e = err(&[131, 111, 255, 255, 255, 255, 0, 1]);
-    assert!(t0.elapsed() < Duration::from_millis(50));
     assert_eq!(e.offset, 1);
     assert!(e.reason.contains("bignum of 4294967295 bytes"), "{e}");
     // Within the limit but longer than the input: truncated, not allocated.
@@ -314,6 +313,16 @@ fn bignums_decode_by_value() {
 }
 
 /// A zlib bomb: ~6.8 MB of deflate that inflates to ~1 GiB of zeros.
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
 fn zlib_bomb() -> (Vec<u8>, usize) {
     struct Bits {
         out: Vec<u8>,
@@ -368,20 +377,17 @@ fn compressed_bomb_is_capped_by_the_declared_size_and_the_limit() {
     let mut bytes = vec![131, 80];
     bytes.extend_from_slice(&(inflated as u32).to_be_bytes());
     bytes.extend_from_slice(&zlib);
-    let t0 = Instant::now();
     let e = err(&bytes);
-    assert!(t0.elapsed() < Duration::from_millis(50));
-    assert_eq!(e.offset, 2);
+    assert_eq!(e.offset, 2, "refused at the size field, before inflating: {e}");
     assert!(e.reason.contains("limit is 268435456"), "{e}");
-    // Lying: claims 1 MiB. Inflation stops one byte past the claim.
+    // Lying: claims 1 MiB. Inflation stops one byte past the claim: the process's peak
+    // memory does not grow by anything near the GiB the data inflates to (a clock would
+    // measure the machine's load as much as the work).
     bytes[2..6].copy_from_slice(&(1u32 << 20).to_be_bytes());
-    let t0 = Instant::now();
+    let peak0 = peak_rss_kib();
     let e = err(&bytes);
-    assert!(
-        t0.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        t0.elapsed()
-    );
+    let grew = peak_rss_kib().saturating_sub(peak0);
+    assert!(grew < 512 << 10, "peak RSS grew by {grew} KiB");
     assert!(
         e.reason.contains("more than its declared 1048576 bytes"),
         "{e}"

@@ -24,7 +24,7 @@ fn a_custom_handler_is_served_to_erlang_callers() {
         let who = args.take(0);
         ctx.reply(Term::Tuple(Tuple::from(vec![
             Term::Atom(Atom::from("hello")),
-            who,
+            who.into_term(),
         ])));
         Ok(())
     });

@@ -13,22 +13,11 @@ use rexi_node::etf::{self, Limits};
 use rexi_node::phash2::{phash2, phash2_range};
 use rexi_node::term::{float_text, print_truncated};
 
+mod support;
+use support::{on_big_stack, seed};
+
 fn oracle() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/phash2_oracle.escript")
-}
-
-fn seed() -> u64 {
-    if let Ok(s) = std::env::var("PHASH2_SEED") {
-        return s
-            .trim()
-            .parse()
-            .expect("PHASH2_SEED must be an unsigned integer");
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    // Any varying number will do; the seed is printed, which is what makes a run repeatable.
-    (t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000_000_000
 }
 
 fn count(default: usize) -> usize {
@@ -53,23 +42,9 @@ fn generate(mode: &str, seed: u64, count: usize) -> String {
     text
 }
 
-/// Runs `f` on a thread with a 512 MiB stack.
-///
-/// Why a big stack: the codec decodes and disposes iteratively, but these tests drop
-/// terms the ordinary way, through eetf's derived `Drop`, which recurses; the inputs nest
-/// up to 10,001 levels. The stack is reserved address space, touched only as deep as used.
-fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(512 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
 #[test]
 fn phash2_matches_the_beam_on_random_terms() {
-    let seed = seed();
+    let seed = seed("PHASH2_SEED");
     let n = count(20_000);
     println!("phash2 differential: seed {seed} (PHASH2_SEED={seed} to repeat), {n} terms");
     let started = std::time::Instant::now();
@@ -124,7 +99,7 @@ fn phash2_matches_the_beam_on_random_terms() {
 /// (shortest digits, decimal or scientific, ties to even): checked on random doubles.
 #[test]
 fn floats_print_like_the_beam() {
-    let seed = seed();
+    let seed = seed("PHASH2_SEED");
     let n = count(20_000).min(20_000);
     println!("float printing differential: seed {seed}, {n} floats");
     let text = generate("floats", seed, n);

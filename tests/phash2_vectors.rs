@@ -1,29 +1,18 @@
 //! Every vector the BEAM (OTP 25.2.3) produced for `erlang:phash2/1,2` must match.
 //!
-//! The fixtures are copies of `/work/shared/phash2/{vectors_dev,node_names}.tsv`, kept in the
-//! repository so the tests do not depend on a sibling directory.
+//! The fixtures in `tests/fixtures/phash2/` were written by a BEAM; docs/design/phash2.md §13
+//! says what each column holds and how the files were generated.
 
 use base64::Engine;
 use eetf::Term;
 use rexi_node::etf::{self, Limits};
 use rexi_node::phash2::{atom_hash, make_hash2, phash2, phash2_range, server_id};
 
+mod support;
+use support::on_big_stack;
+
 const VECTORS: &str = include_str!("fixtures/phash2/vectors_dev.tsv");
 const NODE_NAMES: &str = include_str!("fixtures/phash2/node_names.tsv");
-
-/// Runs `f` on a thread with a 512 MiB stack.
-///
-/// Why a big stack: the codec decodes and disposes iteratively, but these tests drop
-/// terms the ordinary way, through eetf's derived `Drop`, which recurses; the inputs nest
-/// up to 10,001 levels. The stack is reserved address space, touched only as deep as used.
-fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(512 << 20)
-        .spawn(f)
-        .expect("spawn test thread")
-        .join()
-        .expect("test thread panicked")
-}
 
 fn decode_b64(b64: &str) -> Term {
     let bytes = base64::engine::general_purpose::STANDARD

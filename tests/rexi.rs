@@ -44,34 +44,6 @@ fn a_fresh_connection_first_cast_to_its_own_name_is_never_lost() {
 }
 
 #[test]
-fn storm_of_casts_with_random_kills() {
-    let epmd = Epmd::start();
-    let d = Daemon::start(epmd.port, "rn_rexi3", &[]);
-    // 4 caller nodes x 5 processes x 5,000 casts = 100,000 casts.
-    let mut callers: Vec<Erl> = (0..4)
-        .map(|i| {
-            Erl::start(
-                epmd.port,
-                &format!("e_storm{i}"),
-                COOKIE,
-                "storm",
-                &[&d.name, "5", "5000"],
-            )
-        })
-        .collect();
-    for c in callers.iter_mut() {
-        let code = c.wait(Duration::from_secs(240));
-        assert_eq!(code, Some(0), "{}", c.out.text());
-        assert!(
-            c.out.contains("duplicates=0 lost=0")
-                && c.out.contains("killed_but_replied=0 jobs_running=0"),
-            "{}",
-            c.out.text()
-        );
-    }
-}
-
-#[test]
 fn panics_are_reported_and_the_daemon_serves_on() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi4", &[]);
@@ -153,13 +125,21 @@ fn phash2_and_node_served_over_rexi_match_the_beam() {
         &[&d.name],
         Duration::from_secs(30),
     );
-    assert!(out.contains("terms agree"), "{}", out.text());
+    assert!(
+        out.contains("PHASH2 13 terms x (phash2/1 and 8 ranges of phash2/2) agree"),
+        "{}",
+        out.text()
+    );
 }
 
 #[test]
 fn overload_is_answered_at_once() {
     let epmd = Epmd::start();
-    let d = Daemon::start(epmd.port, "rn_rexi9", &["--max-jobs", "5"]);
+    let d = Daemon::start(
+        epmd.port,
+        "rn_rexi9",
+        &["--max-jobs", "5", "--max-jobs-per-peer", "5"],
+    );
     Erl::run_ok(
         epmd.port,
         "e_over",

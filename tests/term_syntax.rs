@@ -7,6 +7,9 @@ use rexi_node::etf::{self, Limits};
 use rexi_node::phash2::{make_hash2, phash2};
 use rexi_node::term::{float_text, parse, print, print_truncated};
 
+mod support;
+use support::on_big_stack;
+
 /// Texts parsed by `erl_parse:parse_term/1` on OTP 25, with `phash2(T)` and
 /// `phash2(T, 2^32)` of the result: if our parser builds a different term, the hash shows it.
 const BEAM_PARSED: &[(&str, u32, u32)] = &[
@@ -112,7 +115,7 @@ fn prints_like_erlang() {
         ("<<\"abc\">>", "<<\"abc\">>"),
         ("<<1,2,3>>", "<<1,2,3>>"),
         ("<<1,2:3>>", "<<1,2:3>>"),
-        ("<<\"ab\",1:3>>", "<<\"ab\",1:3>>"),
+        ("<<\"ab\",1:3>>", "<<97,98,1:3>>"),
         ("<<\"héllo\"/utf8>>", "<<\"héllo\"/utf8>>"),
         ("<<>>", "<<>>"),
         ("12345678901234567890", "12345678901234567890"),
@@ -123,6 +126,51 @@ fn prints_like_erlang() {
     for (text, want) in cases {
         let t = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         assert_eq!(print(&t), want, "print(parse({text}))");
+    }
+}
+
+/// A list prints as a string exactly when `io_lib:format("~p", [L])` (and `~tp`) on OTP 25
+/// prints it as one: every element a printable Latin-1 character. Binaries follow `~tp`.
+/// Every expectation below is what OTP 25's `io_lib:format("~tp", [T])` returned.
+#[test]
+fn strings_print_like_erlang_p() {
+    let latin1_upper: Vec<String> = (128..=255).map(|c: u32| c.to_string()).collect();
+    let latin1_upper = format!("[{}]", latin1_upper.join(","));
+    let cases: Vec<(&str, &str)> = vec![
+        ("[5000]", "[5000]"),
+        ("[65,66]", "\"AB\""),
+        ("[10,65]", "\"\\nA\""),
+        ("[]", "[]"),
+        (&latin1_upper, &latin1_upper),
+        ("[7]", "[7]"),
+        ("[8,9,10,11,12,13,27]", "\"\\b\\t\\n\\v\\f\\r\\e\""),
+        ("[0]", "[0]"),
+        ("[127]", "[127]"),
+        ("[159]", "[159]"),
+        ("[160,255]", "\"\u{A0}\u{FF}\""),
+        ("[65,5000]", "[65,5000]"),
+        ("\"日本\"", "[26085,26412]"),
+        ("[[65,66]]", "[\"AB\"]"),
+        ("{[65],[7]}", "{\"A\",[7]}"),
+        ("[34,92]", "\"\\\"\\\\\""),
+        ("[$a,$b|c]", "[97,98|c]"),
+        ("<<233>>", "<<\"é\">>"),
+        ("<<195,169>>", "<<\"é\"/utf8>>"),
+        ("<<\"日本\"/utf8>>", "<<230,151,165,230,156,172>>"),
+        ("<<233,10>>", "<<\"é\\n\">>"),
+        ("<<128>>", "<<128>>"),
+        ("<<97,7>>", "<<97,7>>"),
+        ("<<\"a\\\"b\">>", "<<\"a\\\"b\">>"),
+        ("<<1:3>>", "<<1:3>>"),
+        ("<<233,1:3>>", "<<233,1:3>>"),
+    ];
+    for (text, want) in cases {
+        let t = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(print(&t), want, "print(parse({text}))");
+        // What is printed reads back as the same term ("AB" is a ByteList, [65,66] a
+        // List: different eetf shapes of one Erlang term, so compare by hash).
+        let again = parse(want).unwrap_or_else(|e| panic!("{want}: {e}"));
+        assert_eq!(make_hash2(&again).unwrap(), make_hash2(&t).unwrap(), "{want}");
     }
 }
 
@@ -213,20 +261,6 @@ fn truncated_printing_is_bounded() {
     assert_eq!(print_truncated(&parse("{a,b}").unwrap(), 4), "{...");
     let big = Term::from(eetf::Binary::from(vec![0u8; 1 << 20]));
     assert_eq!(print_truncated(&big, 20).chars().count(), 20);
-}
-
-/// Runs `f` on a thread with a 512 MiB stack.
-///
-/// Why a big stack: the codec decodes and disposes iteratively, but these tests drop
-/// terms the ordinary way, through eetf's derived `Drop`, which recurses; the inputs nest
-/// up to 10,001 levels. The stack is reserved address space, touched only as deep as used.
-fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(512 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 #[test]

@@ -45,7 +45,7 @@ doit(Caller, Ref, MFA) ->
 
 %% @doc Cancel the job `Ref' on `Node'. Release 2 sends the kill to both the
 %% singleton and the per-node server, because the job may have been cast
-%% under release 1 code (MIGRATION.md section 1).
+%% under release 1 code (docs/design/migration.md section 1).
 kill(Node, Ref) ->
     [rexi_utils:send(Dest, {'$gen_cast', {kill, Ref}}) || Dest <- kill_dests(Node)],
     ok.

@@ -1,4 +1,4 @@
-%% @doc The migration release this node runs (MIGRATION.md section 1).
+%% @doc The migration release this node runs (docs/design/migration.md section 1).
 %%
 %% The release is the application env `release' (0..3, default 1):
 %%

@@ -1,4 +1,4 @@
-%% @doc A rexi server: runs jobs for callers (PROTOCOL.md section 2).
+%% @doc A rexi server: runs jobs for callers (docs/design/protocol.md section 2).
 %%
 %% The same module runs as the singleton `rexi_server' and as every per-node
 %% `rexi_server_<phash2(N)>'. For each `doit' it spawn_monitors an unlinked
@@ -11,7 +11,7 @@
 -export([start_link/1, init_p/3]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
-%% the #error{} record of the error ring (PROTOCOL.md 2.5)
+%% the #error{} record of the error ring (docs/design/protocol.md 2.5)
 -record(error, {timestamp, reason, mfa, nonce, stack}).
 
 -record(job, {worker :: pid(), mon :: reference(), caller :: pid(),
@@ -89,7 +89,7 @@ kill_job(Ref, St) ->
             St#st{by_ref = ByRef, by_mon = ByMon}
     end.
 
-%% PROTOCOL.md 4.6: normal -> nothing; a failure caught in the worker (an
+%% docs/design/protocol.md 4.6: normal -> nothing; a failure caught in the worker (an
 %% #error{}) -> {Reason, Stack} and into the error ring; anything else (e.g.
 %% `killed', or a crash before the worker's try) -> the raw reason.
 worker_down(normal, _Job, St) ->

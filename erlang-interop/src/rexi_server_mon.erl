@@ -13,7 +13,7 @@
 %% check right away (the later Cloudant 2.4.0 fix); it defaults to false.
 %%
 %% Hidden nodes never appear in `nodes()' and send no `nodeup', so no server
-%% is ever started for them (MIGRATION.md section 6).
+%% is ever started for them (docs/design/migration.md section 6).
 -module(rexi_server_mon).
 -behaviour(gen_server).
 
@@ -82,7 +82,7 @@ wanted_servers() ->
     lists:usort([rexi_utils:per_node_id(N) || N <- [node() | nodes()]]).
 
 %% Unlike the seed, a failing start is logged and retried at the next tick
-%% instead of crashing the monitor (MIGRATION.md section 3, 5.6).
+%% instead of crashing the monitor (docs/design/migration.md section 3, 5.6).
 start_missing(St) ->
     lists:foldl(
       fun(Id, Acc) ->

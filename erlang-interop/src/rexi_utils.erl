@@ -44,7 +44,7 @@ send(Dest, Msg) ->
             ok
     end.
 
-%% @doc The coordinator's receive loop (CALLER_SIDE.md section 3).
+%% @doc The coordinator's receive loop (docs/design/callers.md section 3).
 %% `Fun(Msg, Worker | {Worker, From} | nil, Acc)' returns `{ok, Acc}',
 %% `{stop, Acc}', `{new_refs, Workers, Acc}' or anything else (returned as is).
 recv(Workers, KeyPos, Fun, Acc0, GlobalTimeout, PerMsgTimeout) ->

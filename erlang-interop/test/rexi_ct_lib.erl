@@ -40,13 +40,19 @@ load_on(Node, Mod) ->
     {Mod, Bin, File} = code:get_object_code(Mod),
     {module, Mod} = rpc:call(Node, code, load_binary, [Mod, File, Bin]).
 
-%% @doc The rexi-node binary: env REXI_NODE_BIN, or
-%% ../target/release/rexi-node relative to erlang-interop.
+%% @doc The rexi-node binary named by env REXI_NODE_BIN (scripts/ct makes it absolute and
+%% checks it). There is no default: a case that tests the daemon fails, loudly, without it,
+%% rather than testing a stale build or skipping.
 rust_bin() ->
     case os:getenv("REXI_NODE_BIN") of
-        Bin when is_list(Bin), Bin =/= "" -> Bin;
-        _ -> filename:join([filename:dirname(ebin()), "..", "target",
-                            "release", "rexi-node"])
+        Bin when is_list(Bin), Bin =/= "" ->
+            case filelib:is_regular(Bin) of
+                true -> Bin;
+                false -> ct:fail({rexi_node_bin_missing, Bin})
+            end;
+        _ ->
+            ct:fail("REXI_NODE_BIN is not set: this case runs against the rexi-node binary; "
+                    "run it through scripts/ct with REXI_NODE_BIN=target/release/rexi-node")
     end.
 
 %% @doc Start the Rust daemon as `Name@127.0.0.1' at release `Release'

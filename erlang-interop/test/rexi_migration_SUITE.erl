@@ -1,8 +1,8 @@
-%% @doc The three-release migration between BEAM nodes (MIGRATION.md).
+%% @doc The three-release migration between BEAM nodes (docs/design/migration.md).
 %%
 %% matrix: caller release x target release, 4x4, on fresh nodes started with
 %%   `-rexi release N' (the "restart with another setting" path). The four
-%%   non-adjacent mixes MIGRATION.md lists lose the cast, all others deliver.
+%%   non-adjacent mixes docs/design/migration.md lists lose the cast, all others deliver.
 %% rolling_upgrade: three nodes go 0 -> 1 -> 2 -> 3 one node at a time, in
 %%   place (rexi_release:set/1), under continuous cast traffic from every
 %%   node to every node; zero lost casts at every step.
@@ -28,7 +28,7 @@
 -export([rolling_upgrade/2, run_traffic/2]).
 
 -define(CHECK_MS, 500).         % check_interval_ms for the peers
--define(LOSS_WAIT_MS, 1000).    % how long a probe waits before "lost"
+-define(ANSWER_MS, 10000).      % a probe's cast that was delivered must be answered by then
 -define(STEP_MS, 1500).         % traffic time per rolling step
 -define(PERIOD_MS, 50).         % traffic: one cast per target every 50 ms
 -define(REPLY_TIMEOUT_MS, 2000).% traffic: unanswered after 2 s = lost
@@ -56,7 +56,7 @@ end_per_testcase(_Case, _Config) ->
 %% ---------------------------------------------------------------------------
 %% matrix
 
-%% caller -> target mixes that lose a doit (MIGRATION.md section 2 / 7)
+%% caller -> target mixes that lose a doit (docs/design/migration.md section 2 / 7)
 expected(2, 0) -> lost;
 expected(3, 0) -> lost;
 expected(0, 3) -> lost;
@@ -77,7 +77,7 @@ matrix(_Config) ->
             [{RC, RT, probe(C, T, {RC, RT})} || {RC, C} <- Callers, {RT, T} <- Targets],
         Table = matrix_table("caller\\target", Rs, Results, fun expected/2),
         report("doit delivery, caller release x target release "
-               "(\"!\" marks a result that differs from MIGRATION.md)", Table),
+               "(\"!\" marks a result that differs from docs/design/migration.md)", Table),
         Wrong = [{RC, RT, R} || {RC, RT, R} <- Results, R =/= expected(RC, RT)],
         [] = Wrong
     after
@@ -87,15 +87,9 @@ matrix(_Config) ->
 %% rexi-node as the target at each of its releases (switched at runtime), against BEAM
 %% callers of every release. It serves every name itself, so every cast the protocol
 %% allows is answered: only R0/R1 callers (which use the singleton) lose their casts to
-%% a rexi-node at release 3, where the singleton is retired, as MIGRATION.md says for
+%% a rexi-node at release 3, where the singleton is retired, as docs/design/migration.md says for
 %% any R3 target.
 rust_target_matrix(_Config) ->
-    case filelib:is_regular(rexi_ct_lib:rust_bin()) of
-        false -> {skip, "no rexi-node binary (set REXI_NODE_BIN)"};
-        true -> rust_target_matrix()
-    end.
-
-rust_target_matrix() ->
     Rs = [0, 1, 2, 3],
     Env = fun(R) -> [{release, R}, {check_interval_ms, ?CHECK_MS}] end,
     Callers = [{R, rexi_ct_lib:start_beam(name("rc", R), Env(R))} || R <- Rs],
@@ -111,7 +105,7 @@ rust_target_matrix() ->
                end || RT <- Rs]),
         Table = matrix_table("caller\\rexi-node", Rs, Results, fun expected_rust/2),
         report("doit delivery to rexi-node, caller release x rexi-node release "
-               "(\"!\" marks a result that differs from MIGRATION.md)", Table),
+               "(\"!\" marks a result that differs from docs/design/migration.md)", Table),
         Wrong = [{RC, RT, R} || {RC, RT, R} <- Results, R =/= expected_rust(RC, RT)],
         [] = Wrong
     after
@@ -124,12 +118,6 @@ rust_target_matrix() ->
 %% direction between A and B, and "consistent" (exit 0) otherwise.
 migrate_check_agrees(_Config) ->
     Bin = rexi_ct_lib:rust_bin(),
-    case filelib:is_regular(Bin) of
-        false -> {skip, "no rexi-node binary (set REXI_NODE_BIN)"};
-        true -> check_pairs(Bin)
-    end.
-
-check_pairs(Bin) ->
     Rs = [0, 1, 2, 3],
     Env = fun(R) -> [{release, R}, {check_interval_ms, ?CHECK_MS}] end,
     Ns = [{R, rexi_ct_lib:start_beam(name("mk", R), Env(R))} || R <- Rs],
@@ -188,7 +176,7 @@ mark(R, R) -> "";
 mark(_, _) -> "!".
 
 probe(#{node := C}, #{node := T}, Tag) ->
-    rpc:call(C, rexi_traffic, probe, [T, {probe, Tag}, ?LOSS_WAIT_MS]).
+    rpc:call(C, rexi_traffic, probe, [T, {probe, Tag}, ?ANSWER_MS]).
 
 name(Prefix, R) ->
     list_to_atom(Prefix ++ integer_to_list(R)).
@@ -222,26 +210,21 @@ rolling_upgrade(Config) ->
     end.
 
 %% @doc The same rolling upgrade with the Rust daemon as a fourth, hidden
-%% target (skipped unless REXI_NODE_BIN names an existing file). BEAM callers
+%% target (REXI_NODE_BIN must name the binary). BEAM callers
 %% connect to it explicitly (rexi:cast/2 does not auto-connect), BEAM nodes
 %% start no per-node servers for it (it is hidden and never a caller), and it
 %% changes release through {set_release, N} on its rexi_server_mon.
 rolling_upgrade_with_rust(Config) ->
-    Bin = rexi_ct_lib:rust_bin(),
-    case os:getenv("REXI_NODE_BIN") =/= false andalso filelib:is_regular(Bin) of
-        false ->
-            {skip, "REXI_NODE_BIN not set to an existing rexi-node binary"};
-        true ->
-            Env = [{release, 0}, {check_interval_ms, ?CHECK_MS}],
-            Beams = [rexi_ct_lib:start_beam(N, Env) || N <- [r1, r2, r3]],
-            try
-                Rust = rexi_ct_lib:start_rust(rust, 0),
-                try rolling_upgrade(Beams ++ [Rust], Config)
-                after rexi_ct_lib:stop(Rust)
-                end
-            after
-                [rexi_ct_lib:stop(T) || T <- Beams]
-            end
+    _ = rexi_ct_lib:rust_bin(),               % fails here, before any node starts, without it
+    Env = [{release, 0}, {check_interval_ms, ?CHECK_MS}],
+    Beams = [rexi_ct_lib:start_beam(N, Env) || N <- [r1, r2, r3]],
+    try
+        Rust = rexi_ct_lib:start_rust(rust, 0),
+        try rolling_upgrade(Beams ++ [Rust], Config)
+        after rexi_ct_lib:stop(Rust)
+        end
+    after
+        [rexi_ct_lib:stop(T) || T <- Beams]
     end.
 
 %% @doc The body, for any list of targets (BEAM and others). Casts go from
@@ -252,7 +235,7 @@ rolling_upgrade(Targets, _Config) ->
             [{step_name(T, R), T, R} || R <- [1, 2, 3], T <- Targets],
     Tables = run_traffic(Targets, Steps),
     Summary = rexi_ct_lib:fmt_table(
-                ["step", "sent", "answered", "lost", "bad"],
+                ["step", "sent", "answered", "lost", "bad", "dup"],
                 [[Name | tuple_to_list(Tot)] || {Name, Tot, _, _} <- Tables]),
     report("rolling upgrade 0 -> 3, totals per step", Summary),
     case lists:append([Problems || {_, _, Problems, _} <- Tables]) of
@@ -272,14 +255,15 @@ non_adjacent_jump(Config) ->
         #{node := JN} = J, #{node := KN} = K,
         [{_, _, [], _}, {_, _, _, Rows}] = Tables,
         %% a cast or two sent just before the switch may still be answered
-        [{KN, JN, Sent, Ans, Lost, 0, 0}] = [R || R = {KN1, JN1, _, _, _, _, _} <- Rows,
-                                                  KN1 =:= KN, JN1 =:= JN],
+        [{KN, JN, Sent, Ans, Lost, 0, 0, 0}] = [R || R = {KN1, JN1, _, _, _, _, _, _} <- Rows,
+                                                     KN1 =:= KN, JN1 =:= JN],
         true = Lost > 0 andalso Ans + Lost =:= Sent andalso Ans =< 2,
-        [{JN, KN, S2, S2, 0, 0, 0}] = [R || R = {JN1, KN1, _, _, _, _, _} <- Rows,
-                                            JN1 =:= JN, KN1 =:= KN],
+        [{JN, KN, S2, S2, 0, 0, 0, 0}] = [R || R = {JN1, KN1, _, _, _, _, _, _} <- Rows,
+                                               JN1 =:= JN, KN1 =:= KN],
         report("non-adjacent jump R1 -> R3 under traffic",
                io_lib:format("~p -> ~p: ~p sent, ~p lost, ~p answered before the switch "
-                             "(MIGRATION.md: R1->R3 loses); ~p -> ~p: ~p sent, all answered",
+                             "(docs/design/migration.md: R1->R3 loses); "
+                             "~p -> ~p: ~p sent, all answered",
                              [KN, JN, Sent, Lost, Ans, JN, KN, S2])),
         _ = Config,
         ok
@@ -299,9 +283,12 @@ run_traffic(Targets, Steps) ->
      || C <- Callers],
     try
         Done = run_steps(Steps, 0, Callers, Targets),
-        %% drain: count under a step of its own until every cast has resolved
+        %% drain: new casts count under a step of their own; wait until every
+        %% cast of the reported steps has resolved and a marker cast to every
+        %% target came back after them (so late duplicates are counted too)
         [rexi_traffic:set_step(C, drain) || C <- Callers],
-        timer:sleep(?REPLY_TIMEOUT_MS + 2 * ?PERIOD_MS + 500),
+        Settled = [{C, rexi_traffic:settle(C, 3 * ?REPLY_TIMEOUT_MS + 5000)} || C <- Callers],
+        ct:log("settled: ~p", [Settled]),
         [step_table(I, Name, Callers, Nodes) || {I, Name} <- Done]
     after
         [rexi_traffic:stop(C) || C <- Callers]
@@ -329,24 +316,26 @@ run_steps([{Name, T, R} | Rest], I, Callers, Targets) ->
     timer:sleep(?STEP_MS),
     [{I, Name} | run_steps(Rest, I + 1, Callers, Targets)].
 
-%% One table per step: sent / answered / lost / bad per ordered pair.
+%% One table per step: sent / answered / lost / bad / duplicates per ordered pair.
 step_table(I, Name, Callers, Nodes) ->
     Rows = lists:append(
              [begin
                   {Pending, Counts} = rexi_traffic:counts(C, I),
-                  [{C, T, S, A, L, B, Pending} || {T, {S, A, L, B}} <- Counts]
+                  [{C, T, S, A, L, B, D, Pending} || {T, {S, A, L, B, D}} <- Counts]
               end || C <- Callers]),
     Text = rexi_ct_lib:fmt_table(
-             ["caller", "target", "sent", "answered", "lost", "bad", "pending"],
-             [[C, T, S, A, L, B, P] || {C, T, S, A, L, B, P} <- Rows]),
+             ["caller", "target", "sent", "answered", "lost", "bad", "dup", "pending"],
+             [[C, T, S, A, L, B, D, P] || {C, T, S, A, L, B, D, P} <- Rows]),
     report(io_lib:format("step ~p: ~s", [I, Name]), Text),
-    Tot = lists:foldl(fun({_, _, S, A, L, B, _}, {S0, A0, L0, B0}) ->
-                              {S0 + S, A0 + A, L0 + L, B0 + B}
-                      end, {0, 0, 0, 0}, Rows),
-    Problems = [{Name, C, T, {sent, S}, {answered, A}, {lost, L}, {bad, B}, {pending, P}}
-                || {C, T, S, A, L, B, P} <- Rows,
-                   S =:= 0 orelse A =/= S orelse L =/= 0 orelse B =/= 0 orelse P =/= 0],
-    Seen = [{C, T} || {C, T, _, _, _, _, _} <- Rows],
+    Tot = lists:foldl(fun({_, _, S, A, L, B, D, _}, {S0, A0, L0, B0, D0}) ->
+                              {S0 + S, A0 + A, L0 + L, B0 + B, D0 + D}
+                      end, {0, 0, 0, 0, 0}, Rows),
+    Problems = [{Name, C, T, {sent, S}, {answered, A}, {lost, L}, {bad, B}, {dup, D},
+                 {pending, P}}
+                || {C, T, S, A, L, B, D, P} <- Rows,
+                   S =:= 0 orelse A =/= S orelse L =/= 0 orelse B =/= 0 orelse D =/= 0
+                   orelse P =/= 0],
+    Seen = [{C, T} || {C, T, _, _, _, _, _, _} <- Rows],
     Missing = [{Name, C, T, no_casts} || C <- Callers, T <- Nodes,
                                          not lists:member({C, T}, Seen)],
     {Name, Tot, Problems ++ Missing, Rows}.

@@ -36,8 +36,34 @@ doit(Config, MFA) ->
 recv(Ref) ->
     receive {Ref, M} -> M; {Ref, F, M} -> {F, M} after 5000 -> ct:fail({no_reply, Ref}) end.
 
-quiet(Ref, Ms) ->
-    receive {Ref, M} -> ct:fail({unexpected, M}) after Ms -> ok end.
+%% Nothing for Ref in the mailbox now. Called only once an event proved that
+%% anything the node would send for Ref has arrived already.
+quiet(Ref) ->
+    receive {Ref, M} -> ct:fail({unexpected, M}); {Ref, F, M} -> ct:fail({unexpected, F, M})
+    after 0 -> ok
+    end.
+
+%% A sleep job cast after others and answered after they would have been: once
+%% its reply is here, any reply of a job that was due to end earlier is too.
+marker(Config, Ms) ->
+    {slept, Ms} = recv(doit(Config, {rexi_node, sleep, [Ms]})),
+    ok.
+
+%% Waits until the server has no job left: it then has handled every worker's
+%% end, and any rexi_EXIT it sent for them (or message a worker sent before it
+%% ended) came before this call's reply, over the same connection.
+no_jobs(Config) ->
+    wait_no_jobs({rexi_server, node_of(Config)}, erlang:monotonic_time(millisecond) + 5000).
+
+wait_no_jobs(S, Deadline) ->
+    case gen_server:call(S, jobs) of
+        0 -> ok;
+        N ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> ct:fail({jobs_left, N});
+                false -> timer:sleep(20), wait_no_jobs(S, Deadline)
+            end
+    end.
 
 legacy_doit(Config) ->
     Ref = make_ref(),
@@ -59,17 +85,21 @@ error_ring(Config) ->
     ignored = gen_server:call(S, something_else).
 
 kill_all(Config) ->
-    Refs = [doit(Config, {rexi_node, sleep, [500]}) || _ <- [1, 2]],
+    Refs = [doit(Config, {rexi_node, sleep, [300]}) || _ <- [1, 2]],
     Keep = doit(Config, {rexi_node, sleep, [100]}),
     {rexi_server, node_of(Config)} ! {'$gen_cast', {kill_all, Refs}},
     {slept, 100} = recv(Keep),
-    [quiet(R, 600) || R <- Refs],
+    %% killed jobs would have answered at 300 ms, before this marker
+    ok = marker(Config, 600),
+    [quiet(R) || R <- Refs],
     0 = gen_server:call({rexi_server, node_of(Config)}, jobs).
 
 exit_reasons(Config) ->
     {rexi_EXIT, {thrown, [_ | _]}} = recv(doit(Config, {erlang, throw, [thrown]})),
     {rexi_EXIT, {bye, [_ | _]}} = recv(doit(Config, {erlang, exit, [bye]})),
-    quiet(doit(Config, {erlang, exit, [normal]}), 300),
+    Normal = doit(Config, {erlang, exit, [normal]}),
+    ok = no_jobs(Config),
+    quiet(Normal),
     {rexi_EXIT, {kill, [_ | _]}} = recv(doit(Config, {erlang, exit, [kill]})),
     {rexi_EXIT, killed} = recv(doit(Config, {rexi_ct_lib, job_suicide, []})),
     {rexi_EXIT, {function_clause, _}} = recv(doit(Config, not_an_mfa)),
@@ -85,7 +115,11 @@ stream_timeout(Config) ->
     %% a worker that streams with a 200 ms ack timeout and limit 1
     Ref = doit(Config, {rexi, stream, [row, 1, 200]}),
     {_W, row} = recv(Ref),
-    quiet(Ref, 0),
+    %% the job ends normally after its one row (under the limit, no wait): once
+    %% the server has no job left it has seen that end, and anything it or the
+    %% worker sent for Ref crossed the one connection before its reply
+    ok = no_jobs(Config),
+    quiet(Ref),
     Ref2 = doit(Config, {rexi_ct_lib, job_stream_limit1, []}),
     {_, 1} = recv(Ref2),
     {rexi_EXIT, {timeout, [_ | _]}} = recv(Ref2).
@@ -111,7 +145,7 @@ names_by_release(Config) ->
                rpc:call(N, rexi_utils, server_pid, [N])
          end || R <- [0, 1, 2, 3]],
     ok = rpc:call(N, application, set_env, [rexi, release, 1]),
-    %% phash2 test vectors of MIGRATION.md section 8
+    %% phash2 test vectors of docs/design/migration.md section 8
     'rexi_server_112927441' = rexi_ct_lib:per_node_name('rust@127.0.0.1'),
     'rexi_server_41428801' = rexi_ct_lib:per_node_name('a@127.0.0.1').
 
@@ -144,7 +178,9 @@ r2_double_kill(Config) ->
                        Ref = rexi:cast(N, {rexi_node, sleep, [400]}),
                        ok = application:set_env(rexi, release, CallerRelease),
                        ok = rexi:kill(N, Ref),
-                       receive {Ref, R} -> R after 700 -> nothing end
+                       %% a job that was not killed answers at 400 ms, before the marker
+                       {slept, 600} = recv(doit(Config, {rexi_node, sleep, [600]})),
+                       receive {Ref, R} -> R after 0 -> nothing end
                end,
         nothing = Kill(2),
         {slept, 400} = Kill(3)

@@ -3,16 +3,18 @@
 //! so the worker goes on) and the final `rexi_EXIT`.
 //!
 //! This tool is a hidden node, and BEAM nodes never start a per-node server for a hidden
-//! peer (MIGRATION.md §6), so it must cast to the singleton `rexi_server`. It monitors that
-//! name first: on a node without the singleton (release 3) the monitor fires `noproc` at
-//! once and the tool says so, instead of waiting for replies to a request that was dropped.
+//! peer (docs/design/migration.md §6), so it must cast to the singleton `rexi_server`. It
+//! monitors that name first: on a node without the singleton (release 3) the monitor fires
+//! `noproc` at once and the tool says so, instead of waiting for replies to a request that
+//! was dropped.
 //!
 //! A rexi job has no end-of-job message: by convention a plain `{Ref, Reply}` is the last
 //! one (`rexi:reply`, `stream_last`), so the tool stops there unless `--keep-listening` asks
 //! it to wait for more until the worker exits (it monitors the worker once a sync_reply or
 //! stream row told it the worker's pid) or `--timeout`.
 
-use super::tool::{self, atom, connect, is_atom, jobj, js, list, tuple, ToolArgs};
+use super::exit::Exit;
+use super::tool::{self, atom, is_atom, jobj, js, list, tuple, ToolArgs};
 use eetf::{Pid, Reference, Term};
 use rexi_node::dist::message::ProcId;
 use rexi_node::process::Signal;
@@ -95,44 +97,29 @@ pub fn main(a: Args) -> ExitCode {
         match term_text::parse(s) {
             Ok(t) => fargs.push(t),
             Err(e) => {
-                eprintln!(
-                    "rexi-node: argument {} ({s:?}) is not an Erlang term: {e}",
+                return Exit::Usage.with(&format!(
+                    "argument {} ({s:?}) is not an Erlang term: {e}",
                     i + 1
-                );
-                return ExitCode::from(2);
+                ));
             }
         }
     }
     let answer = match term_text::parse(&a.answer) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
-                "rexi-node: --answer {:?} is not an Erlang term: {e}",
+            return Exit::Usage.with(&format!(
+                "--answer {:?} is not an Erlang term: {e}",
                 a.answer
-            );
-            return ExitCode::from(2);
+            ));
         }
-    };
-    let rt = match tool::runtime() {
-        Ok(rt) => rt,
-        Err(c) => return c,
     };
     let out = Out { json: a.tool.json };
-    rt.block_on(async move {
-        let mut client = match tool::start_client(&a.tool, &a.node).await {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        if let Err(e) = connect(&client, &a.node).await {
-            client.stop().await;
-            return tool::unreachable(&e.to_string());
-        }
+    tool::with_connected_client(&a.tool, &a.node, async |client| {
         let node = a.node.clone();
         let server_mon = match client.monitor(&node, ProcId::Name("rexi_server".into())) {
             Ok(r) => r,
             Err(e) => {
-                client.stop().await;
-                return tool::unreachable(&format!("cannot monitor rexi_server on {node}: {e}"));
+                return Exit::Unreachable.with(&format!("cannot monitor rexi_server on {node}: {e}"))
             }
         };
         let job = client.make_ref();
@@ -147,8 +134,8 @@ pub fn main(a: Args) -> ExitCode {
             ]),
         ]);
         if let Err(e) = client.send_named(&node, "rexi_server", &doit) {
-            client.stop().await;
-            return tool::unreachable(&format!("cannot send the doit to {{rexi_server, {node}}}: {e}"));
+            return Exit::Unreachable
+                .with(&format!("cannot send the doit to {{rexi_server, {node}}}: {e}"));
         }
         out.event("doit", &format!("sent to {{rexi_server, {node}}}"), Some(&mfa));
 
@@ -190,9 +177,10 @@ pub fn main(a: Args) -> ExitCode {
                     });
                     deadline = deadline.min(Instant::now() + GRACE);
                 }
-                Signal::Message { message: Term::Tuple(t), .. }
-                    if t.elements.first().is_some_and(|r| same_ref(r, &job)) =>
+                Signal::Message { message, .. }
+                    if matches!(&*message, Term::Tuple(t) if t.elements.first().is_some_and(|r| same_ref(r, &job))) =>
                 {
+                    let Term::Tuple(t) = message.into_term() else { continue };
                     let mut el = t.elements.into_iter().skip(1);
                     match (el.next(), el.next(), el.next()) {
                         (Some(Term::Tuple(e)), None, None)
@@ -226,7 +214,7 @@ pub fn main(a: Args) -> ExitCode {
                                 Err(e) => format!("answer not sent: {e}"),
                             };
                             out.event("sync_reply", &what, Some(&reply));
-                            watch_worker(&client, &node, &mut worker, wpid);
+                            watch_worker(client, &node, &mut worker, wpid);
                         }
                         (Some(Term::Pid(wpid)), Some(row), None) => {
                             let sent = client.send(&wpid, tuple(vec![atom("rexi_ack"), tool::int(1)]));
@@ -235,13 +223,13 @@ pub fn main(a: Args) -> ExitCode {
                                 Err(e) => format!("ack not sent: {e}"),
                             };
                             out.event("row", &what, Some(&row));
-                            watch_worker(&client, &node, &mut worker, wpid);
+                            watch_worker(client, &node, &mut worker, wpid);
                         }
                         _ => out.event("other", "a message with the job's ref in an unknown shape", None),
                     }
                 }
                 Signal::Message { message, .. } => {
-                    if matches!(&message, Term::Tuple(t) if t.elements.len() == 2 && is_atom(&t.elements[0], "rexi") && is_atom(&t.elements[1], "$rexi_ping"))
+                    if matches!(&*message, Term::Tuple(t) if t.elements.len() == 2 && is_atom(&t.elements[0], "rexi") && is_atom(&t.elements[1], "$rexi_ping"))
                     {
                         out.event("ping", "keep-alive from the worker", None);
                     } else {
@@ -252,35 +240,34 @@ pub fn main(a: Args) -> ExitCode {
             }
         };
         let code = match &end {
-            End::Replied => ExitCode::SUCCESS,
+            End::Replied => Exit::Success.into(),
             End::WorkerExited(r) => {
                 out.event("end", &format!("worker exited: {r}"), None);
-                if r.trim_matches('\'') == "normal" { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                if r.trim_matches('\'') == "normal" { Exit::Success.into() } else { Exit::Failure.into() }
             }
-            End::RexiExit => ExitCode::FAILURE,
+            End::RexiExit => Exit::Failure.into(),
             End::NoSingleton => {
                 out.event("error", "noproc: no rexi_server", None);
                 eprintln!(
                     "rexi-node: {node} has no singleton rexi_server (noproc), so the doit was dropped: the node is at release 3, or runs no rexi. \
                      A hidden caller like this tool can only reach the singleton (BEAM nodes start no per-node server for hidden peers)."
                 );
-                ExitCode::FAILURE
+                Exit::Failure.into()
             }
             End::ServerDown(r) => {
                 eprintln!("rexi-node: rexi_server on {node} exited ({r}) during the job");
-                ExitCode::FAILURE
+                Exit::Failure.into()
             }
-            End::ConnectionLost => tool::unreachable(&format!("the connection to {node} went down during the job")),
+            End::ConnectionLost => Exit::Unreachable.with(&format!("the connection to {node} went down during the job")),
             End::Timeout => {
                 // Be a good citizen: a job nobody listens to should not run to its own timeouts.
                 let kill = tuple(vec![atom("$gen_cast"), tuple(vec![atom("kill"), Term::Reference(Box::new(job.clone()))])]);
                 let _ = client.send_named(&node, "rexi_server", &kill);
                 out.event("timeout", &format!("no end of the job within {} s; kill sent", a.timeout), None);
                 eprintln!("rexi-node: the job on {node} did not end within {} s (--timeout); a kill was sent", a.timeout);
-                ExitCode::FAILURE
+                Exit::Failure.into()
             }
         };
-        client.stop().await;
         code
     })
 }

@@ -1,14 +1,15 @@
 //! `rexi-node migrate-check NODE... | --cluster SEED`: reads each node's rexi release,
-//! prints which caller->target pairs deliver `rexi:cast`s today (MIGRATION.md §2), what the
-//! matrix would be after each node's next step, and a verdict per node. The logic lives in
-//! [`rexi_node::migrate`]; this file only reads the nodes and prints.
+//! prints which caller->target pairs deliver `rexi:cast`s today (docs/design/migration.md
+//! §2), what the matrix would be after each node's next step, and a verdict per node. The
+//! logic lives in [`rexi_node::migrate`]; this file only reads the nodes and prints.
 //!
 //! Exit codes: 0 no pair loses casts today; 1 some pair does; 3 a node could not be read
 //! (the cluster cannot be judged then).
 
 use super::inspect::{hidden_nodes, inspect, visible_nodes, Report};
 use super::status::report_json;
-use super::tool::{self, connect, jarr, jobj, js, ToolArgs};
+use super::exit::Exit;
+use super::tool::{self, jarr, jobj, js, ToolArgs};
 use rexi_node::migrate::{assess, describe, Matrix, Member, NodeKind, Verdict};
 use std::process::ExitCode;
 
@@ -43,41 +44,30 @@ fn matrix_json(m: &Matrix) -> String {
 
 pub fn main(a: Args) -> ExitCode {
     if a.nodes.is_empty() && a.cluster.is_none() {
-        eprintln!("rexi-node: name the nodes to check, or a seed node with --cluster SEED_NODE");
-        return ExitCode::from(2);
+        return Exit::Usage.with("name the nodes to check, or a seed node with --cluster SEED_NODE");
     }
-    let rt = match tool::runtime() {
-        Ok(rt) => rt,
-        Err(c) => return c,
-    };
-    rt.block_on(async move {
-        let first = a
-            .cluster
-            .clone()
-            .or_else(|| a.nodes.first().cloned())
-            .unwrap_or_default();
-        let mut client = match tool::start_client(&a.tool, &first).await {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
+    let first = a
+        .cluster
+        .clone()
+        .or_else(|| a.nodes.first().cloned())
+        .unwrap_or_default();
+    // Not `with_connected_client`: the tool connects to many nodes, and one that cannot be
+    // read is reported with the others.
+    tool::with_client(&a.tool, &first, async |client| {
         let timeout = a.tool.call_timeout();
         let mut targets: Vec<String> = a.nodes.clone();
         let mut hidden: Vec<String> = Vec::new();
         if let Some(seed) = &a.cluster {
-            if let Err(e) = connect(&client, seed).await {
-                client.stop().await;
-                return tool::unreachable(&format!("cluster seed: {e}"));
+            if let Err(e) = client.connect(seed).await {
+                return Exit::for_connect(&e).with(&format!("cluster seed: {e}"));
             }
-            let listed = match visible_nodes(&mut client, seed, timeout).await {
+            let listed = match visible_nodes(client, seed, timeout).await {
                 Ok(v) => v,
-                Err(e) => {
-                    client.stop().await;
-                    return tool::unreachable(&e);
-                }
+                Err(e) => return Exit::Unreachable.with(&e),
             };
             targets.push(seed.clone());
             targets.extend(listed);
-            match hidden_nodes(&mut client, seed, timeout).await {
+            match hidden_nodes(client, seed, timeout).await {
                 Ok(v) => hidden = v,
                 Err(e) => {
                     eprintln!("rexi-node: warning: {e}; rexi-nodes of the cluster are not checked")
@@ -92,9 +82,9 @@ pub fn main(a: Args) -> ExitCode {
         let mut reports: Vec<Report> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         for t in &targets {
-            match connect(&client, t).await {
+            match client.connect(t).await {
                 Err(e) => failures.push(e.to_string()),
-                Ok(()) => match inspect(&mut client, t, timeout).await {
+                Ok(()) => match inspect(client, t, timeout).await {
                     Ok(r) => reports.push(r),
                     Err(e) => failures.push(e),
                 },
@@ -103,22 +93,20 @@ pub fn main(a: Args) -> ExitCode {
         // Hidden peers of the seed: only rexi-nodes are cluster members for rexi (others are
         // shells and tools).
         for h in &hidden {
-            if connect(&client, h).await.is_ok() {
-                if let Ok(r) = inspect(&mut client, h, timeout).await {
+            if client.connect(h).await.is_ok() {
+                if let Ok(r) = inspect(client, h, timeout).await {
                     if r.kind == NodeKind::RexiNode {
                         reports.push(r);
                     }
                 }
             }
         }
-        client.stop().await;
         if !failures.is_empty() {
             for f in &failures {
                 eprintln!("rexi-node: {f}");
             }
-            return tool::unreachable(
-                "cannot judge the migration: some nodes could not be read (see above)",
-            );
+            return Exit::Unreachable
+                .with("cannot judge the migration: some nodes could not be read (see above)");
         }
         let (without, with): (Vec<Report>, Vec<Report>) =
             reports.into_iter().partition(|r| r.release.is_none());
@@ -214,9 +202,9 @@ pub fn main(a: Args) -> ExitCode {
             }
         }
         if consistent {
-            ExitCode::SUCCESS
+            Exit::Success.into()
         } else {
-            ExitCode::FAILURE
+            Exit::Failure.into()
         }
     })
 }

@@ -1,5 +1,7 @@
-//! One file per subcommand. Each returns the process exit code; errors are printed for an
-//! operator (what happened, to which node, what to do) before returning a non-zero code.
+//! One file per subcommand. Each returns the process exit code ([`exit::Exit`]); errors are
+//! printed for an operator (what happened, to which node, what to do) before returning a
+//! non-zero code. The tools share their client node handling in [`tool`], and every
+//! subcommand that joins a cluster takes the same [`node_args::NodeArgs`].
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -7,10 +9,12 @@ use std::process::ExitCode;
 pub mod bench;
 pub mod cast;
 pub mod epmd;
+pub mod exit;
 pub mod healthcheck;
 pub mod inspect;
 pub mod migrate_check;
 pub mod names;
+pub mod node_args;
 pub mod phash2;
 pub mod ping;
 pub mod release;
@@ -76,8 +80,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     }
 }
 
-/// Prints an operator-facing error and returns the failure exit code.
+/// Prints an operator-facing error and returns [`exit::Exit::Failure`].
 pub fn fail(msg: &str) -> ExitCode {
-    eprintln!("rexi-node: {msg}");
-    ExitCode::FAILURE
+    exit::Exit::Failure.with(msg)
 }

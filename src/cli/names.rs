@@ -3,7 +3,8 @@
 //! PORT_PLEASE2 per node (77 normal, 72 hidden), which is how a C-node such as rexi-node
 //! shows up apart from the BEAM nodes of the cluster.
 
-use super::tool::{jarr, jobj, js, unreachable};
+use super::exit::Exit;
+use super::tool::{jarr, jobj, js};
 use erl_dist::epmd::NodeType;
 use rexi_node::dist::epmd;
 use std::process::ExitCode;
@@ -63,7 +64,7 @@ pub fn main(a: Args) -> ExitCode {
     });
     let rows = match rows {
         Ok(r) => r,
-        Err(e) => return unreachable(&e.to_string()),
+        Err(e) => return Exit::Unreachable.with(&e.to_string()),
     };
     if a.json {
         let items = rows.iter().map(|r| {
@@ -91,5 +92,5 @@ pub fn main(a: Args) -> ExitCode {
             println!("  {:<w$}  port {:<5}  {}", r.name, r.port, r.kind);
         }
     }
-    ExitCode::SUCCESS
+    Exit::Success.into()
 }

@@ -5,6 +5,7 @@
 //! BEAM on their own data: dump `base64:encode(term_to_binary(T))` lines from the node,
 //! feed them here, and diff against `erlang:phash2/1,2` on the node.
 
+use super::exit::Exit;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
@@ -63,7 +64,7 @@ fn run(a: Args) -> ExitCode {
     }
     let Some(text) = a.term else {
         eprintln!("rexi-node phash2: give a TERM or --batch");
-        return ExitCode::from(2);
+        return Exit::Usage.into();
     };
     let t = match term::parse(&text) {
         Ok(t) => t,
@@ -82,7 +83,7 @@ fn run(a: Args) -> ExitCode {
             {
                 eprintln!("hint: node names with dots or dashes are quoted atoms: '{t}' (or try: rexi-node server-id {t})");
             }
-            return ExitCode::from(2);
+            return Exit::Usage.into();
         }
     };
     let result = match a.range {
@@ -93,11 +94,11 @@ fn run(a: Args) -> ExitCode {
     match result {
         Ok(h) => {
             println!("{h}");
-            ExitCode::SUCCESS
+            Exit::Success.into()
         }
         Err(e) => {
             eprintln!("rexi-node phash2: {e}");
-            ExitCode::FAILURE
+            Exit::Failure.into()
         }
     }
 }
@@ -137,7 +138,7 @@ fn batch(default_range: Option<u64>) -> ExitCode {
             Err(e) => {
                 let _ = out.flush();
                 eprintln!("rexi-node phash2 --batch: cannot read standard input at line {n}: {e}");
-                return ExitCode::FAILURE;
+                return Exit::Failure.into();
             }
         };
         match result {
@@ -164,14 +165,14 @@ fn batch(default_range: Option<u64>) -> ExitCode {
         eprintln!(
             "rexi-node phash2 --batch: {bad} line(s) could not be hashed (first: line {first_bad})"
         );
-        return ExitCode::FAILURE;
+        return Exit::Failure.into();
     }
-    ExitCode::SUCCESS
+    Exit::Success.into()
 }
 
 fn write_failed(e: io::Error) -> ExitCode {
     if e.kind() != io::ErrorKind::BrokenPipe {
         eprintln!("rexi-node phash2 --batch: cannot write the results: {e}");
     }
-    ExitCode::FAILURE
+    Exit::Failure.into()
 }

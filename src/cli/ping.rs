@@ -2,7 +2,8 @@
 //! then ask the peer's `net_kernel` `{is_auth, Us}`. Prints pong with the round-trip time
 //! of that call (and how long the connection took), or pang with the reason.
 
-use super::tool::{self, atom, connect, is_atom, jobj, js, tuple, ToolArgs};
+use super::exit::Exit;
+use super::tool::{self, atom, is_atom, jobj, js, tuple, ToolArgs};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -15,17 +16,11 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let rt = match tool::runtime() {
-        Ok(rt) => rt,
-        Err(c) => return c,
-    };
-    rt.block_on(async move {
-        let mut client = match tool::start_client(&a.tool, &a.node).await {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
+    // Not `with_connected_client`: a node that cannot be reached is an answer here (pang,
+    // exit 1), as with net_adm:ping/1.
+    tool::with_client(&a.tool, &a.node, async |client| {
         let t0 = Instant::now();
-        let result = match connect(&client, &a.node).await {
+        let result = match client.connect(&a.node).await {
             Err(e) => Err(e.to_string()),
             Ok(()) => {
                 let connect_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -50,7 +45,6 @@ pub fn main(a: Args) -> ExitCode {
                 }
             }
         };
-        client.stop().await;
         match result {
             Ok((connect_ms, rtt_ms)) => {
                 if a.tool.json {
@@ -69,7 +63,7 @@ pub fn main(a: Args) -> ExitCode {
                         a.node
                     );
                 }
-                ExitCode::SUCCESS
+                Exit::Success.into()
             }
             Err(why) => {
                 if a.tool.json {
@@ -84,8 +78,7 @@ pub fn main(a: Args) -> ExitCode {
                 } else {
                     println!("pang from {}", a.node);
                 }
-                eprintln!("rexi-node: {why}");
-                ExitCode::FAILURE
+                Exit::Failure.with(&why)
             }
         }
     })

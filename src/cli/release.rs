@@ -3,7 +3,8 @@
 //! `release`). Switching takes effect at once: at 3 the singleton `rexi_server` is
 //! unregistered, below 3 it is registered again.
 
-use super::tool::{self, atom, connect, int, is_atom, jobj, js, small_int, tuple, ToolArgs};
+use super::exit::Exit;
+use super::tool::{self, atom, int, is_atom, jobj, js, small_int, tuple, ToolArgs};
 use rexi_node::client::CallError;
 use std::process::ExitCode;
 
@@ -36,10 +37,6 @@ pub enum Action {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let rt = match tool::runtime() {
-        Ok(rt) => rt,
-        Err(c) => return c,
-    };
     let (node, tool, new) = match a.action {
         Action::Set {
             release,
@@ -48,48 +45,37 @@ pub fn main(a: Args) -> ExitCode {
         } => (node, tool, Some(release)),
         Action::Get { node, tool } => (node, tool, None),
     };
-    rt.block_on(async move {
-        let mut client = match tool::start_client(&tool, &node).await {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        if let Err(e) = connect(&client, &node).await {
-            client.stop().await;
-            return tool::unreachable(&e.to_string());
-        }
+    tool::with_connected_client(&tool, &node, async |client| {
         let timeout = tool.call_timeout();
         let before = client.call(&node, "rexi_server_mon", atom("release"), timeout).await;
         let before = match before {
             Ok(t) => match small_int(&t) {
                 Some(n) => n,
+                // A BEAM rexi_server_mon answers unknown calls with `ignored`.
                 None => {
-                    client.stop().await;
-                    // A BEAM rexi_server_mon answers unknown calls with `ignored`.
-                    return super::fail(&format!(
+                    return Exit::Failure.with(&format!(
                         "{node} is not a rexi-node: its rexi_server_mon answered {} to `release`; a BEAM node's release changes with its rexi code (application env `release` of app rexi and a restart), not with this command",
                         rexi_node::term::print(&t)
-                    ));
+                    ))
                 }
             },
             Err(CallError::NoProc) => {
-                client.stop().await;
-                return super::fail(&format!(
+                return Exit::Failure.with(&format!(
                     "{node} has no rexi_server_mon: it is not a rexi-node (or runs rexi at release 0)"
-                ));
+                ))
             }
             Err(e) => {
-                client.stop().await;
-                return tool::unreachable(&format!("rexi_server_mon on {node} did not answer: {e}"));
+                return Exit::Unreachable
+                    .with(&format!("rexi_server_mon on {node} did not answer: {e}"))
             }
         };
         let Some(n) = new else {
-            client.stop().await;
             if tool.json {
                 println!("{}", jobj(&[("node", js(&node)), ("release", before.to_string())]));
             } else {
                 println!("{node}: release {before}");
             }
-            return ExitCode::SUCCESS;
+            return Exit::Success.into();
         };
         let r = client
             .call(
@@ -99,7 +85,6 @@ pub fn main(a: Args) -> ExitCode {
                 timeout,
             )
             .await;
-        client.stop().await;
         match r {
             Ok(t) if is_atom(&t, "ok") => {
                 if tool.json {
@@ -117,13 +102,15 @@ pub fn main(a: Args) -> ExitCode {
                         println!("  the singleton rexi_server is retired: callers at release 0 or 1 now lose their casts to {node}");
                     }
                 }
-                ExitCode::SUCCESS
+                Exit::Success.into()
             }
-            Ok(t) => super::fail(&format!(
+            Ok(t) => Exit::Failure.with(&format!(
                 "{node} refused release {n}: {}",
                 rexi_node::term::print(&t)
             )),
-            Err(e) => tool::unreachable(&format!("rexi_server_mon on {node} did not answer: {e}")),
+            Err(e) => {
+                Exit::Unreachable.with(&format!("rexi_server_mon on {node} did not answer: {e}"))
+            }
         }
     })
 }

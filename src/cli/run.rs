@@ -1,10 +1,10 @@
 //! `rexi-node run`: the daemon.
 
-use rexi_node::dist::{cookie, Cookie, Node, NodeConfig};
+use super::node_args::NodeArgs;
+use rexi_node::dist::{Node, NodeConfig};
 use rexi_node::handlers;
 use rexi_node::metrics::Metrics;
 use rexi_node::rexi::{self, Release, RexiConfig};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,9 +22,25 @@ pub struct Args {
     /// Distribution port to listen on (0: any free port, registered with epmd).
     #[arg(long, default_value_t = 0)]
     pub dist_port: u16,
-    /// Most connections accepted at once.
+    /// Most authenticated peers connected at once; sockets still in the handshake never
+    /// take these slots. Beyond it a new peer's handshake is answered not_allowed.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Most incoming sockets in the handshake at once (not yet authenticated); beyond it a
+    /// new socket is closed at once. Each must send its name within 2 s.
+    #[arg(long, default_value_t = 128)]
+    pub max_handshakes: usize,
+    /// Most incoming sockets in the handshake from one address.
+    #[arg(long, default_value_t = 16)]
+    pub max_handshakes_per_address: usize,
+    /// Largest send queue kept for a peer that does not read, in bytes; beyond it the
+    /// connection is closed.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_outbox: usize,
+    /// Largest total of all peers' send queues, in bytes; beyond it the connection with
+    /// the largest queue is closed.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_outbox_total: usize,
     /// Largest distribution frame accepted, in bytes.
     #[arg(long, default_value_t = 128 << 20)]
     pub max_frame: usize,
@@ -41,6 +57,14 @@ pub struct Args {
     /// Largest size a compressed term may inflate to, in bytes.
     #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_decompressed)]
     pub max_decompressed: usize,
+    /// Most memory the terms of one received frame may take, in bytes (a binary counts
+    /// its bytes, a list or tuple 56 bytes per element). A frame over it closes that
+    /// connection. The default takes a --max-frame binary or a 1,000,000-deep term.
+    #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_term_memory)]
+    pub max_term_memory: usize,
+    /// Most memory all frames being decoded at once (every connection) may take, in bytes.
+    #[arg(long, default_value_t = rexi_node::etf::Limits::default().max_term_memory_total)]
+    pub max_term_memory_total: usize,
     /// Do not start an epmd when none answers (fail instead).
     #[arg(long)]
     pub no_start_epmd: bool,
@@ -52,6 +76,19 @@ pub struct Args {
     /// Most rexi jobs running at once; beyond it a cast is answered {rexi_EXIT, {overloaded, []}}.
     #[arg(long, default_value_t = 500_000)]
     pub max_jobs: usize,
+    /// Most rexi jobs running at once for one peer node (the connection that sent the
+    /// casts); beyond it that peer's casts are answered {rexi_EXIT, {overloaded, []}}.
+    /// [default: a quarter of --max-jobs]
+    #[arg(long, value_name = "N")]
+    pub max_jobs_per_peer: Option<usize>,
+    /// Most monitors the processes of one peer node may hold on this node; beyond it a
+    /// monitor fires at once with reason system_limit.
+    #[arg(long, default_value_t = rexi_node::process::PeerLimits::default().max_monitors)]
+    pub max_monitors_per_peer: usize,
+    /// Most links between processes of one peer node and this node; beyond it a link is
+    /// answered with an exit signal, reason system_limit.
+    #[arg(long, default_value_t = rexi_node::process::PeerLimits::default().max_links)]
+    pub max_links_per_peer: usize,
     /// Seconds a job waits for a sync answer, a stream ack or stream2 START (rexi: 300).
     #[arg(long, default_value_t = 300)]
     pub worker_timeout: u64,
@@ -82,76 +119,14 @@ pub enum LogFormat {
     Json,
 }
 
-/// Name and cookie options, shared by every subcommand that joins the cluster.
-#[derive(clap::Args, Debug, Clone)]
-pub struct NodeArgs {
-    /// Long node name, NAME@HOST (like erl -name).
-    #[arg(long, conflicts_with = "sname")]
-    pub name: Option<String>,
-    /// Short node name; the host part is this machine's short host name (like erl -sname).
-    #[arg(long)]
-    pub sname: Option<String>,
-    /// The cookie. Prefer --cookie-file or REXI_NODE_COOKIE: a command line is visible in ps.
-    #[arg(long, env = "REXI_NODE_COOKIE", hide_env_values = true)]
-    pub cookie: Option<String>,
-    /// File holding the cookie [default: $HOME/.erlang.cookie, created like erl does].
-    #[arg(long)]
-    pub cookie_file: Option<PathBuf>,
-}
-
-impl NodeArgs {
-    /// The full node name, with `default_alive` when neither --name nor --sname is given.
-    pub fn node_name(&self, default_alive: &str) -> Result<String, String> {
-        if let Some(n) = &self.name {
-            if !n.contains('@') {
-                return Err(format!(
-                    "--name {n}: a long name must be NAME@HOST, e.g. {n}@127.0.0.1"
-                ));
-            }
-            return Ok(n.clone());
-        }
-        let alive = self
-            .sname
-            .clone()
-            .unwrap_or_else(|| default_alive.to_string());
-        if alive.contains('@') {
-            return Ok(alive);
-        }
-        Ok(format!("{alive}@{}", short_host_name()))
-    }
-
-    pub fn load_cookie(&self) -> Result<Cookie, String> {
-        if let Some(c) = &self.cookie {
-            return Ok(Cookie::new(c.clone()));
-        }
-        let path = match &self.cookie_file {
-            Some(p) => p.clone(),
-            None => {
-                cookie::default_path().ok_or("HOME is not set: pass --cookie-file or --cookie")?
-            }
-        };
-        cookie::load_or_create(&path)
-    }
-}
-
-/// This machine's host name up to the first dot, as `erl -sname` uses.
-pub fn short_host_name() -> String {
-    let full = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_else(|_| "localhost".into());
-    let full = full.trim();
-    let short = full.split('.').next().unwrap_or("localhost");
-    if short.is_empty() {
-        "localhost".into()
-    } else {
-        short.to_string()
-    }
-}
-
 /// Stack of every thread that decodes terms (see `etf::DEFAULT_MAP_KEY_DEPTH`).
 pub const WORKER_STACK: usize = 16 << 20;
 
+/// Text logs escape control characters in every field (`\n`, `\u{1b}`): node names and
+/// atoms come from peers, and a name with a newline or an ANSI escape must not forge or
+/// hide a log line. JSON logs need no such care: the JSON encoder escapes them.
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::field::MakeExt;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
@@ -159,8 +134,34 @@ pub fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),
-        LogFormat::Text => b.try_init(),
+        LogFormat::Text => {
+            let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                use std::fmt::Write;
+                if field.name() != "message" {
+                    write!(w, "{}=", field.name())?;
+                }
+                write!(Escaped(w), "{value:?}")
+            })
+            .delimited(" ");
+            b.fmt_fields(fields).try_init()
+        }
     };
+}
+
+/// Writes through to `W`, showing control characters as Rust escapes.
+struct Escaped<W>(W);
+
+impl<W: std::fmt::Write> std::fmt::Write for Escaped<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut rest = s;
+        while let Some(i) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().unwrap_or(' ');
+            write!(self.0, "{}", c.escape_debug())?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
 }
 
 pub fn main(a: Args) -> ExitCode {
@@ -178,13 +179,23 @@ pub fn main(a: Args) -> ExitCode {
     cfg.net_ticktime = Duration::from_secs(a.net_ticktime.max(1));
     cfg.dist_port = a.dist_port;
     cfg.max_connections = a.max_connections;
+    cfg.max_handshakes = a.max_handshakes.max(1);
+    cfg.max_handshakes_per_address = a.max_handshakes_per_address.max(1);
+    cfg.max_outbox = a.max_outbox;
+    cfg.max_outbox_total = a.max_outbox_total;
     cfg.max_frame = a.max_frame;
     cfg.start_epmd = !a.no_start_epmd;
+    cfg.peer_limits = rexi_node::process::PeerLimits {
+        max_monitors: a.max_monitors_per_peer,
+        max_links: a.max_links_per_peer,
+    };
     cfg.limits = rexi_node::etf::Limits {
         max_depth: a.max_term_depth,
         max_map_key_depth: a.max_map_key_depth,
         max_bignum_bytes: a.max_bignum_bytes,
         max_decompressed: a.max_decompressed,
+        max_term_memory: a.max_term_memory,
+        max_term_memory_total: a.max_term_memory_total,
     };
     // 16 MiB stacks: map keys may nest etf::DEFAULT_MAP_KEY_DEPTH levels, and eetf hashes
     // them by recursion (about 1.5 MiB in a release build, 12 MiB in a debug build). The
@@ -215,6 +226,7 @@ pub fn main(a: Args) -> ExitCode {
         let rcfg = RexiConfig {
             release: Release::new(a.release).unwrap_or_default(),
             max_jobs: a.max_jobs,
+            max_jobs_per_peer: a.max_jobs_per_peer.map_or(0, |n| n.max(1)),
             worker_timeout: Duration::from_secs(a.worker_timeout),
             stream_limit: a.stream_limit.max(1),
             ..RexiConfig::default()
@@ -234,7 +246,7 @@ pub fn main(a: Args) -> ExitCode {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         tracing::info!(node = %node.name(), "stopped; {}", stats.join(" "));
-        ExitCode::SUCCESS
+        super::exit::Exit::Success.into()
     })
 }
 

@@ -6,14 +6,12 @@
 //! `rexi_server_<Node>`. Printing both lets an operator check, with `registered()` on a
 //! peer, which one that peer is actually using.
 
+use super::exit::Exit;
 use std::process::ExitCode;
 
 use eetf::Term;
 use rexi_node::phash2::server_id;
-use rexi_node::term;
-
-/// The longest atom a BEAM can create, in characters.
-const MAX_ATOM_CHARS: usize = 255;
+use rexi_node::term::{self, MAX_ATOM_CHARS};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  rexi-node server-id a@127.0.0.1\n  \
@@ -46,12 +44,12 @@ pub fn main(a: Args) -> ExitCode {
         Ok(n) => n,
         Err(e) => {
             eprintln!("rexi-node server-id: {e}");
-            return ExitCode::from(2);
+            return Exit::Usage.into();
         }
     };
     if name.is_empty() {
         eprintln!("rexi-node server-id: the node name is empty");
-        return ExitCode::from(2);
+        return Exit::Usage.into();
     }
     let chars = name.chars().count();
     if chars > MAX_ATOM_CHARS {
@@ -59,7 +57,7 @@ pub fn main(a: Args) -> ExitCode {
             "rexi-node server-id: '{name}' has {chars} characters; node names are atoms, which \
              hold at most {MAX_ATOM_CHARS}"
         );
-        return ExitCode::from(2);
+        return Exit::Usage.into();
     }
     if !name.contains('@') {
         eprintln!("rexi-node server-id: warning: '{name}' has no '@'; Erlang node names look like name@host");
@@ -72,5 +70,5 @@ pub fn main(a: Args) -> ExitCode {
     }
     println!("{}", server_id(&name));
     println!("rexi_server_{name}");
-    ExitCode::SUCCESS
+    Exit::Success.into()
 }

@@ -4,7 +4,8 @@
 //! `rexi_server_mon` status and its `stats`.
 
 use super::inspect::{inspect, Report};
-use super::tool::{self, connect, jarr, jobj, js, ToolArgs};
+use super::exit::Exit;
+use super::tool::{self, jarr, jobj, js, ToolArgs};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -117,31 +118,17 @@ pub fn report_text(r: &Report) -> String {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let rt = match tool::runtime() {
-        Ok(rt) => rt,
-        Err(c) => return c,
-    };
-    rt.block_on(async move {
-        let mut client = match tool::start_client(&a.tool, &a.node).await {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        if let Err(e) = connect(&client, &a.node).await {
-            client.stop().await;
-            return tool::unreachable(&e.to_string());
-        }
-        let r = inspect(&mut client, &a.node, a.tool.call_timeout()).await;
-        client.stop().await;
-        match r {
+    tool::with_connected_client(&a.tool, &a.node, async |client| {
+        match inspect(client, &a.node, a.tool.call_timeout()).await {
             Ok(r) => {
                 if a.tool.json {
                     println!("{}", report_json(&r));
                 } else {
                     print!("{}", report_text(&r));
                 }
-                ExitCode::SUCCESS
+                Exit::Success.into()
             }
-            Err(e) => tool::unreachable(&e),
+            Err(e) => Exit::Unreachable.with(&e),
         }
     })
 }

@@ -2,14 +2,15 @@
 //! share: the client node, connecting with errors that say *which* thing went wrong,
 //! calls through a BEAM node's `rex` server, term helpers and a small JSON writer.
 //!
-//! Exit codes: 0 success; 1 a negative answer (pang, a `rexi_EXIT`, a cluster that loses
-//! casts, a target that cannot serve the request); 2 a usage error (clap); 3 the tool could
-//! not reach or read a node (unknown node, epmd unreachable, wrong cookie, timeout).
+//! Every tool runs inside [`with_client`] (or [`with_connected_client`]): one place starts
+//! the client node, connects, maps a failed connection to its exit code ([`Exit`]), and
+//! stops the node however the tool ends.
 
-use super::run::NodeArgs;
+use super::exit::Exit;
+use super::node_args::NodeArgs;
 use eetf::{Atom, FixInteger, List, Term, Tuple};
 use rexi_node::client::{CallError, Client};
-use rexi_node::dist::epmd;
+use rexi_node::dist::ConnectError;
 use rexi_node::process::gen;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,67 +34,14 @@ impl ToolArgs {
     }
 }
 
-/// Exit code when a node could not be reached or read.
-pub const UNREACHABLE: u8 = 3;
-
-pub fn unreachable(msg: &str) -> ExitCode {
-    eprintln!("rexi-node: {msg}");
-    ExitCode::from(UNREACHABLE)
-}
-
-/// Why the tool could not talk to a node, in the words an operator needs.
-#[derive(Debug)]
-pub enum ConnectError {
-    BadName(String),
-    EpmdUnreachable(String),
-    UnknownNode {
-        node: String,
-        host: String,
-        registered: Vec<String>,
-    },
-    WrongCookie(String),
-    Other(String),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::BadName(n) => {
-                write!(f, "{n:?} is not a node name: write it as NAME@HOST")
-            }
-            ConnectError::EpmdUnreachable(e) => write!(f, "epmd unreachable: {e}"),
-            ConnectError::UnknownNode {
-                node,
-                host,
-                registered,
-            } => {
-                write!(
-                    f,
-                    "unknown node {node}: epmd on {host} does not know it (not started, or a typo)"
-                )?;
-                if registered.is_empty() {
-                    write!(f, "; no node is registered there")
-                } else {
-                    write!(f, "; registered there: {}", registered.join(", "))
-                }
-            }
-            ConnectError::WrongCookie(node) => write!(
-                f,
-                "wrong cookie: {node} refused our handshake; pass the cookie it uses (--cookie, --cookie-file or REXI_NODE_COOKIE)"
-            ),
-            ConnectError::Other(e) => f.write_str(e),
-        }
-    }
-}
-
-/// The name our client node takes: `--name`/`--sname` if given, else `rexi_cli_<pid>` on a
+/// The name our client node takes: `--name`/`--sname` if given, else `<prefix>_<pid>` on a
 /// host of the same kind as the target's (a long-name cluster refuses short names, and
 /// the other way round). The client never listens, so the host is only a label.
-pub fn client_name(args: &NodeArgs, target: &str) -> Result<String, String> {
+pub fn client_name(args: &NodeArgs, prefix: &str, target: &str) -> Result<String, String> {
     if args.name.is_some() || args.sname.is_some() {
-        return args.node_name("rexi_cli");
+        return args.node_name(prefix);
     }
-    let alive = format!("rexi_cli_{}", std::process::id());
+    let alive = format!("{prefix}_{}", std::process::id());
     let target_host = target.split_once('@').map(|(_, h)| h).unwrap_or("");
     if target_host.contains('.') || target_host.parse::<std::net::IpAddr>().is_ok() {
         let host = full_host_name()
@@ -101,7 +49,7 @@ pub fn client_name(args: &NodeArgs, target: &str) -> Result<String, String> {
             .unwrap_or_else(|| "127.0.0.1".to_string());
         Ok(format!("{alive}@{host}"))
     } else {
-        Ok(format!("{alive}@{}", super::run::short_host_name()))
+        Ok(format!("{alive}@{}", super::node_args::short_host_name()))
     }
 }
 
@@ -116,58 +64,58 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| super::fail(&format!("cannot start the runtime: {e}")))
+        .map_err(|e| Exit::Failure.with(&format!("cannot start the runtime: {e}")))
 }
 
 /// Starts the client node. `first_target` picks the kind of host name (see [`client_name`]).
-pub async fn start_client(args: &ToolArgs, first_target: &str) -> Result<Client, ExitCode> {
-    let name = client_name(&args.node, first_target).map_err(|e| super::fail(&e))?;
-    let cookie = args.node.load_cookie().map_err(|e| super::fail(&e))?;
+async fn start_client(args: &ToolArgs, first_target: &str) -> Result<Client, ExitCode> {
+    let name = client_name(&args.node, "rexi_cli", first_target)
+        .map_err(|e| Exit::Failure.with(&e))?;
+    let cookie = args.node.load_cookie().map_err(|e| Exit::Failure.with(&e))?;
     Client::start(name, cookie)
         .await
-        .map_err(|e| super::fail(&format!("cannot start the client node: {e}")))
+        .map_err(|e| connect_failed(&e))
 }
 
-/// Connects to `peer`. epmd is asked first, so an unreachable epmd and an unknown node are
-/// told apart from a refused handshake.
-pub async fn connect(client: &Client, peer: &str) -> Result<(), ConnectError> {
-    if client.node().peer(peer).is_some() {
-        return Ok(());
-    }
-    let Some((alive, host)) = peer
-        .split_once('@')
-        .filter(|(a, h)| !a.is_empty() && !h.is_empty())
-    else {
-        return Err(ConnectError::BadName(peer.to_string()));
+/// Prints why a connection could not be made and returns the matching exit code.
+pub fn connect_failed(e: &ConnectError) -> ExitCode {
+    Exit::for_connect(e).with(&e.to_string())
+}
+
+/// Runs `body` with a tool's client node (named for `first_target`, see [`client_name`])
+/// on a fresh runtime, and stops the node whatever `body` returns, so no tool leaves a
+/// half-closed connection behind on the peer.
+pub fn with_client(
+    args: &ToolArgs,
+    first_target: &str,
+    body: impl AsyncFnOnce(&mut Client) -> ExitCode,
+) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
-    let port = client.node().config().epmd_port;
-    match epmd::lookup(host, port, alive).await {
-        Err(e @ epmd::EpmdError::Unreachable { .. }) => {
-            return Err(ConnectError::EpmdUnreachable(format!(
-                "{e} (looking up {peer})"
-            )))
-        }
-        Err(e) => return Err(ConnectError::Other(format!("looking up {peer}: {e}"))),
-        Ok(None) => {
-            let registered = epmd::names(host, port)
-                .await
-                .map(|v| v.into_iter().map(|(n, _)| format!("{n}@{host}")).collect())
-                .unwrap_or_default();
-            return Err(ConnectError::UnknownNode {
-                node: peer.to_string(),
-                host: host.to_string(),
-                registered,
-            });
-        }
-        Ok(Some(_)) => {}
-    }
-    client.connect(peer).await.map_err(|e| {
-        // The handshake layer words a refused challenge as "wrong cookie" (ours) or "most
-        // likely a wrong cookie" (a BEAM node closes the socket without saying why).
-        if e.contains("wrong cookie") {
-            ConnectError::WrongCookie(peer.to_string())
-        } else {
-            ConnectError::Other(format!("cannot connect to {peer}: {e}"))
+    rt.block_on(async {
+        let mut client = match start_client(args, first_target).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let code = body(&mut client).await;
+        client.stop().await;
+        code
+    })
+}
+
+/// [`with_client`], connected to `node` before `body` runs. A node that cannot be reached
+/// ends the tool with [`Exit::Unreachable`] and the reason, typed by `ConnectError`.
+pub fn with_connected_client(
+    args: &ToolArgs,
+    node: &str,
+    body: impl AsyncFnOnce(&mut Client) -> ExitCode,
+) -> ExitCode {
+    with_client(args, node, async |client: &mut Client| {
+        match client.connect(node).await {
+            Ok(()) => body(client).await,
+            Err(e) => connect_failed(&e),
         }
     })
 }
@@ -341,11 +289,11 @@ mod tests {
             cookie: None,
             cookie_file: None,
         };
-        let long = client_name(&a, "x@127.0.0.1").unwrap_or_default();
+        let long = client_name(&a, "rexi_cli", "x@127.0.0.1").unwrap_or_default();
         assert!(long.starts_with("rexi_cli_"), "{long}");
         let host = long.split_once('@').map(|(_, h)| h).unwrap_or("");
         assert!(host.contains('.'), "{long}");
-        let short = client_name(&a, "x@somehost").unwrap_or_default();
+        let short = client_name(&a, "rexi_cli", "x@somehost").unwrap_or_default();
         assert!(!short
             .split_once('@')
             .map(|(_, h)| h)

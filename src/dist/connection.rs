@@ -3,14 +3,20 @@
 //! * The reader parses every complete frame in its buffer and hands each message to the
 //!   node's dispatcher before reading again, so routing happens on the reader task.
 //! * The writer drains everything senders appended to the [`Outbox`] since its last turn
-//!   in one `write_all`: no syscall per message, and senders never wait on the socket.
+//!   in one batch, written as fast as the socket takes it: no syscall per message, and
+//!   senders never wait on the socket.
 //! * Ticks: when nothing was written for `net_ticktime / 4` a 4-byte zero frame goes out; a
 //!   peer we heard nothing from for a full `net_ticktime` is declared down, like the BEAM.
+//! * A peer that stops reading is closed, not waited for: a write that makes no progress
+//!   for `net_ticktime` ends the connection (a peer may keep ticking while it never reads),
+//!   and so does a queue past the per-peer cap or the node's global budget. Queued bytes
+//!   count from the moment they are appended until the kernel took them, so the bytes a
+//!   blocked writer holds count too.
 
 use super::message;
 use super::metrics::{ConnStats, FrameLimit};
 use super::node::Node;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,13 +25,43 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// Bytes queued for all peers together (`--max-outbox-total`).
+pub struct OutboxBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl OutboxBudget {
+    pub fn new(max: usize) -> Arc<OutboxBudget> {
+        Arc::new(OutboxBudget {
+            used: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Bytes queued for all peers now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.used() > self.max
+    }
+}
+
 /// Bytes queued for one peer. Senders append encoded frames under a short lock.
 pub struct Outbox {
     buf: Mutex<Vec<u8>>,
     wake: Notify,
+    /// Fired when the queue is dropped for good (overflow, budget): the connection ends at
+    /// once even while its writer is blocked on the socket.
+    aborted: Notify,
     closed: AtomicBool,
     /// Close the connection rather than queue more than this for a peer that does not read.
     max: usize,
+    /// Bytes appended and not yet taken by the kernel (the buffer plus the writer's batch).
+    queued: AtomicUsize,
+    budget: Arc<OutboxBudget>,
     /// This connection's figures (see [`super::metrics`]).
     pub stats: Arc<ConnStats>,
 }
@@ -39,6 +75,8 @@ pub enum SendError {
     NotConnected(String),
     /// The peer stopped reading and its queue passed the cap; the connection is being closed.
     Overflow,
+    /// The send queues of all peers together passed `--max-outbox-total`; nothing was queued.
+    OverBudget,
     Encode(crate::etf::EncodeError),
 }
 
@@ -50,23 +88,32 @@ impl std::fmt::Display for SendError {
             SendError::Overflow => f.write_str(
                 "the peer does not read; its send queue is full and the connection is being closed",
             ),
+            SendError::OverBudget => f.write_str(
+                "the send queues of all peers passed --max-outbox-total; the message was not queued",
+            ),
             SendError::Encode(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl Outbox {
-    pub fn new(max: usize) -> Outbox {
+    pub fn new(max: usize, budget: Arc<OutboxBudget>) -> Outbox {
         Outbox {
             buf: Mutex::new(Vec::with_capacity(64 << 10)),
             wake: Notify::new(),
+            aborted: Notify::new(),
             closed: AtomicBool::new(false),
             max,
+            queued: AtomicUsize::new(0),
+            budget,
             stats: Arc::default(),
         }
     }
 
-    /// Appends one or more frames with `fill`, then wakes the writer.
+    /// Appends one or more frames with `fill`, then wakes the writer. A peer whose queue
+    /// passed the cap is aborted (its connection closes); when all queues together passed
+    /// the global budget nothing is queued and the caller decides whom to close
+    /// ([`SendError::OverBudget`]).
     pub fn push(
         &self,
         fill: impl FnOnce(&mut Vec<u8>) -> Result<(), crate::etf::EncodeError>,
@@ -74,27 +121,65 @@ impl Outbox {
         if self.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        if buf.len() > self.max {
-            drop(buf);
+        if self.queued() > self.max {
             self.stats.refused_outbox.fetch_add(1, Ordering::Relaxed);
-            self.close();
+            self.abort();
             return Err(SendError::Overflow);
+        }
+        if self.budget.over() {
+            return Err(SendError::OverBudget);
+        }
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            // Aborted meanwhile: the queue was freed, do not refill it.
+            return Err(SendError::Closed);
         }
         let before = buf.len();
         fill(&mut buf).map_err(SendError::Encode)?;
-        self.stats.count_queued(buf.len() - before);
+        let added = buf.len() - before;
+        // Counted under the lock, so `take` and `abort` never see bytes not yet counted.
+        self.queued.fetch_add(added, Ordering::Relaxed);
+        self.budget.used.fetch_add(added, Ordering::Relaxed);
+        self.stats.count_queued(added);
         drop(buf);
-        let was_empty = before == 0;
-        if was_empty {
+        if before == 0 {
             self.wake.notify_one();
         }
         Ok(())
     }
 
+    /// Bytes queued for this peer and not yet taken by the kernel.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Closes after the writer flushed what is queued.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    /// Closes at once and frees the queue: the connection ends even if its writer is
+    /// blocked on a peer that does not read.
+    pub fn abort(&self) {
+        self.close();
+        self.discard();
+        self.aborted.notify_one();
+    }
+
+    /// Frees what is still queued (after the connection ended).
+    fn discard(&self) {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let n = buf.len();
+        *buf = Vec::new();
+        self.sent(n);
+    }
+
+    /// `n` queued bytes left us (written or dropped).
+    fn sent(&self, n: usize) {
+        self.stats.count_left(n);
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        self.budget.used.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub fn is_closed(&self) -> bool {
@@ -107,12 +192,78 @@ impl Outbox {
     }
 }
 
-/// Runs the writer until the outbox is closed or the socket fails.
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // Whatever is still counted leaves the global budget with the queue.
+        let n = *self.queued.get_mut();
+        self.budget.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// The writer's current batch: what the kernel has not taken yet stays counted in the
+/// queue, and is uncounted when the batch is dropped (written, or the connection ended).
+struct Batch<'a> {
+    outbox: &'a Outbox,
+    left: usize,
+}
+
+impl Batch<'_> {
+    fn written(&mut self, n: usize) {
+        self.left -= n;
+        self.outbox.sent(n);
+        self.outbox.stats.count_written(n);
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.outbox.sent(self.left);
+    }
+}
+
+/// How the writer ended, when not asked to.
+enum WriteEnd {
+    Io(std::io::Error),
+    /// No byte could be written for this long.
+    Stalled(Duration),
+}
+
+/// Writes `data`, giving up when no byte goes out for `stall`. Writes straight away while
+/// the socket takes bytes; only a full socket arms the stall timer.
+async fn write_with_progress(
+    wr: &mut OwnedWriteHalf,
+    data: &[u8],
+    batch: &mut Batch<'_>,
+    stall: Duration,
+) -> Result<(), WriteEnd> {
+    let mut off = 0;
+    while off < data.len() {
+        match wr.try_write(&data[off..]) {
+            Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                off += n;
+                batch.written(n);
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(WriteEnd::Io(e)),
+        }
+        match tokio::time::timeout(stall, wr.writable()).await {
+            Err(_) => return Err(WriteEnd::Stalled(stall)),
+            Ok(Err(e)) => return Err(WriteEnd::Io(e)),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Runs the writer until the outbox is closed, the socket fails or a write stalls.
 async fn writer(
     mut wr: OwnedWriteHalf,
     outbox: &Outbox,
     tick_every: Duration,
-) -> std::io::Result<()> {
+    stall: Duration,
+) -> Result<(), WriteEnd> {
     let mut spare = Vec::with_capacity(64 << 10);
     let mut ticker = tokio::time::interval(tick_every);
     ticker.tick().await;
@@ -132,8 +283,13 @@ async fn writer(
             if spare.is_empty() {
                 break;
             }
-            wr.write_all(&spare).await?;
-            outbox.stats.count_written(&spare);
+            let mut batch = Batch {
+                outbox,
+                left: spare.len(),
+            };
+            write_with_progress(&mut wr, &spare, &mut batch, stall).await?;
+            drop(batch);
+            outbox.stats.count_frames_written(&spare);
             wrote_since_tick = true;
             // Give back a huge buffer rather than keep it for the life of the connection.
             if spare.capacity() > (8 << 20) {
@@ -159,6 +315,8 @@ pub enum DownReason {
     Shutdown,
     Replaced,
     WriteQueueOverflow,
+    /// The peer took no byte for this long.
+    WriteStalled(Duration),
 }
 
 impl std::fmt::Display for DownReason {
@@ -174,9 +332,16 @@ impl std::fmt::Display for DownReason {
             DownReason::Replaced => {
                 f.write_str("replaced by a newer connection from the same node")
             }
-            DownReason::WriteQueueOverflow => {
-                f.write_str("the peer stopped reading and its send queue overflowed")
-            }
+            DownReason::WriteQueueOverflow => f.write_str(
+                "the peer stopped reading and its send queue overflowed \
+                 (--max-outbox, --max-outbox-total): connection closed",
+            ),
+            DownReason::WriteStalled(d) => write!(
+                f,
+                "the peer stopped reading: no byte could be written to it for {} s \
+                 (net_ticktime): connection closed",
+                d.as_secs_f64()
+            ),
         }
     }
 }
@@ -187,7 +352,7 @@ pub async fn run(node: &Node, peer: &super::node::Peer, stream: TcpStream) -> Do
     let ticktime = cfg.net_ticktime;
     let (rd, wr) = stream.into_split();
     let outbox = &peer.outbox;
-    let write = writer(wr, outbox, ticktime / 4);
+    let write = writer(wr, outbox, ticktime / 4, ticktime);
     let read = reader(node, peer, rd, ticktime, cfg.max_frame);
     tokio::pin!(write);
     tokio::pin!(read);
@@ -195,11 +360,13 @@ pub async fn run(node: &Node, peer: &super::node::Peer, stream: TcpStream) -> Do
     let reason = tokio::select! {
         r = &mut read => r,
         w = &mut write => match w {
-            Err(e) => DownReason::Io(e.to_string()),
+            Err(WriteEnd::Io(e)) => DownReason::Io(e.to_string()),
+            Err(WriteEnd::Stalled(d)) => DownReason::WriteStalled(d),
             Ok(()) if peer.replaced.load(Ordering::Acquire) => DownReason::Replaced,
             Ok(()) if node.is_shutting_down() => DownReason::Shutdown,
             Ok(()) => DownReason::WriteQueueOverflow,
         },
+        _ = outbox.aborted.notified() => DownReason::WriteQueueOverflow,
         _ = shutdown.wait() => DownReason::Shutdown,
     };
     outbox.close();
@@ -207,6 +374,8 @@ pub async fn run(node: &Node, peer: &super::node::Peer, stream: TcpStream) -> Do
         // Let the writer flush what is queued (bounded), then close.
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut write).await;
     }
+    // Whoever still holds the peer cannot keep its queue alive.
+    outbox.discard();
     reason
 }
 
@@ -300,5 +469,59 @@ async fn reader(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(n: usize) -> impl Fn(&mut Vec<u8>) -> Result<(), crate::etf::EncodeError> {
+        move |b: &mut Vec<u8>| {
+            b.resize(b.len() + n, 0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn queued_bytes_count_until_written_or_dropped() {
+        let budget = OutboxBudget::new(1000);
+        let a = Outbox::new(500, budget.clone());
+        let b = Outbox::new(500, budget.clone());
+        a.push(fill(300)).expect("a");
+        b.push(fill(300)).expect("b");
+        assert_eq!(budget.used(), 600);
+        // The writer's batch stays counted until the kernel takes it.
+        let mut spare = Vec::new();
+        a.take(&mut spare);
+        let mut batch = Batch {
+            outbox: &a,
+            left: spare.len(),
+        };
+        assert_eq!(a.queued(), 300);
+        batch.written(100);
+        assert_eq!((a.queued(), budget.used()), (200, 500));
+        drop(batch);
+        assert_eq!((a.queued(), budget.used()), (0, 300));
+        // Past the per-peer cap: the outbox is aborted and its queue freed.
+        b.push(fill(300)).expect("b under the cap");
+        assert!(matches!(b.push(fill(1)), Err(SendError::Overflow)));
+        assert!(b.is_closed());
+        assert_eq!(b.queued(), 0);
+        assert_eq!(budget.used(), 0);
+        assert!(matches!(b.push(fill(1)), Err(SendError::Closed)));
+    }
+
+    #[test]
+    fn the_global_budget_refuses_before_queueing() {
+        let budget = OutboxBudget::new(100);
+        let a = Outbox::new(1000, budget.clone());
+        a.push(fill(150))
+            .expect("the first push may pass the budget");
+        assert!(matches!(a.push(fill(1)), Err(SendError::OverBudget)));
+        assert_eq!(budget.used(), 150);
+        assert!(!a.is_closed(), "the node decides whom to close");
+        drop(a);
+        assert_eq!(budget.used(), 0, "a dropped outbox gives its bytes back");
     }
 }

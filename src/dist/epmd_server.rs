@@ -5,36 +5,69 @@
 //! that BEAM nodes that register with it later keep their registration after the daemon
 //! exits. It speaks what nodes and tools use: ALIVE2 (register, kept while the socket is
 //! open), PORT_PLEASE2 (look up), NAMES (`epmd -names`), DUMP and KILL.
+//!
+//! It listens on every address, so anyone who can reach the port is a client. As the
+//! real epmd, it therefore holds out against clients that misbehave:
+//!
+//! * **accept errors are survived**: running out of file descriptors (EMFILE) is logged
+//!   once and retried with a backoff of up to a second, never the end of the process (and
+//!   of every registration with it);
+//! * **bounded clients**: at most [`Config::max_connections`] sockets at once (beyond it
+//!   new clients wait in the kernel's queue), each request within
+//!   [`Config::request_timeout`] of the connect and at most [`request::MAX_REQUEST`] bytes,
+//!   read into a buffer of its declared size only once that size is known to be valid;
+//! * **local administration**: ALIVE2, DUMP, KILL and STOP only from loopback addresses
+//!   (unless [`Config::allow_remote`]); others are closed without a reply, as epmd does;
+//! * **names and fields checked** before anything is stored (see [`request`]).
+//!
+//! The protocol itself (parsing, checks, replies) is in [`request`], as pure functions.
+
+pub mod request;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-const ALIVE2_REQ: u8 = 120;
-const ALIVE2_X_RESP: u8 = 118;
-const PORT_PLEASE2_REQ: u8 = 122;
-const PORT2_RESP: u8 = 119;
-const NAMES_REQ: u8 = 110;
-const DUMP_REQ: u8 = 100;
-const KILL_REQ: u8 = 107;
+use request::{Entry, Refusal, Request};
 
-#[derive(Clone)]
-struct Entry {
-    port: u16,
-    node_type: u8,
-    protocol: u8,
-    highest: u16,
-    lowest: u16,
-    extra: Vec<u8>,
-    conn: u64,
+/// What a client may hold. The defaults suit a port mapper for one host.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Sockets open at once, registrations included (each registered node keeps one).
+    /// Keep it below the process's open-file limit.
+    pub max_connections: usize,
+    /// Time from the connect to the end of the request; then the socket is closed. Nodes
+    /// send their request at once; this only frees slots held by idle clients.
+    pub request_timeout: Duration,
+    /// Serve ALIVE2, DUMP, KILL and STOP to non-loopback clients too.
+    pub allow_remote: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_connections: 1000,
+            request_timeout: Duration::from_secs(10),
+            allow_remote: false,
+        }
+    }
 }
 
 #[derive(Default)]
 struct State {
-    nodes: HashMap<String, Entry>,
+    nodes: HashMap<String, Registered>,
     creation: u32,
     next_conn: u64,
+}
+
+struct Registered {
+    entry: Entry,
+    /// The connection that holds the registration.
+    conn: u64,
 }
 
 /// Starts `rexi-node epmd --port PORT` as a detached process (its own process group, no
@@ -45,6 +78,8 @@ pub fn spawn_detached(port: u16) -> Result<u32, String> {
         .map_err(|e| format!("cannot find our own executable to start epmd: {e}"))?;
     let child = std::process::Command::new(exe)
         .args(["epmd", "--port", &port.to_string()])
+        // The port mapper needs no cookie; keep it out of its environment (/proc/PID/environ).
+        .env_remove("REXI_NODE_COOKIE")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -59,8 +94,9 @@ pub fn spawn_detached(port: u16) -> Result<u32, String> {
     Ok(child.id())
 }
 
-/// Serves until KILL_REQ (with no node registered) or the process is stopped.
-pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+/// Serves until KILL_REQ (with no node registered) or the process is stopped. Returns
+/// an error only if the listener itself cannot be used.
+pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -70,20 +106,91 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
         creation: seed | 4,
         ..State::default()
     }));
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let (kill_tx, mut kill_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut backoff = AcceptBackoff::default();
+    // Whether the cap was hit since a slot was last free at once (logged once per episode).
+    let mut capped = false;
     loop {
-        let (sock, _) = tokio::select! {
-            r = listener.accept() => r?,
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => {
+                capped = false;
+                p
+            }
+            Err(_) => {
+                if !capped {
+                    capped = true;
+                    tracing::warn!(
+                        max_connections = config.max_connections,
+                        "epmd: connection cap reached; new clients wait until one closes"
+                    );
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return Ok(()),
+                    },
+                    _ = kill_rx.recv() => return Ok(()),
+                }
+            }
+        };
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => {
+                    backoff.succeeded();
+                    x
+                }
+                Err(e) => {
+                    backoff.failed(&e).await;
+                    continue;
+                }
+            },
             _ = kill_rx.recv() => return Ok(()),
         };
-        let state = state.clone();
-        let kill_tx = kill_tx.clone();
+        let ctx = Client {
+            state: state.clone(),
+            config: config.clone(),
+            port,
+            kill: kill_tx.clone(),
+            peer,
+            _slot: permit,
+        };
         tokio::spawn(async move {
             let _ = sock.set_nodelay(true);
-            if let Err(e) = handle(sock, state, port, kill_tx).await {
-                tracing::debug!(error = %e, "epmd client");
-            }
+            ctx.serve(sock).await;
         });
+    }
+}
+
+/// Retries a failing `accept` with a growing pause (10 ms to 1 s), logging the first
+/// failure of a run and the recovery, not every attempt.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u64,
+}
+
+impl AcceptBackoff {
+    async fn failed(&mut self, e: &std::io::Error) {
+        self.failures += 1;
+        if self.failures == 1 {
+            let hint = if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
+                " (out of file descriptors: raise the open-file limit or lower --max-connections)"
+            } else {
+                ""
+            };
+            tracing::warn!(error = %e, "epmd: accept failed{hint}; retrying with backoff");
+        }
+        let exp = self.failures.min(7) as u32;
+        let pause = Duration::from_millis(10 * (1u64 << exp)).min(Duration::from_secs(1));
+        tokio::time::sleep(pause).await;
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failed_accepts = self.failures, "epmd: accepting again");
+            self.failures = 0;
+        }
     }
 }
 
@@ -91,126 +198,158 @@ fn lock(s: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn handle(
-    mut sock: TcpStream,
+/// Loopback only: 127.0.0.0/8, ::1 and IPv4-mapped loopback. (epmd also counts a client
+/// connecting from the host's own address as local; nodes register over loopback.)
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// One client connection, holding its slot until it ends.
+struct Client {
     state: Arc<Mutex<State>>,
+    config: Arc<Config>,
     port: u16,
     kill: tokio::sync::mpsc::Sender<()>,
-) -> std::io::Result<()> {
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Client {
+    async fn serve(self, mut sock: TcpStream) {
+        let limit = self.config.request_timeout;
+        let req = match tokio::time::timeout(limit, read_request(&mut sock)).await {
+            Ok(Ok(req)) => req,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "epmd: bad request, closed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "epmd: no complete request in {limit:?}, closed");
+                return;
+            }
+        };
+        let req = match request::parse(&req) {
+            Ok(r) => r,
+            Err(Refusal::Malformed(why)) => {
+                tracing::debug!(peer = %self.peer, "epmd: malformed request ({why}), closed");
+                return;
+            }
+            Err(Refusal::Alive2 { highest, reason }) => {
+                if self.local_or_allowed() {
+                    tracing::info!(peer = %self.peer, "epmd: registration refused: {reason}");
+                    let reply = request::alive2_reply(false, request::REFUSED_CREATION, highest);
+                    let _ = sock.write_all(&reply).await;
+                }
+                return;
+            }
+        };
+        if req.is_privileged() && !self.local_or_allowed() {
+            tracing::debug!(peer = %self.peer, "epmd: administrative request from a non-local address, closed");
+            return;
+        }
+        if let Err(e) = self.answer(req, &mut sock).await {
+            tracing::debug!(peer = %self.peer, error = %e, "epmd client");
+        }
+    }
+
+    fn local_or_allowed(&self) -> bool {
+        self.config.allow_remote || is_loopback(self.peer.ip())
+    }
+
+    async fn answer(&self, req: Request<'_>, sock: &mut TcpStream) -> std::io::Result<()> {
+        match req {
+            Request::Alive2(a) => {
+                let registered = {
+                    let mut st = lock(&self.state);
+                    st.next_conn += 1;
+                    let conn = st.next_conn;
+                    if st.nodes.contains_key(a.name) {
+                        None
+                    } else {
+                        st.creation = st.creation.wrapping_add(1).max(4);
+                        let entry = Entry::of(&a);
+                        st.nodes
+                            .insert(a.name.to_string(), Registered { entry, conn });
+                        Some((st.creation, conn))
+                    }
+                };
+                let Some((creation, conn)) = registered else {
+                    tracing::info!(peer = %self.peer, name = ?a.name, "epmd: registration refused: name already registered");
+                    let reply = request::alive2_reply(false, request::REFUSED_CREATION, a.highest);
+                    return sock.write_all(&reply).await;
+                };
+                tracing::debug!(name = ?a.name, port = a.port, "epmd: registered");
+                let sent = sock
+                    .write_all(&request::alive2_reply(true, creation, a.highest))
+                    .await;
+                if sent.is_ok() {
+                    // The registration lives as long as this socket; what the node sends
+                    // meanwhile is read and dropped.
+                    let mut buf = [0u8; 64];
+                    while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+                }
+                let mut st = lock(&self.state);
+                if matches!(st.nodes.get(a.name), Some(r) if r.conn == conn) {
+                    st.nodes.remove(a.name);
+                }
+                sent
+            }
+            Request::PortPlease2 { name } => {
+                let reply = {
+                    let st = lock(&self.state);
+                    request::port2_reply(name, st.nodes.get(name).map(|r| &r.entry))
+                };
+                sock.write_all(&reply).await
+            }
+            Request::Names | Request::Dump => {
+                let reply = {
+                    let st = lock(&self.state);
+                    let mut nodes: Vec<(&str, u16)> = st
+                        .nodes
+                        .iter()
+                        .map(|(n, r)| (n.as_str(), r.entry.port))
+                        .collect();
+                    nodes.sort_unstable();
+                    request::names_reply(self.port, nodes, matches!(req, Request::Dump))
+                };
+                sock.write_all(&reply).await
+            }
+            Request::Kill => {
+                let empty = lock(&self.state).nodes.is_empty();
+                sock.write_all(if empty { b"OK" } else { b"NO" }).await?;
+                if empty {
+                    tracing::info!(peer = %self.peer, "epmd: KILL with no node registered, stopping");
+                    let _ = self.kill.send(()).await;
+                }
+                Ok(())
+            }
+            // epmd honours STOP only when started with -relaxed_command_check; neither do we.
+            Request::Stop { .. } => Ok(()),
+        }
+    }
+}
+
+/// Reads `Length:16` and that many bytes. A length of 0 or above
+/// [`request::MAX_REQUEST`] is refused before anything more is read or allocated.
+async fn read_request(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 2];
     sock.read_exact(&mut len).await?;
     let len = u16::from_be_bytes(len) as usize;
-    if len == 0 {
-        return Ok(());
+    if len == 0 || len > request::MAX_REQUEST {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "request of {len} bytes (1 to {} accepted)",
+                request::MAX_REQUEST
+            ),
+        ));
     }
     let mut req = vec![0u8; len];
     sock.read_exact(&mut req).await?;
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed epmd request");
-    match req[0] {
-        ALIVE2_REQ => {
-            let r = &req[1..];
-            if r.len() < 10 {
-                return Err(bad());
-            }
-            let nlen = u16::from_be_bytes([r[8], r[9]]) as usize;
-            if r.len() < 10 + nlen + 2 {
-                return Err(bad());
-            }
-            let name = String::from_utf8_lossy(&r[10..10 + nlen]).into_owned();
-            let elen = u16::from_be_bytes([r[10 + nlen], r[11 + nlen]]) as usize;
-            let extra = r.get(12 + nlen..12 + nlen + elen).unwrap_or(&[]).to_vec();
-            let (ok, creation, conn) = {
-                let mut st = lock(&state);
-                st.next_conn += 1;
-                let conn = st.next_conn;
-                if st.nodes.contains_key(&name) {
-                    (false, 0, conn)
-                } else {
-                    st.creation = st.creation.wrapping_add(1).max(4);
-                    let creation = st.creation;
-                    st.nodes.insert(
-                        name.clone(),
-                        Entry {
-                            port: u16::from_be_bytes([r[0], r[1]]),
-                            node_type: r[2],
-                            protocol: r[3],
-                            highest: u16::from_be_bytes([r[4], r[5]]),
-                            lowest: u16::from_be_bytes([r[6], r[7]]),
-                            extra,
-                            conn,
-                        },
-                    );
-                    (true, creation, conn)
-                }
-            };
-            let mut resp = vec![ALIVE2_X_RESP, if ok { 0 } else { 1 }];
-            resp.extend_from_slice(&creation.to_be_bytes());
-            sock.write_all(&resp).await?;
-            if !ok {
-                return Ok(());
-            }
-            // The registration lives as long as this socket.
-            let mut buf = [0u8; 64];
-            loop {
-                match sock.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-            let mut st = lock(&state);
-            if matches!(st.nodes.get(&name), Some(e) if e.conn == conn) {
-                st.nodes.remove(&name);
-            }
-            Ok(())
-        }
-        PORT_PLEASE2_REQ => {
-            let name = String::from_utf8_lossy(&req[1..]).into_owned();
-            let entry = lock(&state).nodes.get(&name).cloned();
-            let mut resp = vec![PORT2_RESP];
-            match entry {
-                None => resp.push(1),
-                Some(e) => {
-                    resp.push(0);
-                    resp.extend_from_slice(&e.port.to_be_bytes());
-                    resp.push(e.node_type);
-                    resp.push(e.protocol);
-                    resp.extend_from_slice(&e.highest.to_be_bytes());
-                    resp.extend_from_slice(&e.lowest.to_be_bytes());
-                    resp.extend_from_slice(&(name.len() as u16).to_be_bytes());
-                    resp.extend_from_slice(name.as_bytes());
-                    resp.extend_from_slice(&(e.extra.len() as u16).to_be_bytes());
-                    resp.extend_from_slice(&e.extra);
-                }
-            }
-            sock.write_all(&resp).await
-        }
-        NAMES_REQ | DUMP_REQ => {
-            let mut resp = (port as u32).to_be_bytes().to_vec();
-            let mut nodes: Vec<(String, u16)> = lock(&state)
-                .nodes
-                .iter()
-                .map(|(n, e)| (n.clone(), e.port))
-                .collect();
-            nodes.sort();
-            for (n, p) in nodes {
-                if req[0] == NAMES_REQ {
-                    resp.extend_from_slice(format!("name {n} at port {p}\n").as_bytes());
-                } else {
-                    resp.extend_from_slice(
-                        format!("active name     <{n}> at port {p}, fd = 0\n").as_bytes(),
-                    );
-                }
-            }
-            sock.write_all(&resp).await
-        }
-        KILL_REQ => {
-            let empty = lock(&state).nodes.is_empty();
-            sock.write_all(if empty { b"OK" } else { b"NO" }).await?;
-            if empty {
-                let _ = kill.send(()).await;
-            }
-            Ok(())
-        }
-        _ => Err(bad()),
-    }
+    Ok(req)
 }

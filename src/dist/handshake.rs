@@ -1,9 +1,15 @@
 //! The distribution handshake, through erl_dist, with a deadline and operator-grade errors.
 //!
-//! erl_dist's handshakes work against OTP 25 (see ../shared/design/CRATES.md). Two of its
+//! erl_dist's handshakes work against OTP 25 (see docs/design/crates.md). Two of its
 //! faults are avoided rather than patched: its client never answers an `alive` status (so
 //! we treat `alive` as "try again later" and, as a server, never send it), and it has no
 //! timeouts (every step here runs under one deadline, like `net_setuptime`).
+//!
+//! As a server, the peer's first message (its name) must come within a short deadline of
+//! its own ([`FIRST_MESSAGE_TIMEOUT`]): a real node sends it at once, and a socket that
+//! says nothing must not hold a handshake slot for the whole setup time. A name with
+//! control characters, or our own name, is refused with `not_allowed` before any cookie
+//! is checked.
 
 use super::flags;
 use crate::dist::cookie::Cookie;
@@ -33,8 +39,17 @@ pub enum Refusal {
     /// The peer still has a connection to us (status `alive`).
     Alive,
     NotAllowed(String),
+    /// The peer closed the connection mid-handshake: how a BEAM node refuses a wrong cookie.
+    ClosedByPeer,
+    /// We refused the peer's name (control characters, or our own name).
+    BadName(String),
     Other(String),
 }
+
+/// How long a connecting peer has to send its name. A BEAM node sends it in its first
+/// packet; two seconds leave room for a loaded host while freeing a silent socket's slot
+/// well before the full setup time.
+pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,6 +63,10 @@ impl std::fmt::Display for Refusal {
                 f.write_str("the peer still holds an old connection to us; it will be retried")
             }
             Refusal::NotAllowed(w) => write!(f, "not allowed: {w}"),
+            Refusal::ClosedByPeer => f.write_str(
+                "the peer closed the connection during the handshake: most likely a wrong cookie",
+            ),
+            Refusal::BadName(w) => write!(f, "peer name refused: {w}"),
             Refusal::Other(w) => f.write_str(w),
         }
     }
@@ -60,10 +79,9 @@ fn classify(e: HandshakeError) -> Refusal {
         HandshakeError::AlreadyActive => Refusal::Alive,
         HandshakeError::NotAllowed => Refusal::NotAllowed("the peer refused the connection".into()),
         // A BEAM node that rejects our challenge reply just closes the socket.
-        HandshakeError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Refusal::Other(
-            "the peer closed the connection during the handshake: most likely a wrong cookie"
-                .into(),
-        ),
+        HandshakeError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Refusal::ClosedByPeer
+        }
         other => Refusal::Other(other.to_string()),
     }
 }
@@ -129,31 +147,61 @@ pub struct Accepting {
     deadline: tokio::time::Instant,
 }
 
-/// Reads the peer's name (v6 `N` or the older `n` message).
+/// Reads the peer's name (v6 `N` or the older `n` message) within `first_message`, and
+/// refuses a name that is ours or has control characters; the whole handshake must end
+/// within `deadline`.
 pub async fn accept(
     stream: TcpStream,
     local: &str,
     creation: u32,
     cookie: &Cookie,
+    first_message: Duration,
     deadline: Duration,
 ) -> Result<Accepting, Refusal> {
+    let local_name = local;
     let local = local_node(local, creation)?;
-    let deadline = tokio::time::Instant::now() + deadline;
+    let started = tokio::time::Instant::now();
+    let deadline = started + deadline;
     let mut hs = ServerSideHandshake::new(stream.compat(), local, cookie.expose());
-    let name = tokio::time::timeout_at(deadline, hs.execute_recv_name())
-        .await
-        .map_err(|_| Refusal::Timeout)?
-        .map_err(classify)?;
-    match name {
-        Some(n) => Ok(Accepting {
-            hs,
-            peer_name: n.to_string(),
-            deadline,
-        }),
-        None => Err(Refusal::NotAllowed(
+    let name = tokio::time::timeout_at(
+        deadline.min(started + first_message),
+        hs.execute_recv_name(),
+    )
+    .await
+    .map_err(|_| Refusal::Timeout)?
+    .map_err(classify)?;
+    let Some(n) = name else {
+        return Err(Refusal::NotAllowed(
             "the peer asked for a dynamic name, which a hidden C-node does not hand out".into(),
-        )),
+        ));
+    };
+    let peer_name = n.to_string();
+    if let Err(why) = check_peer_name(&peer_name, local_name) {
+        // Tell the peer, as a BEAM node does, then give up on the connection.
+        let _ =
+            tokio::time::timeout_at(deadline, hs.execute_rest(HandshakeStatus::NotAllowed)).await;
+        return Err(Refusal::BadName(why));
     }
+    Ok(Accepting {
+        hs,
+        peer_name,
+        deadline,
+    })
+}
+
+/// A peer's name must be printable and must not be ours: a peer calling itself by our
+/// name is a second instance of this node or a spoof, and control characters in a name
+/// only serve to forge log lines or confuse tools.
+pub fn check_peer_name(peer: &str, local: &str) -> Result<(), String> {
+    if peer.chars().any(char::is_control) {
+        return Err(format!("{peer:?} contains control characters"));
+    }
+    if peer == local {
+        return Err(format!(
+            "{peer} is this node's own name (another instance with the same name, or a spoof)"
+        ));
+    }
+    Ok(())
 }
 
 impl Accepting {
@@ -164,5 +212,20 @@ impl Accepting {
             .map_err(|_| Refusal::Timeout)?
             .map_err(classify)?;
         Ok((s.into_inner(), peer_info(peer)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_peer_name;
+
+    #[test]
+    fn names_with_control_characters_or_our_own_are_refused() {
+        let me = "rexi@host";
+        assert!(check_peer_name("couch@host", me).is_ok());
+        assert!(check_peer_name("rexi@host", me).is_err());
+        let e = check_peer_name("a\n2024 INFO forged@host", me).expect_err("newline");
+        assert!(!e.contains('\n'), "{e}");
+        assert!(check_peer_name("a\u{1b}[2K@host", me).is_err());
     }
 }

@@ -7,7 +7,7 @@
 //! The hot outgoing path (`SEND` to a pid) is encoded by hand straight into the
 //! connection's write buffer.
 
-use crate::etf::{self, Limits};
+use crate::etf::{self, Limits, Owned};
 use eetf::{Atom, Pid, Reference, Term};
 
 /// A process identifier as it appears in `MONITOR_P` and friends: a pid or a registered name.
@@ -37,19 +37,19 @@ pub enum Control {
     Send {
         from: Option<Pid>,
         to: Pid,
-        message: Term,
+        message: Owned,
     },
     /// EXIT, EXIT_TT and the PAYLOAD_ forms: a link to `to` broke.
     Exit {
         from: Pid,
         to: Pid,
-        reason: Term,
+        reason: Owned,
     },
     /// EXIT2, EXIT2_TT and the PAYLOAD_ forms: `erlang:exit(To, Reason)` from a remote process.
     Exit2 {
         from: Pid,
         to: Pid,
-        reason: Term,
+        reason: Owned,
     },
     Unlink {
         from: Pid,
@@ -58,7 +58,7 @@ pub enum Control {
     RegSend {
         from: Pid,
         to: String,
-        message: Term,
+        message: Owned,
     },
     MonitorP {
         from: Pid,
@@ -74,15 +74,15 @@ pub enum Control {
         from: ProcId,
         to: Pid,
         reference: Reference,
-        reason: Term,
+        reason: Owned,
     },
     UnlinkId {
-        id: Term,
+        id: Owned,
         from: Pid,
         to: Pid,
     },
     UnlinkIdAck {
-        id: Term,
+        id: Owned,
         from: Pid,
         to: Pid,
     },
@@ -107,12 +107,15 @@ fn bad(what: impl Into<String>) -> FrameError {
 }
 
 /// Decodes the body of a pass-through frame (the bytes after the `p` byte).
+/// Both terms are charged to one memory budget (`Limits::max_term_memory`).
 pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
-    let (ctrl, used) =
-        etf::decode_prefix(body, limits).map_err(|e| bad(format!("control message: {e}")))?;
+    let mut budget = etf::Budget::new(limits);
+    let (ctrl, used) = etf::decode_prefix_in(body, limits, &mut budget)
+        .map_err(|e| bad(format!("control message: {e}")))?;
     let rest = &body[used..];
-    let payload = |rest: &[u8]| -> Result<Term, FrameError> {
-        etf::decode(rest, limits)
+    let mut payload = |rest: &[u8]| -> Result<Owned, FrameError> {
+        etf::decode_in(rest, limits, &mut budget)
+            .map(Owned::new)
             .map_err(|e| bad(format!("message payload (after {used} control bytes): {e}")))
     };
     let no_payload = |rest: &[u8]| -> Result<(), FrameError> {
@@ -125,12 +128,12 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             )))
         }
     };
-    let mut elems = match ctrl {
-        Term::Tuple(t) if !t.elements.is_empty() => t.elements,
-        other => {
-            etf::dispose(other);
-            return Err(bad("control message is not a non-empty tuple"));
-        }
+    // The control tuple stays owned until the end: whatever is not taken out of it (on
+    // any return, error or not) is disposed of with it, however deep.
+    let mut ctrl = Owned::new(ctrl);
+    let elems: &mut Vec<Term> = match &mut *ctrl {
+        Term::Tuple(t) if !t.elements.is_empty() => &mut t.elements,
+        _ => return Err(bad("control message is not a non-empty tuple")),
     };
     let op = match &elems[0] {
         Term::FixInteger(i) => i.value as i64,
@@ -150,20 +153,21 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             )))
         }
     };
+    let elems = elems.as_mut_slice();
     let ctl = match op {
         1 => {
             arity(3)?;
             no_payload(rest)?;
             Control::Link {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
             }
         }
         2 => {
             arity(3)?;
             Control::Send {
                 from: None,
-                to: pid(&mut elems, 2)?,
+                to: pid(elems, 2)?,
                 message: payload(rest)?,
             }
         }
@@ -171,25 +175,25 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             arity(4)?;
             no_payload(rest)?;
             Control::Exit {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
-                reason: take(&mut elems, 3),
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
+                reason: take_owned(elems, 3),
             }
         }
         4 => {
             arity(3)?;
             no_payload(rest)?;
             Control::Unlink {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
             }
         }
         5 | 7 => Control::Ignored { op },
         6 => {
             arity(4)?;
             Control::RegSend {
-                from: pid(&mut elems, 1)?,
-                to: atom(&mut elems, 3)?,
+                from: pid(elems, 1)?,
+                to: atom(elems, 3)?,
                 message: payload(rest)?,
             }
         }
@@ -197,9 +201,9 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             arity(4)?;
             no_payload(rest)?;
             Control::Exit2 {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
-                reason: take(&mut elems, 3),
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
+                reason: take_owned(elems, 3),
             }
         }
         // SEND_TT {12, Unused, ToPid, TraceToken}: erl_dist swaps these two.
@@ -207,7 +211,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             arity(4)?;
             Control::Send {
                 from: None,
-                to: pid(&mut elems, 2)?,
+                to: pid(elems, 2)?,
                 message: payload(rest)?,
             }
         }
@@ -215,16 +219,16 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             arity(5)?;
             no_payload(rest)?;
             Control::Exit {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
-                reason: take(&mut elems, 4),
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
+                reason: take_owned(elems, 4),
             }
         }
         16 => {
             arity(5)?;
             Control::RegSend {
-                from: pid(&mut elems, 1)?,
-                to: atom(&mut elems, 3)?,
+                from: pid(elems, 1)?,
+                to: atom(elems, 3)?,
                 message: payload(rest)?,
             }
         }
@@ -232,93 +236,93 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             arity(5)?;
             no_payload(rest)?;
             Control::Exit2 {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
-                reason: take(&mut elems, 4),
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
+                reason: take_owned(elems, 4),
             }
         }
         19 => {
             arity(4)?;
             no_payload(rest)?;
             Control::MonitorP {
-                from: pid(&mut elems, 1)?,
-                to: proc_id(&mut elems, 2)?,
-                reference: reference(&mut elems, 3)?,
+                from: pid(elems, 1)?,
+                to: proc_id(elems, 2)?,
+                reference: reference(elems, 3)?,
             }
         }
         20 => {
             arity(4)?;
             no_payload(rest)?;
             Control::DemonitorP {
-                from: pid(&mut elems, 1)?,
-                to: proc_id(&mut elems, 2)?,
-                reference: reference(&mut elems, 3)?,
+                from: pid(elems, 1)?,
+                to: proc_id(elems, 2)?,
+                reference: reference(elems, 3)?,
             }
         }
         21 => {
             arity(5)?;
             no_payload(rest)?;
             Control::MonitorPExit {
-                from: proc_id(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
-                reference: reference(&mut elems, 3)?,
-                reason: take(&mut elems, 4),
+                from: proc_id(elems, 1)?,
+                to: pid(elems, 2)?,
+                reference: reference(elems, 3)?,
+                reason: take_owned(elems, 4),
             }
         }
         22 => {
             arity(3)?;
             Control::Send {
-                from: Some(pid(&mut elems, 1)?),
-                to: pid(&mut elems, 2)?,
+                from: Some(pid(elems, 1)?),
+                to: pid(elems, 2)?,
                 message: payload(rest)?,
             }
         }
         23 => {
             arity(4)?;
             Control::Send {
-                from: Some(pid(&mut elems, 1)?),
-                to: pid(&mut elems, 2)?,
+                from: Some(pid(elems, 1)?),
+                to: pid(elems, 2)?,
                 message: payload(rest)?,
             }
         }
         24 => {
             arity(3)?;
             Control::Exit {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
                 reason: payload(rest)?,
             }
         }
         25 => {
             arity(4)?;
             Control::Exit {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
                 reason: payload(rest)?,
             }
         }
         26 => {
             arity(3)?;
             Control::Exit2 {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
                 reason: payload(rest)?,
             }
         }
         27 => {
             arity(4)?;
             Control::Exit2 {
-                from: pid(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
+                from: pid(elems, 1)?,
+                to: pid(elems, 2)?,
                 reason: payload(rest)?,
             }
         }
         28 => {
             arity(4)?;
             Control::MonitorPExit {
-                from: proc_id(&mut elems, 1)?,
-                to: pid(&mut elems, 2)?,
-                reference: reference(&mut elems, 3)?,
+                from: proc_id(elems, 1)?,
+                to: pid(elems, 2)?,
+                reference: reference(elems, 3)?,
                 reason: payload(rest)?,
             }
         }
@@ -326,18 +330,18 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             arity(4)?;
             no_payload(rest)?;
             Control::UnlinkId {
-                id: take(&mut elems, 1),
-                from: pid(&mut elems, 2)?,
-                to: pid(&mut elems, 3)?,
+                id: take_owned(elems, 1),
+                from: pid(elems, 2)?,
+                to: pid(elems, 3)?,
             }
         }
         36 => {
             arity(4)?;
             no_payload(rest)?;
             Control::UnlinkIdAck {
-                id: take(&mut elems, 1),
-                from: pid(&mut elems, 2)?,
-                to: pid(&mut elems, 3)?,
+                id: take_owned(elems, 1),
+                from: pid(elems, 2)?,
+                to: pid(elems, 3)?,
             }
         }
         other => {
@@ -346,9 +350,6 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             )))
         }
     };
-    for e in elems {
-        etf::dispose(e);
-    }
     Ok(ctl)
 }
 
@@ -356,11 +357,15 @@ fn take(elems: &mut [Term], i: usize) -> Term {
     std::mem::replace(&mut elems[i], Term::List(eetf::List::nil()))
 }
 
+fn take_owned(elems: &mut [Term], i: usize) -> Owned {
+    Owned::new(take(elems, i))
+}
+
 fn pid(elems: &mut [Term], i: usize) -> Result<Pid, FrameError> {
     match take(elems, i) {
         Term::Pid(p) => Ok(p),
         other => {
-            etf::dispose(other);
+            drop(Owned::new(other));
             Err(bad(format!(
                 "element {} of the control message is not a pid",
                 i + 1
@@ -373,7 +378,7 @@ fn atom(elems: &mut [Term], i: usize) -> Result<String, FrameError> {
     match take(elems, i) {
         Term::Atom(a) => Ok(a.name),
         other => {
-            etf::dispose(other);
+            drop(Owned::new(other));
             Err(bad(format!(
                 "element {} of the control message is not an atom",
                 i + 1
@@ -386,7 +391,7 @@ fn reference(elems: &mut [Term], i: usize) -> Result<Reference, FrameError> {
     match take(elems, i) {
         Term::Reference(r) => Ok(*r),
         other => {
-            etf::dispose(other);
+            drop(Owned::new(other));
             Err(bad(format!(
                 "element {} of the control message is not a reference",
                 i + 1
@@ -400,7 +405,7 @@ fn proc_id(elems: &mut [Term], i: usize) -> Result<ProcId, FrameError> {
         Term::Pid(p) => Ok(ProcId::Pid(p)),
         Term::Atom(a) => Ok(ProcId::Name(a.name)),
         other => {
-            etf::dispose(other);
+            drop(Owned::new(other));
             Err(bad(format!(
                 "element {} of the control message is neither a pid nor a name",
                 i + 1

@@ -26,7 +26,10 @@ pub struct ConnStats {
     pub frames_out: AtomicU64,
     /// Bytes the writer put on the socket.
     pub bytes_out: AtomicU64,
-    /// Sends refused because the peer's queue passed `max_outbox`.
+    /// Bytes that left the send queue: written, or dropped when the connection ended.
+    pub bytes_left: AtomicU64,
+    /// Sends refused because the peer's queue passed `--max-outbox` (or, for the peer closed
+    /// over it, `--max-outbox-total`).
     pub refused_outbox: AtomicU64,
 }
 
@@ -37,9 +40,19 @@ impl ConnStats {
         self.bytes_queued.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// A batch the writer put on the socket: its bytes, and its frames counted by walking
-    /// their length prefixes (no per-frame cost on the senders' side).
-    pub fn count_written(&self, batch: &[u8]) {
+    /// `n` bytes the kernel took from the writer.
+    pub fn count_written(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// `n` queued bytes left the queue, written or dropped with the connection.
+    pub fn count_left(&self, n: usize) {
+        self.bytes_left.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A batch the writer put on the socket in full: its frames counted by walking their
+    /// length prefixes (no per-frame cost on the senders' side).
+    pub fn count_frames_written(&self, batch: &[u8]) {
         let mut frames = 0u64;
         let mut i = 0usize;
         while let Some(len) = batch.get(i..i + 4) {
@@ -48,16 +61,14 @@ impl ConnStats {
             frames += 1;
         }
         self.frames_out.fetch_add(frames, Ordering::Relaxed);
-        self.bytes_out
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 
-    /// Bytes queued but not yet written to the socket.
+    /// Bytes queued and neither written to the socket nor dropped yet.
     pub fn queued(&self) -> u64 {
-        let out = self.bytes_out.load(Ordering::Relaxed);
+        let left = self.bytes_left.load(Ordering::Relaxed);
         self.bytes_queued
             .load(Ordering::Relaxed)
-            .saturating_sub(out)
+            .saturating_sub(left)
     }
 
     fn totals(&self) -> ConnTotals {
@@ -127,9 +138,13 @@ impl HandshakeFailure {
     pub fn of(r: &super::handshake::Refusal) -> HandshakeFailure {
         use super::handshake::Refusal;
         match r {
-            Refusal::WrongCookie => HandshakeFailure::WrongCookie,
+            // A BEAM node refuses a wrong cookie by closing the connection.
+            Refusal::WrongCookie | Refusal::ClosedByPeer => HandshakeFailure::WrongCookie,
             Refusal::Timeout => HandshakeFailure::Timeout,
-            Refusal::Simultaneous | Refusal::Alive | Refusal::NotAllowed(_) => {
+            Refusal::Simultaneous
+            | Refusal::Alive
+            | Refusal::NotAllowed(_)
+            | Refusal::BadName(_) => {
                 HandshakeFailure::Refused
             }
             Refusal::Other(_) => HandshakeFailure::Other,
@@ -164,7 +179,7 @@ impl FrameLimit {
 }
 
 /// The kinds of nodedown, fixed so the label set stays bounded.
-pub const DOWN_REASONS: [&str; 7] = [
+pub const DOWN_REASONS: [&str; 8] = [
     "closed",
     "tick_timeout",
     "io",
@@ -172,6 +187,7 @@ pub const DOWN_REASONS: [&str; 7] = [
     "shutdown",
     "replaced",
     "write_queue_overflow",
+    "write_stalled",
 ];
 
 /// The label of a [`super::connection::DownReason`].
@@ -185,6 +201,7 @@ pub fn down_label(r: &super::connection::DownReason) -> &'static str {
         D::Shutdown => "shutdown",
         D::Replaced => "replaced",
         D::WriteQueueOverflow => "write_queue_overflow",
+        D::WriteStalled(_) => "write_stalled",
     }
 }
 
@@ -212,6 +229,9 @@ pub struct NetStats {
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
     frames_refused: [AtomicU64; FrameLimit::ALL.len()],
     refused_max_connections: AtomicU64,
+    refused_max_handshakes: AtomicU64,
+    refused_max_handshakes_per_address: AtomicU64,
+    closed_max_outbox_total: AtomicU64,
     epmd_registered: AtomicBool,
     accepting: AtomicBool,
 }
@@ -286,6 +306,23 @@ impl NetStats {
 
     pub fn connection_refused_at_cap(&self) {
         bump(&self.refused_max_connections);
+    }
+
+    /// An incoming socket closed at once: `--max-handshakes` handshakes were in progress.
+    pub fn handshake_refused_at_cap(&self) {
+        bump(&self.refused_max_handshakes);
+    }
+
+    /// An incoming socket closed at once: its address had `--max-handshakes-per-address`
+    /// handshakes in progress.
+    pub fn handshake_refused_per_address(&self) {
+        bump(&self.refused_max_handshakes_per_address);
+    }
+
+    /// A connection aborted because the send queues of all peers passed
+    /// `--max-outbox-total`.
+    pub fn closed_over_outbox_total(&self) {
+        bump(&self.closed_max_outbox_total);
     }
 
     pub fn node_up(&self) {
@@ -363,6 +400,14 @@ impl NetStats {
                 "connections_refused_max_connections",
                 g(&self.refused_max_connections),
             ),
+            (
+                "connections_refused_max_handshakes",
+                g(&self.refused_max_handshakes),
+            ),
+            (
+                "connections_refused_max_handshakes_per_address",
+                g(&self.refused_max_handshakes_per_address),
+            ),
             ("nodeup", g(&self.nodeup)),
         ];
         for (i, r) in DOWN_REASONS.iter().enumerate() {
@@ -387,6 +432,10 @@ impl NetStats {
             v.push((FRAME_KEYS[l as usize], g(&self.frames_refused[l as usize])));
         }
         v.push(("frames_refused_max_outbox", totals.refused_outbox));
+        v.push((
+            "connections_closed_max_outbox_total",
+            g(&self.closed_max_outbox_total),
+        ));
         v
     }
 }
@@ -399,6 +448,7 @@ const NODEDOWN_KEYS: [&str; DOWN_REASONS.len()] = [
     "nodedown_shutdown",
     "nodedown_replaced",
     "nodedown_write_queue_overflow",
+    "nodedown_write_stalled",
 ];
 
 const HANDSHAKE_KEYS: [&str; HandshakeFailure::ALL.len()] = [
@@ -426,7 +476,8 @@ mod tests {
         let guard = net.connection_up("a@h", &s);
         s.bytes_in.fetch_add(100, Ordering::Relaxed);
         s.bytes_queued.fetch_add(40, Ordering::Relaxed);
-        s.bytes_out.fetch_add(30, Ordering::Relaxed);
+        s.count_written(30);
+        s.count_left(30);
         let get = |v: &[(&str, u64)], k: &str| v.iter().find(|(n, _)| *n == k).map(|p| p.1);
         let before = net.snapshot();
         assert_eq!(get(&before, "dist_bytes_in"), Some(100));
@@ -444,7 +495,8 @@ mod tests {
     fn written_frames_are_counted_by_their_length_prefixes() {
         let s = ConnStats::default();
         // a tick, a 3-byte frame, another tick
-        s.count_written(&[0, 0, 0, 0, 0, 0, 0, 3, b'p', 1, 2, 0, 0, 0, 0]);
+        s.count_frames_written(&[0, 0, 0, 0, 0, 0, 0, 3, b'p', 1, 2, 0, 0, 0, 0]);
+        s.count_written(15);
         assert_eq!(s.frames_out.load(Ordering::Relaxed), 3);
         assert_eq!(s.bytes_out.load(Ordering::Relaxed), 15);
     }

@@ -1,12 +1,15 @@
 //! The Erlang distribution layer: everything between a TCP socket and a routed message.
 //!
 //! * [`epmd`] and [`epmd_server`]: the port mapper, as a client and as our own server;
-//! * [`handshake`] and [`flags`]: who may connect, and what we promise when they do;
+//! * [`admission`], [`handshake`] and [`flags`]: who may connect, how fast, and what we
+//!   promise when they do;
 //! * [`message`]: control messages in and out, through the guarded codec;
 //! * [`connection`]: one peer's reader, writer and ticks;
 //! * [`metrics`]: the layer's figures, bumped by connections and read by reports;
 //! * [`node`]: the local node, its peers, and routing into [`crate::process`].
 
+pub mod admission;
+pub mod connect_error;
 pub mod connection;
 pub mod cookie;
 pub mod epmd;
@@ -17,5 +20,6 @@ pub mod message;
 pub mod metrics;
 pub mod node;
 
+pub use connect_error::ConnectError;
 pub use cookie::Cookie;
 pub use node::{Node, NodeConfig, NodeObserver};

@@ -5,16 +5,19 @@
 //! frame of the new connection is read, so a name the observer registers for that peer
 //! exists when the peer's first message is dispatched.
 
-use super::connection::{self, DownReason, Outbox, SendError};
+use super::admission::{Admission, Refused, Ticket};
+use super::connect_error::ConnectError;
+use super::connection::{self, DownReason, Outbox, OutboxBudget, SendError};
 use super::cookie::Cookie;
 use super::handshake::{self, PeerInfo, Refusal};
 use super::message::{self, ctl, Control, ProcId};
 use super::metrics::{HandshakeFailure, NetStats};
 use super::{epmd, epmd_server};
-use crate::etf::{self, Limits};
+use crate::etf::{self, Limits, Owned};
+use crate::log_limit;
 use crate::process::ids::key;
 use crate::process::{
-    gen, mailbox, Effect, Ids, Mailbox, MonitorTarget, Process, Registry, Signal,
+    gen, mailbox, Effect, Ids, Mailbox, MonitorTarget, PeerLimits, Process, Registry, Signal,
 };
 use eetf::{Atom, Pid, Term};
 use std::collections::HashMap;
@@ -36,14 +39,26 @@ pub struct NodeConfig {
     /// Start our own epmd (`rexi-node epmd`, detached) when none answers, as erl does.
     pub start_epmd: bool,
     pub net_ticktime: Duration,
+    /// The whole handshake, like `net_setuptime`.
     pub handshake_timeout: Duration,
+    /// How long an incoming socket has to send its name.
+    pub first_message_timeout: Duration,
+    /// Most authenticated peers at once; handshakes never take these slots.
     pub max_connections: usize,
+    /// Most incoming sockets in the handshake at once (not yet authenticated).
+    pub max_handshakes: usize,
+    /// Most incoming sockets in the handshake from one address.
+    pub max_handshakes_per_address: usize,
     /// Largest frame accepted from a peer. OTP sends big messages whole when FRAGMENTS is
     /// not negotiated, so this must be generous.
     pub max_frame: usize,
     /// Largest send queue kept for a peer that does not read.
     pub max_outbox: usize,
+    /// Largest total of all peers' send queues.
+    pub max_outbox_total: usize,
     pub limits: Limits,
+    /// Caps on the monitors and links one peer may hold here.
+    pub peer_limits: PeerLimits,
     /// Nodes to connect to and stay connected with.
     pub connect: Vec<String>,
     /// Listen and register with epmd. A short-lived client node (the CLI tools) only
@@ -61,10 +76,15 @@ impl NodeConfig {
             start_epmd: true,
             net_ticktime: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(7),
+            first_message_timeout: handshake::FIRST_MESSAGE_TIMEOUT,
             max_connections: 4096,
+            max_handshakes: 128,
+            max_handshakes_per_address: 16,
             max_frame: 128 << 20,
             max_outbox: 256 << 20,
+            max_outbox_total: 1 << 30,
             limits: Limits::default(),
+            peer_limits: PeerLimits::default(),
             connect: Vec::new(),
             publish: true,
         }
@@ -117,7 +137,12 @@ struct Inner {
     peers: RwLock<HashMap<String, Slot>>,
     observers: RwLock<Vec<Arc<dyn NodeObserver>>>,
     shutdown: watch::Sender<bool>,
+    /// Every connection task, handshakes included (shutdown waits for them).
     connections: AtomicUsize,
+    /// Authenticated connections (the `--max-connections` slots).
+    established: AtomicUsize,
+    admission: Arc<Admission>,
+    outbox_budget: Arc<OutboxBudget>,
     next_conn: AtomicU64,
     listen_port: u16,
     unrouted: RwLock<Option<UnroutedHook>>,
@@ -240,11 +265,14 @@ impl Node {
         let inner = Inner {
             name: config.name.clone(),
             ids: Ids::new(&config.name, creation),
-            registry: Registry::new(),
+            registry: Registry::with_limits(config.peer_limits),
             peers: RwLock::new(HashMap::new()),
             observers: RwLock::new(Vec::new()),
             shutdown,
             connections: AtomicUsize::new(0),
+            established: AtomicUsize::new(0),
+            admission: Admission::new(config.max_handshakes, config.max_handshakes_per_address),
+            outbox_budget: OutboxBudget::new(config.max_outbox_total),
             next_conn: AtomicU64::new(1),
             listen_port,
             unrouted: RwLock::new(None),
@@ -269,6 +297,7 @@ impl Node {
             .take();
         if let Some(l) = listener {
             tokio::spawn(self.clone().accept_loop(l));
+            tokio::spawn(self.clone().flush_warnings());
         }
         for peer in self.0.config.connect.clone() {
             tokio::spawn(self.clone().stay_connected(peer));
@@ -410,23 +439,62 @@ impl Node {
                     reason,
                 } => {
                     let node = holder.node.name.clone();
-                    let c = ctl::monitor_p_exit(&target, &holder, &reference, reason);
+                    let c = Owned::new(ctl::monitor_p_exit(&target, &holder, &reference, reason));
                     self.send_control(&node, &c, None);
-                    etf::dispose(c);
                 }
                 Effect::LinkExit { from, to, reason } => {
                     let node = to.node.name.clone();
-                    let c = ctl::exit(&from, &to, reason);
+                    let c = Owned::new(ctl::exit(&from, &to, reason));
                     self.send_control(&node, &c, None);
-                    etf::dispose(c);
                 }
             }
         }
     }
 
+    /// Queues frames for `peer`. When all send queues together passed the global budget,
+    /// the connection with the largest queue is closed (a peer that does not read, as a
+    /// rule) and the push tried once more; if that is still over, `peer` is closed.
+    fn push(
+        &self,
+        peer: &Peer,
+        fill: impl Fn(&mut Vec<u8>) -> Result<(), etf::EncodeError>,
+    ) -> Result<(), SendError> {
+        match peer.outbox.push(&fill) {
+            Err(SendError::OverBudget) => {}
+            r => return r,
+        }
+        let hog = rlock(&self.0.peers)
+            .values()
+            .filter_map(|s| match s {
+                Slot::Up(p) => Some(p.clone()),
+                Slot::Connecting(_) => None,
+            })
+            .max_by_key(|p| p.outbox.queued());
+        if let Some(hog) = hog {
+            tracing::warn!(
+                peer = %hog.info.name,
+                queued = hog.outbox.queued(),
+                total = self.0.outbox_budget.used(),
+                cap = self.0.config.max_outbox_total,
+                "closing the connection with the largest send queue: the send queues of all peers passed --max-outbox-total"
+            );
+            self.0.net.closed_over_outbox_total();
+            hog.outbox.abort();
+        }
+        match peer.outbox.push(&fill) {
+            Err(SendError::OverBudget) => {
+                self.0.net.closed_over_outbox_total();
+                peer.outbox.stats.refused_outbox.fetch_add(1, Ordering::Relaxed);
+                peer.outbox.abort();
+                Err(SendError::Overflow)
+            }
+            r => r,
+        }
+    }
+
     fn send_control(&self, node: &str, control: &Term, payload: Option<&Term>) {
         if let Some(p) = self.peer(node) {
-            if let Err(e) = p.outbox.push(|b| message::write_frame(b, control, payload)) {
+            if let Err(e) = self.push(&p, |b| message::write_frame(b, control, payload)) {
                 tracing::debug!(peer = node, error = %e, "control message not sent");
             }
         }
@@ -435,27 +503,24 @@ impl Node {
     /// Sends `message` to `to`. A local pid gets it directly (the message is moved there);
     /// a remote pid through its node's connection. Not connected: an error, and like the
     /// BEAM's `noconnect` send the message is dropped.
-    pub fn send(&self, to: &Pid, message: Term) -> Result<(), SendError> {
+    pub fn send(&self, to: &Pid, message: impl Into<Owned>) -> Result<(), SendError> {
+        let message = message.into();
         if self.0.ids.is_local(to) {
             if let Some(p) = self.0.registry.lookup_pid(to) {
                 p.deliver(Signal::Message {
                     from: None,
                     message,
                 });
-            } else {
-                etf::dispose(message);
             }
             return Ok(());
         }
-        let r = self.send_ref(to, &message);
-        etf::dispose(message);
-        r
+        self.send_ref(to, &message)
     }
 
     /// Like [`Node::send`] for a remote pid, without taking the message.
     pub fn send_ref(&self, to: &Pid, message: &Term) -> Result<(), SendError> {
         match self.peer(&to.node.name) {
-            Some(p) => p.outbox.push(|b| message::write_send(b, to, message)),
+            Some(p) => self.push(&p, |b| message::write_send(b, to, message)),
             None => Err(SendError::NotConnected(to.node.name.clone())),
         }
     }
@@ -472,8 +537,7 @@ impl Node {
             Some(p) => {
                 let c = ctl::reg_send(from, name);
 
-                p.outbox
-                    .push(|b| message::write_frame(b, &c, Some(message)))
+                self.push(&p, |b| message::write_frame(b, &c, Some(message)))
             }
             None => Err(SendError::NotConnected(node.to_string())),
         }
@@ -502,7 +566,7 @@ impl Node {
             .registry
             .add_local_monitor(&reference, holder, object, node);
         let c = ctl::monitor_p(holder_pid, &target, &reference);
-        peer.outbox.push(|b| message::write_frame(b, &c, None))?;
+        self.push(&peer, |b| message::write_frame(b, &c, None))?;
         Ok(reference)
     }
 
@@ -519,14 +583,36 @@ impl Node {
             .peer(node)
             .ok_or_else(|| SendError::NotConnected(node.to_string()))?;
         let c = ctl::demonitor_p(holder_pid, &target, reference);
-        peer.outbox.push(|b| message::write_frame(b, &c, None))
+        self.push(&peer, |b| message::write_frame(b, &c, None))
     }
 
     // ---- incoming ----------------------------------------------------------------------
 
     /// Routes one control message that `peer` sent.
+    ///
+    /// # Who may speak for a pid
+    ///
+    /// Everything a peer makes this node remember (monitors, links) and every signal that
+    /// can end a local process (exits) must come from a process of the sending node: a
+    /// control message whose sender pid (`from` of REG_SEND, LINK, UNLINK, EXIT, EXIT2,
+    /// MONITOR_P, DEMONITOR_P) names another node is **refused** (dropped, with a log line). A BEAM
+    /// node treats such a message as invalid too (it tears the connection down); refusing
+    /// the one message keeps the rest of that peer's work alive. Attributing it to the
+    /// sender instead would keep state for a pid nobody could ever clean up: what a
+    /// connection creates must be removable when that connection goes down, and nodedown
+    /// only knows the connection's own node. (rexi jobs, whose caller pid is part of the
+    /// message payload, not of the distribution header, are attributed to the sender
+    /// instead: see the rexi server.)
     pub fn dispatch(&self, peer: &Peer, control: Control) {
         let reg = &self.0.registry;
+        let sender = peer.info.name.as_str();
+        let speaks_for = |pid: &Pid, op: &str| -> bool {
+            if pid.node.name == sender {
+                return true;
+            }
+            tracing::warn!(peer = sender, op, claimed = %pid.node.name, "control message refused: its sender pid belongs to another node");
+            false
+        };
         match control {
             Control::Send { from, to, message } => {
                 match self
@@ -538,22 +624,21 @@ impl Node {
                 {
                     Some(p) => p.deliver(Signal::Message { from, message }),
                     None => {
-                        tracing::debug!(peer = %peer.info.name, pid = ?(to.id, to.serial, to.creation), "message to a pid that does not exist here: dropped");
-                        etf::dispose(message)
+                        tracing::debug!(peer = sender, pid = ?(to.id, to.serial, to.creation), "message to a pid that does not exist here: dropped");
                     }
                 }
             }
+            Control::RegSend { from, .. } if !speaks_for(&from, "REG_SEND") => {}
             Control::RegSend { from, to, message } => match reg.whereis(&to) {
                 Some(p) => p.deliver(Signal::Message {
                     from: Some(from),
                     message,
                 }),
                 None => {
-                    tracing::debug!(peer = %peer.info.name, name = %to, "message to a name not registered here: dropped, as a BEAM node would");
+                    tracing::debug!(peer = sender, name = %to, "message to a name not registered here: dropped, as a BEAM node would");
                     if let Some(h) = rlock(&self.0.unrouted).as_ref() {
-                        h(&peer.info.name, &to);
+                        h(sender, &to);
                     }
-                    etf::dispose(message);
                 }
             },
             Control::MonitorP {
@@ -561,6 +646,9 @@ impl Node {
                 to,
                 reference,
             } => {
+                if !speaks_for(&from, "MONITOR_P") {
+                    return;
+                }
                 let local = match &to {
                     ProcId::Name(n) => Some(MonitorTarget::Name(n.clone())),
                     ProcId::Pid(p) if self.0.ids.is_local(p) => Some(MonitorTarget::Pid(key(p))),
@@ -579,39 +667,55 @@ impl Node {
                     self.apply(vec![e]);
                 }
             }
-            Control::DemonitorP { to, reference, .. } => {
-                let local = match &to {
-                    ProcId::Name(n) => MonitorTarget::Name(n.clone()),
-                    ProcId::Pid(p) => MonitorTarget::Pid(key(p)),
-                };
-                reg.demonitor(&local, &reference);
+            Control::DemonitorP {
+                from, reference, ..
+            } => {
+                if speaks_for(&from, "DEMONITOR_P") {
+                    reg.demonitor(sender, &reference);
+                }
             }
             Control::MonitorPExit {
                 reference, reason, ..
-            } => reg.monitor_exit(reference, reason),
+            } => reg.monitor_exit(sender, reference, reason),
             Control::Link { from, to } => {
+                if !speaks_for(&from, "LINK") {
+                    return;
+                }
                 if let Some(e) = reg.link(&to, from) {
                     self.apply(vec![e]);
                 }
             }
-            Control::Unlink { from, to } => reg.unlink(&to, &from),
+            Control::Unlink { from, to } => {
+                if speaks_for(&from, "UNLINK") {
+                    reg.unlink(&to, &from);
+                }
+            }
             Control::UnlinkId { id, from, to } => {
+                if !speaks_for(&from, "UNLINK_ID") {
+                    return;
+                }
                 reg.unlink(&to, &from);
-                let c = ctl::unlink_id_ack(id, &to, &from);
-                self.send_control(&peer.info.name, &c, None);
+                let c = Owned::new(ctl::unlink_id_ack(id.into_term(), &to, &from));
+                self.send_control(sender, &c, None);
             }
             Control::UnlinkIdAck { .. } | Control::Ignored { .. } => {}
             Control::Exit { from, to, reason } => {
+                if !speaks_for(&from, "EXIT") {
+                    return;
+                }
                 reg.unlink(&to, &from);
-                match reg.lookup_pid(&to) {
-                    Some(p) => p.deliver(Signal::Exit { from, reason }),
-                    None => etf::dispose(reason),
+                if let Some(p) = reg.lookup_pid(&to) {
+                    p.deliver(Signal::Exit { from, reason });
                 }
             }
-            Control::Exit2 { from, to, reason } => match reg.lookup_pid(&to) {
-                Some(p) => p.deliver(Signal::Exit { from, reason }),
-                None => etf::dispose(reason),
-            },
+            Control::Exit2 { from, to, reason } => {
+                if !speaks_for(&from, "EXIT2") {
+                    return;
+                }
+                if let Some(p) = reg.lookup_pid(&to) {
+                    p.deliver(Signal::Exit { from, reason });
+                }
+            }
         }
     }
 
@@ -656,33 +760,116 @@ impl Node {
                 r = listener.accept() => match r {
                     Ok(v) => v,
                     Err(e) => {
+                        // EMFILE and the like: wait for descriptors to come back.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
-            if self.0.connections.load(Ordering::Acquire) >= self.0.config.max_connections {
-                self.0.net.connection_refused_at_cap();
-                tracing::warn!(%addr, cap = self.0.config.max_connections, "connection refused: at the connection cap (--max-connections)");
-                drop(stream);
-                continue;
+            // Sockets in the handshake have their own budget, and each address a share of
+            // it: a client holding idle sockets locks out neither other addresses nor the
+            // slots of authenticated peers.
+            match self.0.admission.enter(addr.ip()) {
+                Ok(ticket) => {
+                    let node = self.clone();
+                    tokio::spawn(async move { node.incoming(stream, addr, ticket).await });
+                }
+                Err(Refused::Budget) => {
+                    drop(stream);
+                    self.0.net.handshake_refused_at_cap();
+                    self.warn_source(
+                        "incoming connection refused: too many handshakes in progress (the handshake cap, --max-handshakes)",
+                        addr,
+                        None,
+                        &self.0.config.max_handshakes,
+                    );
+                }
+                Err(Refused::PerAddress) => {
+                    drop(stream);
+                    self.0.net.handshake_refused_per_address();
+                    self.warn_source(
+                        "incoming connection refused: too many handshakes in progress from this address (--max-handshakes-per-address)",
+                        addr,
+                        None,
+                        &self.0.config.max_handshakes_per_address,
+                    );
+                }
             }
-            let node = self.clone();
-            tokio::spawn(async move { node.incoming(stream, addr).await });
         }
     }
 
-    async fn incoming(self, stream: TcpStream, addr: std::net::SocketAddr) {
-        let _guard = ConnGuard::new(&self);
+    /// Logs a warning about `addr`, at most one line per address and kind per interval
+    /// ([`log_limit::global`]); the rest are counted and reported by `flush_warnings`.
+    fn warn_source(
+        &self,
+        kind: &'static str,
+        addr: std::net::SocketAddr,
+        peer: Option<&str>,
+        detail: &dyn std::fmt::Display,
+    ) {
+        let ip = addr.ip().to_string();
+        if let Some(suppressed) = log_limit::global().admit(kind, &ip) {
+            match peer {
+                Some(peer) => {
+                    tracing::warn!(%addr, peer, detail = %detail, suppressed, "{kind}")
+                }
+                None => tracing::warn!(%addr, detail = %detail, suppressed, "{kind}"),
+            }
+        }
+    }
+
+    /// Once per interval, one line per source whose warnings were held back (by this
+    /// node or any other module using [`log_limit::global`]).
+    async fn flush_warnings(self) {
+        let warnings = log_limit::global();
+        let mut shutdown = self.shutdown_signal();
+        let mut every = tokio::time::interval(warnings.interval());
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = every.tick() => {}
+            }
+            let secs = warnings.interval().as_secs();
+            for s in warnings.flush() {
+                tracing::warn!(
+                    source = %s.source,
+                    suppressed = s.count,
+                    "{} (repeated {} times from this source in the last {secs} s)",
+                    s.kind,
+                    s.count
+                );
+            }
+        }
+    }
+
+    async fn incoming(self, stream: TcpStream, addr: std::net::SocketAddr, ticket: Ticket) {
+        let _guard = Counted::connection(&self);
         let _ = stream.set_nodelay(true);
         let cfg = &self.0.config;
         let handshaking = self.0.net.handshake_started();
+        // An address that sent wrong cookies waits its turn, so guesses are slow.
+        let wait = self.0.admission.turn(addr.ip());
+        if !wait.is_zero() {
+            self.warn_source(
+                "incoming handshake delayed: this address sent wrong cookies",
+                addr,
+                None,
+                &format_args!("{} ms", wait.as_millis()),
+            );
+            let mut shutdown = self.shutdown_signal();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
         let acc = match handshake::accept(
             stream,
             &self.0.name,
             self.creation(),
             &cfg.cookie,
+            cfg.first_message_timeout,
             cfg.handshake_timeout,
         )
         .await
@@ -690,11 +877,28 @@ impl Node {
             Ok(a) => a,
             Err(e) => {
                 self.0.net.handshake_failed(HandshakeFailure::of(&e));
-                tracing::warn!(%addr, reason = %e, "incoming handshake failed");
+                self.warn_source("incoming handshake failed", addr, None, &e);
                 return;
             }
         };
         let peer_name = acc.peer_name.clone();
+        // Slots for authenticated peers: a node already connected may reconnect (it
+        // replaces its old connection), a new one needs a free slot.
+        if self.0.established.load(Ordering::Acquire) >= cfg.max_connections
+            && self.peer(&peer_name).is_none()
+        {
+            self.0.net.connection_refused_at_cap();
+            self.warn_source(
+                "connection refused: at the connection cap (--max-connections)",
+                addr,
+                Some(&peer_name),
+                &cfg.max_connections,
+            );
+            let _ = acc
+                .finish(erl_dist::handshake::HandshakeStatus::NotAllowed)
+                .await;
+            return;
+        }
         // Decide the status as the BEAM does: a pending outgoing attempt to the same node
         // loses when the other node's name is greater; an existing connection is replaced
         // (the peer restarted or lost it without us noticing).
@@ -708,6 +912,9 @@ impl Node {
                 _ => erl_dist::handshake::HandshakeStatus::Ok,
             }
         };
+        if status != erl_dist::handshake::HandshakeStatus::Ok {
+            tracing::info!(peer = %peer_name, ?status, "simultaneous connect: both nodes dialed each other; the greater name's connection wins");
+        }
         let finished = acc.finish(status).await;
         drop(handshaking);
         if let Err(e) = &finished {
@@ -716,22 +923,30 @@ impl Node {
             }
         }
         match finished {
-            Ok((stream, info)) => self.serve(stream, info, Direction::Incoming).await,
+            Ok((stream, info)) => {
+                self.0.admission.authenticated(addr.ip());
+                drop(ticket);
+                self.serve(stream, info, Direction::Incoming).await
+            }
             Err(Refusal::Simultaneous) => {
                 tracing::debug!(peer = %peer_name, "simultaneous connect: keeping our own connection")
             }
             Err(Refusal::WrongCookie) => {
-                tracing::warn!(peer = %peer_name, %addr, "connection refused: wrong cookie (the peer must use this node's cookie)")
+                let delay = self.0.admission.wrong_cookie(addr.ip());
+                self.warn_source(
+                    "connection refused: wrong cookie (the peer must use this node's cookie); this address's next handshake is delayed",
+                    addr,
+                    Some(&peer_name),
+                    &format_args!("{} ms", delay.as_millis()),
+                );
             }
-            Err(e) => {
-                tracing::warn!(peer = %peer_name, %addr, reason = %e, "incoming handshake failed")
-            }
+            Err(e) => self.warn_source("incoming handshake failed", addr, Some(&peer_name), &e),
         }
     }
 
     /// One attempt to connect to `peer`. Returns once the connection is up (it keeps
     /// running in its own task) or failed.
-    pub async fn connect(&self, peer: &str) -> Result<(), String> {
+    pub async fn connect(&self, peer: &str) -> Result<(), ConnectError> {
         if self.peer(peer).is_some() {
             return Ok(());
         }
@@ -746,7 +961,10 @@ impl Node {
         });
         match rx.await {
             Ok(r) => r,
-            Err(_) => Err(format!("connection to {peer} failed")),
+            Err(_) => Err(ConnectError::Handshake {
+                node: peer.to_string(),
+                reason: "the connection attempt ended without a result".into(),
+            }),
         }
     }
 
@@ -768,6 +986,7 @@ impl Node {
                     }
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     if e != last_err {
                         tracing::warn!(peer = %peer, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect; retrying with backoff");
                         last_err = e;
@@ -785,8 +1004,8 @@ impl Node {
     async fn dial(
         &self,
         peer: &str,
-        ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
-    ) -> Result<bool, String> {
+        ready: Option<tokio::sync::oneshot::Sender<Result<(), ConnectError>>>,
+    ) -> Result<bool, ConnectError> {
         let mut ready = ready;
         let r = self.dial_inner(peer, &mut ready).await;
         if let Some(tx) = ready.take() {
@@ -801,18 +1020,20 @@ impl Node {
     async fn dial_inner(
         &self,
         peer: &str,
-        ready: &mut Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
-    ) -> Result<bool, String> {
-        let (alive, host) = split_name(peer).map_err(|e| e.0)?;
+        ready: &mut Option<tokio::sync::oneshot::Sender<Result<(), ConnectError>>>,
+    ) -> Result<bool, ConnectError> {
+        let (alive, host) = split_name(peer).map_err(|_| ConnectError::BadName {
+            node: peer.to_string(),
+        })?;
         let conn_id = self.0.next_conn.fetch_add(1, Ordering::Relaxed);
         {
             let mut peers = wlock(&self.0.peers);
             match peers.get(peer) {
                 Some(Slot::Up(_)) => return Ok(false),
                 Some(Slot::Connecting(_)) => {
-                    return Err(format!(
-                        "a connection attempt to {peer} is already in progress"
-                    ))
+                    return Err(ConnectError::InProgress {
+                        node: peer.to_string(),
+                    })
                 }
                 None => {
                     peers.insert(peer.to_string(), Slot::Connecting(conn_id));
@@ -827,29 +1048,26 @@ impl Node {
         };
         let cfg = &self.0.config;
         let handshaking = self.0.net.handshake_started();
-        let unreachable = |e: String| (Some(HandshakeFailure::Unreachable), e);
         let attempt = async {
             let entry = epmd::lookup(host, cfg.epmd_port, alive)
                 .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let entry = entry.ok_or_else(|| unreachable(format!("node {peer} is not registered with epmd on {host} (not started yet, or a different name)")))?;
+                .map_err(|e| ConnectError::from_epmd(peer, e))?;
+            let entry = entry.ok_or_else(|| ConnectError::UnknownNode {
+                node: peer.to_string(),
+                host: host.to_string(),
+                registered: None,
+            })?;
+            let unreachable = |detail: String| ConnectError::Unreachable {
+                node: peer.to_string(),
+                detail,
+            };
             let stream = tokio::time::timeout(
                 cfg.handshake_timeout,
                 TcpStream::connect((host, entry.port)),
             )
             .await
-            .map_err(|_| {
-                unreachable(format!(
-                    "connecting to {peer} at {host}:{} timed out",
-                    entry.port
-                ))
-            })?
-            .map_err(|e| {
-                unreachable(format!(
-                    "connecting to {peer} at {host}:{}: {e}",
-                    entry.port
-                ))
-            })?;
+            .map_err(|_| unreachable(format!("{host}:{} timed out", entry.port)))?
+            .map_err(|e| unreachable(format!("{host}:{}: {e}", entry.port)))?;
             let _ = stream.set_nodelay(true);
             handshake::connect(
                 stream,
@@ -860,20 +1078,28 @@ impl Node {
             )
             .await
             .map_err(|e| {
-                let why = (!matches!(e, Refusal::Simultaneous)).then(|| HandshakeFailure::of(&e));
-                (why, format!("handshake with {peer}: {e}"))
+                if !matches!(e, Refusal::Simultaneous) {
+                    self.0.net.handshake_failed(HandshakeFailure::of(&e));
+                }
+                ConnectError::from_refusal(peer, e)
             })
         };
         let result = attempt.await;
         drop(handshaking);
         clear(self);
-        let (stream, info) = result.map_err(|(why, e)| {
-            if let Some(why) = why {
-                self.0.net.handshake_failed(why);
+        let (stream, info) = result.inspect_err(|e| {
+            // Handshake refusals were counted above; these never reached the handshake.
+            if matches!(
+                e,
+                ConnectError::EpmdUnreachable { .. }
+                    | ConnectError::Epmd { .. }
+                    | ConnectError::UnknownNode { .. }
+                    | ConnectError::Unreachable { .. }
+            ) {
+                self.0.net.handshake_failed(HandshakeFailure::Unreachable);
             }
-            e
         })?;
-        let _guard = ConnGuard::new(self);
+        let _guard = Counted::connection(self);
         if let Some(tx) = ready.take() {
             // Announce readiness only after `serve` registered the peer: hand the sender on.
             return Ok(self
@@ -895,13 +1121,13 @@ impl Node {
         stream: TcpStream,
         info: PeerInfo,
         direction: Direction,
-        ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+        ready: Option<tokio::sync::oneshot::Sender<Result<(), ConnectError>>>,
     ) -> bool {
         let conn_id = self.0.next_conn.fetch_add(1, Ordering::Relaxed);
         let peer = Arc::new(Peer {
             info: info.clone(),
             direction,
-            outbox: Outbox::new(self.0.config.max_outbox),
+            outbox: Outbox::new(self.0.config.max_outbox, self.0.outbox_budget.clone()),
             conn_id,
             replaced: AtomicBool::new(false),
         });
@@ -928,6 +1154,7 @@ impl Node {
             self.node_down(&o, &DownReason::Replaced);
         }
         let _live = self.0.net.connection_up(&info.name, &peer.outbox.stats);
+        let _established = Counted::established(self);
         let observers: Vec<Arc<dyn NodeObserver>> = rlock(&self.0.observers).clone();
         for o in &observers {
             o.node_up(self, &info);
@@ -958,7 +1185,9 @@ impl Node {
         let name = &peer.info.name;
         self.0.net.node_down(reason);
         match reason {
-            DownReason::BadFrame(_) | DownReason::WriteQueueOverflow => {
+            DownReason::BadFrame(_)
+            | DownReason::WriteQueueOverflow
+            | DownReason::WriteStalled(_) => {
                 tracing::warn!(peer = %name, direction = %peer.direction, reason = %reason, "nodedown")
             }
             _ => {
@@ -983,19 +1212,35 @@ fn client_creation() -> u32 {
     (t ^ std::process::id().rotate_left(16)) | 4
 }
 
-/// Counts live connections for the cap and for a clean shutdown.
-struct ConnGuard(Node);
+/// One unit of a node's counter, held while a connection lives: `connections` (every
+/// connection task, for a clean shutdown) or `established` (authenticated peers, for
+/// `--max-connections`).
+struct Counted {
+    node: Node,
+    which: fn(&Inner) -> &AtomicUsize,
+}
 
-impl ConnGuard {
-    fn new(n: &Node) -> ConnGuard {
-        n.0.connections.fetch_add(1, Ordering::AcqRel);
-        ConnGuard(n.clone())
+impl Counted {
+    fn connection(n: &Node) -> Counted {
+        Counted::new(n, |i| &i.connections)
+    }
+
+    fn established(n: &Node) -> Counted {
+        Counted::new(n, |i| &i.established)
+    }
+
+    fn new(n: &Node, which: fn(&Inner) -> &AtomicUsize) -> Counted {
+        which(&n.0).fetch_add(1, Ordering::AcqRel);
+        Counted {
+            node: n.clone(),
+            which,
+        }
     }
 }
 
-impl Drop for ConnGuard {
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.0 .0.connections.fetch_sub(1, Ordering::AcqRel);
+        (self.which)(&self.node.0).fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -1011,16 +1256,15 @@ impl Process for NetKernel {
         if let Signal::Message { message, .. } = signal {
             match gen::parse_call(message) {
                 Ok(call) => {
-                    let reply = match &call.request {
+                    let reply = match &*call.request {
                         Term::Tuple(t) if matches!(t.elements.first(), Some(Term::Atom(a)) if a.name == "is_auth") => {
                             gen::atom("yes")
                         }
                         _ => gen::atom("ignored"),
                     };
                     let _ = node.send(&call.from, gen::reply_message(call.tag, reply));
-                    etf::dispose(call.request);
                 }
-                Err(other) => etf::dispose(other),
+                Err(_not_a_call) => {}
             }
         }
     }

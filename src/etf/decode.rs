@@ -43,6 +43,7 @@ use eetf::{
 use num_bigint::{BigInt, Sign};
 use num_traits::ToPrimitive;
 
+use super::budget::{map_bytes, Budget, TERM};
 use super::dispose::{dispose, dispose_vec};
 use super::encode::encode_canonical;
 use super::stack::Stack;
@@ -50,14 +51,18 @@ use super::tags::*;
 use super::{DecodeError, Limits};
 
 /// Decodes the term that starts with the version byte at `bytes[0]`.
-pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
+pub(super) fn decode_prefix(
+    bytes: &[u8],
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<(Term, usize), DecodeError> {
     match bytes.first() {
         Some(&VERSION) => {}
         Some(&b) => return Err(err(0, format!("version byte is {b}, expected 131"))),
         None => return Err(err(0, "empty input, expected the version byte 131")),
     }
     match bytes.get(1) {
-        Some(&COMPRESSED) => decode_compressed(bytes, limits),
+        Some(&COMPRESSED) => decode_compressed(bytes, limits, budget),
         Some(&DIST_HEADER) => Err(err(
             1,
             "distribution header (tag 68) is not supported: never advertise DIST_HDR_ATOM_CACHE",
@@ -67,7 +72,9 @@ pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usiz
             "fragmented distribution message (tag 69) is not supported: never advertise FRAGMENTS",
         )),
         _ => {
-            let mut d = Decoder::new(bytes, 1, limits);
+            // The root's own slot.
+            budget.charge(TERM, 1)?;
+            let mut d = Decoder::new(bytes, 1, limits, budget);
             let term = d.rec(0)?;
             Ok((term, d.rd.pos))
         }
@@ -77,9 +84,20 @@ pub(super) fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usiz
 /// `131, 80, Size:32, ZlibData`. The declared size is checked against the limit before
 /// anything is inflated, and inflation stops one byte past it: `eetf` ignored the size
 /// and inflated a 1 MB bomb into 1 GiB.
-fn decode_compressed(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
-    let mut rd = Reader { buf: bytes, pos: 2 };
-    let size = rd.u32("size of a compressed term")? as usize;
+///
+/// The inflated bytes are charged to the budget before they are inflated: what limits
+/// a compressed term is the memory it needs, not its compression ratio.
+fn decode_compressed(
+    bytes: &[u8],
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<(Term, usize), DecodeError> {
+    let size = Reader {
+        buf: bytes,
+        pos: 2,
+        budget,
+    }
+    .u32("size of a compressed term")? as usize;
     if size > limits.max_decompressed {
         return Err(err(
             2,
@@ -89,9 +107,10 @@ fn decode_compressed(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), Dec
             ),
         ));
     }
+    budget.charge(size.saturating_add(TERM), 2)?;
     let zlib = bytes.get(6..).unwrap_or(&[]);
     let (inflated, used) = inflate(zlib, size).map_err(|reason| err(6, reason))?;
-    let mut d = Decoder::new(&inflated, 0, limits);
+    let mut d = Decoder::new(&inflated, 0, limits, budget);
     let term = d.rec(0).map_err(|e| {
         err(
             6,
@@ -165,10 +184,11 @@ fn err(offset: usize, reason: impl Into<String>) -> DecodeError {
 }
 
 /// A cursor over the input. Every read checks the bytes that remain; nothing here can
-/// panic.
+/// panic. What a leaf allocates is charged to `budget` first.
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    budget: &'a mut Budget,
 }
 
 impl<'a> Reader<'a> {
@@ -274,6 +294,13 @@ impl<'a> Reader<'a> {
             ));
         }
         let text = self.take(len, "atom text")?;
+        // Latin-1 above 127 takes two bytes in UTF-8.
+        let bytes = if latin1 && !text.is_ascii() {
+            2 * len
+        } else {
+            len
+        };
+        self.budget.charge(bytes, at)?;
         let name = if latin1 {
             if text.is_ascii() {
                 // ASCII is valid UTF-8 as it stands.
@@ -351,6 +378,7 @@ impl<'a> Reader<'a> {
                 format!("reference with {len} numbers, the BEAM allows {MAX_REF_NUMBERS}"),
             ));
         }
+        self.budget.charge(4 * len, at)?;
         let node = self.atom("node of a reference")?;
         let creation = if tag == NEW_REFERENCE_EXT {
             u32::from(self.u8("reference creation")?)
@@ -402,6 +430,7 @@ impl<'a> Reader<'a> {
             STRING_EXT => {
                 let n = self.u16("string length")? as usize;
                 let bytes = self.take(n, "string bytes")?;
+                self.budget.charge(n, at)?;
                 if n == 0 {
                     Term::List(List {
                         elements: Vec::new(),
@@ -414,8 +443,10 @@ impl<'a> Reader<'a> {
             }
             BINARY_EXT => {
                 let n = self.u32("binary length")? as usize;
+                let bytes = self.take(n, "binary bytes")?;
+                self.budget.charge(n, at)?;
                 Term::Binary(eetf::Binary {
-                    bytes: self.take(n, "binary bytes")?.to_vec(),
+                    bytes: bytes.to_vec(),
                 })
             }
             BIT_BINARY_EXT => self.bit_binary(at)?,
@@ -423,9 +454,11 @@ impl<'a> Reader<'a> {
             NEW_PID_EXT | PID_EXT => Term::Pid(self.pid_body(tag)?),
             NEW_PORT_EXT | V4_PORT_EXT | PORT_EXT => Term::Port(self.port_body(tag)?),
             NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT | REFERENCE_EXT => {
+                self.budget.charge(std::mem::size_of::<Reference>(), at)?;
                 Term::Reference(Box::new(self.reference_body(tag, at)?))
             }
             EXPORT_EXT => {
+                self.budget.charge(std::mem::size_of::<ExternalFun>(), at)?;
                 let module = self.atom("module of an export")?;
                 let function = self.atom("function of an export")?;
                 let a = self.pos;
@@ -478,6 +511,7 @@ impl<'a> Reader<'a> {
             ));
         }
         let data = self.take(n, "bitstring bytes")?;
+        self.budget.charge(n, at)?;
         if bits == 8 || n == 0 {
             return Ok(Term::Binary(eetf::Binary {
                 bytes: data.to_vec(),
@@ -516,6 +550,7 @@ impl<'a> Reader<'a> {
         // The BEAM treats any non-zero sign byte as negative.
         let negative = self.u8("bignum sign")? != 0;
         let digits = self.take(n, "bignum digits")?;
+        self.budget.charge(n, at)?;
         if n <= 8 {
             let mut v: u64 = 0;
             for &d in digits.iter().rev() {
@@ -584,9 +619,11 @@ fn fix(value: i32) -> Term {
 /// it becomes a `ByteList`, as `STRING_EXT` does: `[97,98]` and `"ab"` are then the same
 /// `Term` (and so the same map key, as in Erlang), and take one byte per element
 /// instead of 56.
-fn proper_list(elements: Vec<Term>) -> Term {
+fn proper_list(elements: Vec<Term>, budget: &mut Budget, at: usize) -> Result<Term, DecodeError> {
     let is_byte = |t: &Term| matches!(t, Term::FixInteger(i) if (0..=255).contains(&i.value));
     if !elements.is_empty() && elements.iter().all(is_byte) {
+        // Integers only: dropping `elements` needs no dispose.
+        budget.charge(elements.len(), at)?;
         let bytes = elements
             .iter()
             .map(|t| match t {
@@ -594,9 +631,9 @@ fn proper_list(elements: Vec<Term>) -> Term {
                 _ => 0,
             })
             .collect();
-        return Term::ByteList(ByteList { bytes });
+        return Ok(Term::ByteList(ByteList { bytes }));
     }
-    Term::List(List { elements })
+    Ok(Term::List(List { elements }))
 }
 
 /// Whether a (map key) term holds a map anywhere. Keys are at most
@@ -637,6 +674,7 @@ fn insert_pair(
     k: Term,
     v: Term,
     key_at: usize,
+    budget: &mut Budget,
 ) -> Result<(), DecodeError> {
     match map.entry(k) {
         Entry::Vacant(e) if contains_map(e.key()) => {
@@ -644,6 +682,11 @@ fn insert_pair(
             if encode_canonical(e.key(), &mut bytes).is_err() {
                 dispose(v);
                 return Err(err(key_at, "map key cannot be compared"));
+            }
+            // Charged once made: its size is that of the key, already decoded.
+            if let Err(e) = budget.charge(bytes.capacity(), key_at) {
+                dispose(v);
+                return Err(e);
             }
             if !canonical.get_or_insert_with(Default::default).insert(bytes) {
                 dispose(v);
@@ -680,6 +723,68 @@ impl Drop for BuildingMap {
         if !map.is_empty() {
             dispose(Term::Map(Map { map }));
         }
+    }
+}
+
+/// What [`Decoder::head`] found: a whole term, or a container whose children (their
+/// count already checked and their memory charged) the caller reads next.
+enum Head {
+    Done(Term),
+    Tuple(usize),
+    /// Elements, then a tail ([`Decoder::list_tail`]).
+    List(usize),
+    /// Pairs.
+    Map(usize),
+    Fun(Box<FunFrame>),
+}
+
+/// What [`Decoder::list_tail`] found after a list's elements.
+enum Tail {
+    /// The list is complete (the tail was `[]` or a string).
+    Done(Term),
+    /// The tail is a `LIST_EXT` of this many more elements, which continue the list.
+    More(usize),
+    /// The tail is some other term, read next.
+    Other,
+}
+
+/// The depth cap while a map key that starts at `depth` is read: hashing the key into the
+/// `HashMap` recurses, so it may nest at most [`Limits::max_map_key_depth`] levels.
+#[inline]
+fn key_cap(cap: usize, depth: usize, limits: &Limits) -> usize {
+    cap.min(depth.saturating_add(limits.max_map_key_depth))
+}
+
+/// The error for a tag that cannot start a term here.
+#[cold]
+fn not_a_term(tag: u8, at: usize) -> DecodeError {
+    match tag {
+        COMPRESSED => err(
+            at,
+            "compressed term (tag 80) may only follow the version byte",
+        ),
+        ATOM_CACHE_REF => err(
+            at,
+            "atom cache reference (tag 82) is not supported: never advertise DIST_HDR_ATOM_CACHE",
+        ),
+        DIST_HEADER => err(
+            at,
+            "distribution header (tag 68) inside a term is not supported",
+        ),
+        DIST_FRAG_HEADER => err(
+            at,
+            "distribution fragment header (tag 69) inside a term is not supported",
+        ),
+        FUN_EXT => err(
+            at,
+            "old FUN_EXT (tag 117) is not supported (OTP 23 and later reject it too)",
+        ),
+        LOCAL_EXT => err(
+            at,
+            "LOCAL_EXT (tag 121) is node-local and never valid from another node",
+        ),
+        VERSION => err(at, "version byte 131 inside a term"),
+        other => err(at, format!("unknown tag {other}")),
     }
 }
 
@@ -779,9 +884,9 @@ impl Drop for Decoder<'_> {
 }
 
 impl<'a> Decoder<'a> {
-    fn new(buf: &'a [u8], pos: usize, limits: &'a Limits) -> Self {
+    fn new(buf: &'a [u8], pos: usize, limits: &'a Limits, budget: &'a mut Budget) -> Self {
         Decoder {
-            rd: Reader { buf, pos },
+            rd: Reader { buf, pos, budget },
             limits,
             stack: Stack::new(),
             promised: 0,
@@ -790,34 +895,19 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// Reads one term by plain recursion, `depth` being the number of containers around
-    /// it. Past [`RECURSION_LEVELS`] the rest of the subterm goes to the iterative
-    /// engine ([`Decoder::run`]), so the thread stack used stays bounded whatever the
-    /// input. Both paths apply the same checks in the same order.
-    fn rec(&mut self, depth: usize) -> Result<Term, DecodeError> {
+    /// The one decoding step both paths share: reads the term at the cursor, `depth`
+    /// containers deep, up to its children. Leaves and empty containers come back whole;
+    /// for a container with children, every check happens here, in this order, before
+    /// anything is allocated: the tag, the count against the bytes that remain (see
+    /// "Counts are promises"), the depth cap (lowered inside map keys), the memory budget.
+    /// The caller then only allocates and reads the children, by recursion or on its
+    /// explicit stack.
+    #[inline]
+    fn head(&mut self, depth: usize) -> Result<Head, DecodeError> {
         let at = self.rd.pos;
-        let tag = match self.rd.buf.get(at) {
-            Some(&tag) => tag,
-            None => return Err(self.rd.truncated(1, "tag")),
-        };
-        if is_leaf(tag) {
-            self.rd.pos += 1;
-            return self.rd.leaf(tag, at, self.limits);
-        }
-        if depth >= RECURSION_LEVELS
-            || !matches!(
-                tag,
-                SMALL_TUPLE_EXT | LARGE_TUPLE_EXT | LIST_EXT | MAP_EXT | NEW_FUN_EXT
-            )
-        {
-            // Deep, or an error to report: the iterative engine, from here.
-            self.base_depth = depth;
-            let r = self.run();
-            self.base_depth = 0;
-            return r;
-        }
-        self.rd.pos += 1;
-        match tag {
+        let tag = self.rd.u8("tag")?;
+        let (head, children, bytes) = match tag {
+            tag if is_leaf(tag) => return self.rd.leaf(tag, at, self.limits).map(Head::Done),
             SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
                 let n = if tag == SMALL_TUPLE_EXT {
                     self.rd.u8("tuple arity")? as usize
@@ -825,11 +915,112 @@ impl<'a> Decoder<'a> {
                     self.rd.u32("tuple arity")? as usize
                 };
                 if n == 0 {
-                    return Ok(Term::Tuple(Tuple {
+                    return Ok(Head::Done(Term::Tuple(Tuple {
                         elements: Vec::new(),
-                    }));
+                    })));
                 }
-                self.open(n, at, depth)?;
+                (Head::Tuple(n), n, n.saturating_mul(TERM))
+            }
+            LIST_EXT => {
+                let n = self.rd.u32("list length")? as usize;
+                // The elements plus the tail.
+                (Head::List(n), n.saturating_add(1), n.saturating_mul(TERM))
+            }
+            MAP_EXT => {
+                let n = self.rd.u32("map size")? as usize;
+                if n == 0 {
+                    return Ok(Head::Done(Term::Map(Map {
+                        map: HashMap::new(),
+                    })));
+                }
+                (Head::Map(n), n.saturating_mul(2), map_bytes(n))
+            }
+            NEW_FUN_EXT => {
+                let f = self.fun_header(at)?;
+                if f.left == 0 {
+                    return self.finish_fun(f).map(Head::Done);
+                }
+                let n = f.left;
+                (Head::Fun(Box::new(f)), n, n.saturating_mul(TERM))
+            }
+            other => return Err(not_a_term(other, at)),
+        };
+        if depth >= self.depth_cap {
+            return Err(self.too_deep(at, depth));
+        }
+        self.promise(children, at)?;
+        self.rd.budget.charge(bytes, at)?;
+        Ok(head)
+    }
+
+    /// What follows the elements of a `LIST_EXT`: its tail. A tail written as a list
+    /// (`NIL_EXT`, `LIST_EXT`, `STRING_EXT`) continues the same list (see `Frame::List`);
+    /// any other tail is a term of its own that the caller reads next.
+    #[inline]
+    fn list_tail(&mut self, elems: &mut Vec<Term>) -> Result<Tail, DecodeError> {
+        let at = self.rd.pos;
+        match self.rd.buf.get(at).copied() {
+            Some(NIL_EXT) => {
+                self.rd.pos += 1;
+                self.promised = self.promised.saturating_sub(1);
+                proper_list(std::mem::take(elems), self.rd.budget, at).map(Tail::Done)
+            }
+            Some(LIST_EXT) => {
+                self.rd.pos += 1;
+                let n = self.rd.u32("list length")? as usize;
+                // The tail that was promised is this list's elements and its own tail.
+                self.promised = self.promised.saturating_sub(1);
+                self.promise(n.saturating_add(1), at)?;
+                self.rd.budget.charge_n(n, TERM, at)?;
+                elems.reserve(n);
+                Ok(Tail::More(n))
+            }
+            Some(STRING_EXT) => {
+                self.rd.pos += 1;
+                let n = self.rd.u16("string length")? as usize;
+                let bytes = self.rd.take(n, "string bytes")?;
+                self.promised = self.promised.saturating_sub(1);
+                self.rd.budget.charge_n(n, TERM, at)?;
+                elems.reserve(n);
+                elems.extend(bytes.iter().map(|&b| fix(i32::from(b))));
+                proper_list(std::mem::take(elems), self.rd.budget, at).map(Tail::Done)
+            }
+            Some(_) => Ok(Tail::Other),
+            None => Err(self.rd.truncated(1, "list tail")),
+        }
+    }
+
+    /// `[elems | last]` for a tail that is not a list (`last` alone when there are no
+    /// elements, as `LIST_EXT` with no elements is just its tail).
+    fn improper(&mut self, elems: Vec<Term>, last: Term) -> Result<Term, DecodeError> {
+        if elems.is_empty() {
+            return Ok(last);
+        }
+        if let Err(e) = self.rd.budget.charge(TERM, self.rd.pos) {
+            dispose(last);
+            dispose_vec(elems);
+            return Err(e);
+        }
+        Ok(Term::ImproperList(ImproperList {
+            elements: elems,
+            last: Box::new(last),
+        }))
+    }
+
+    /// Reads one term by plain recursion, `depth` being the number of containers around
+    /// it. Past [`RECURSION_LEVELS`] the rest of the subterm goes to the iterative
+    /// engine ([`Decoder::run`]), so the thread stack used stays bounded whatever the
+    /// input. Both paths check through [`Decoder::head`] and [`Decoder::list_tail`].
+    fn rec(&mut self, depth: usize) -> Result<Term, DecodeError> {
+        if depth >= RECURSION_LEVELS {
+            self.base_depth = depth;
+            let r = self.run();
+            self.base_depth = 0;
+            return r;
+        }
+        match self.head(depth)? {
+            Head::Done(t) => Ok(t),
+            Head::Tuple(n) => {
                 let mut elems = Building(Vec::with_capacity(n));
                 for _ in 0..n {
                     self.promised = self.promised.saturating_sub(1);
@@ -840,9 +1031,7 @@ impl<'a> Decoder<'a> {
                     elements: std::mem::take(&mut elems.0),
                 }))
             }
-            LIST_EXT => {
-                let n = self.rd.u32("list length")? as usize;
-                self.open(n.saturating_add(1), at, depth)?;
+            Head::List(n) => {
                 let mut elems = Building(Vec::with_capacity(n));
                 let mut left = n;
                 loop {
@@ -851,95 +1040,45 @@ impl<'a> Decoder<'a> {
                         let t = self.child(depth + 1)?;
                         elems.0.push(t);
                     }
-                    // The tail; a list encoding continues this list (see `Frame::List`).
-                    let tail_at = self.rd.pos;
-                    match self.rd.buf.get(tail_at).copied() {
-                        Some(NIL_EXT) => {
-                            self.rd.pos += 1;
-                            self.promised = self.promised.saturating_sub(1);
-                            return Ok(proper_list(std::mem::take(&mut elems.0)));
-                        }
-                        Some(LIST_EXT) => {
-                            self.rd.pos += 1;
-                            let m = self.rd.u32("list length")? as usize;
-                            self.promised = self.promised.saturating_sub(1);
-                            let total = self.promised.saturating_add(m).saturating_add(1);
-                            if total > self.rd.remaining() {
-                                return Err(err(
-                                    tail_at,
-                                    format!("list tail count of {m} elements cannot fit in the bytes that remain"),
-                                ));
-                            }
-                            self.promised = total;
-                            elems.0.reserve(m);
-                            left = m;
-                        }
-                        Some(STRING_EXT) => {
-                            self.rd.pos += 1;
-                            let m = self.rd.u16("string length")? as usize;
-                            let bytes = self.rd.take(m, "string bytes")?;
-                            self.promised = self.promised.saturating_sub(1);
-                            elems.0.reserve(m);
-                            elems.0.extend(bytes.iter().map(|&b| fix(i32::from(b))));
-                            return Ok(proper_list(std::mem::take(&mut elems.0)));
-                        }
-                        Some(_) => {
+                    match self.list_tail(&mut elems.0)? {
+                        Tail::Done(t) => return Ok(t),
+                        Tail::More(m) => left = m,
+                        Tail::Other => {
                             self.promised = self.promised.saturating_sub(1);
                             let last = self.child(depth + 1)?;
-                            if elems.0.is_empty() {
-                                return Ok(last);
-                            }
-                            return Ok(Term::ImproperList(ImproperList {
-                                elements: std::mem::take(&mut elems.0),
-                                last: Box::new(last),
-                            }));
+                            return self.improper(std::mem::take(&mut elems.0), last);
                         }
-                        None => return Err(self.rd.truncated(1, "list tail")),
                     }
                 }
             }
-            MAP_EXT => {
-                let n = self.rd.u32("map size")? as usize;
-                if n == 0 {
-                    return Ok(Term::Map(Map {
-                        map: HashMap::new(),
-                    }));
-                }
-                self.open(n.saturating_mul(2), at, depth)?;
+            Head::Map(n) => {
                 let mut map = BuildingMap(HashMap::with_capacity(n));
                 let mut canonical = None;
                 for _ in 0..n {
                     let key_at = self.rd.pos;
-                    // Hashing the key recurses: bound its depth (see Limits).
                     let saved = self.depth_cap;
-                    self.depth_cap =
-                        saved.min((depth + 1).saturating_add(self.limits.max_map_key_depth));
+                    self.depth_cap = key_cap(saved, depth + 1, self.limits);
                     self.promised = self.promised.saturating_sub(1);
                     let k = self.child(depth + 1);
                     self.depth_cap = saved;
                     let k = k?;
                     self.promised = self.promised.saturating_sub(1);
                     let v = self.child(depth + 1)?;
-                    insert_pair(&mut map.0, &mut canonical, k, v, key_at)?;
+                    insert_pair(&mut map.0, &mut canonical, k, v, key_at, self.rd.budget)?;
                 }
                 Ok(Term::Map(Map {
                     map: std::mem::take(&mut map.0),
                 }))
             }
-            _ => {
-                // NEW_FUN_EXT
-                let mut f = self.fun_header(at)?;
-                if f.left > 0 {
-                    self.open(f.left, at, depth)?;
-                    let mut free = Building(Vec::with_capacity(f.left));
-                    for _ in 0..f.left {
-                        self.promised = self.promised.saturating_sub(1);
-                        let t = self.child(depth + 1)?;
-                        free.0.push(t);
-                    }
-                    f.free_vars = std::mem::take(&mut free.0);
+            Head::Fun(mut f) => {
+                let mut free = Building(Vec::with_capacity(f.left));
+                for _ in 0..f.left {
+                    self.promised = self.promised.saturating_sub(1);
+                    let t = self.child(depth + 1)?;
+                    free.0.push(t);
                 }
-                self.finish_fun(f)
+                f.free_vars = std::mem::take(&mut free.0);
+                self.finish_fun(*f)
             }
         }
     }
@@ -956,16 +1095,6 @@ impl<'a> Decoder<'a> {
             }
             _ => self.rec(depth),
         }
-    }
-
-    /// The recursive path's counterpart of [`Decoder::promise`]: one more level at
-    /// `depth`, and `n` more children promised.
-    #[inline]
-    fn open(&mut self, n: usize, at: usize, depth: usize) -> Result<(), DecodeError> {
-        if depth >= self.depth_cap {
-            return Err(self.too_deep(at, depth));
-        }
-        self.promise_more(n, at)
     }
 
     fn run(&mut self) -> Result<Term, DecodeError> {
@@ -1004,18 +1133,9 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// Checks that `n` more children fit in the input and that one more level is allowed.
+    /// Checks that `n` more children fit in the input, counting those already promised.
     #[inline]
     fn promise(&mut self, n: usize, at: usize) -> Result<(), DecodeError> {
-        let depth = self.base_depth + self.stack.len();
-        if depth >= self.depth_cap {
-            return Err(self.too_deep(at, depth));
-        }
-        self.promise_more(n, at)
-    }
-
-    #[inline]
-    fn promise_more(&mut self, n: usize, at: usize) -> Result<(), DecodeError> {
         let total = self.promised.saturating_add(n);
         if total > self.rd.remaining() {
             return Err(err(
@@ -1051,118 +1171,43 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// Reads one term. Returns it if it is complete, or `None` after pushing a frame for
-    /// a container whose children follow.
+    /// The iterative path's step: reads one term through [`Decoder::head`]. Returns it if
+    /// it is complete, or `None` after pushing a frame for a container whose children
+    /// follow.
     fn term(&mut self) -> Result<Option<Term>, DecodeError> {
-        let at = self.rd.pos;
-        let tag = self.rd.u8("tag")?;
-        let t = match tag {
-            tag if is_leaf(tag) => self.rd.leaf(tag, at, self.limits)?,
-            SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
-                let n = if tag == SMALL_TUPLE_EXT {
-                    self.rd.u8("tuple arity")? as usize
-                } else {
-                    self.rd.u32("tuple arity")? as usize
-                };
-                if n == 0 {
-                    Term::Tuple(Tuple { elements: Vec::new() })
-                } else {
-                    self.promise(n, at)?;
-                    self.stack.push(Frame::Tuple {
-                        elems: Vec::with_capacity(n),
-                        left: n,
-                    });
-                    return Ok(None);
-                }
+        let depth = self.base_depth + self.stack.len();
+        let frame = match self.head(depth)? {
+            Head::Done(t) => return Ok(Some(t)),
+            Head::Tuple(n) => Frame::Tuple {
+                elems: Vec::with_capacity(n),
+                left: n,
+            },
+            Head::List(n) => Frame::List {
+                elems: Vec::with_capacity(n),
+                left: n,
+            },
+            Head::Map(n) => Frame::Map(Box::new(MapFrame {
+                map: HashMap::with_capacity(n),
+                canonical: None,
+                left: n,
+                key: None,
+                key_at: 0,
+                saved_cap: self.depth_cap,
+            })),
+            Head::Fun(mut f) => {
+                f.free_vars.reserve_exact(f.left);
+                Frame::Fun(f)
             }
-            LIST_EXT => {
-                let n = self.rd.u32("list length")? as usize;
-                // The elements plus the tail.
-                self.promise(n.saturating_add(1), at)?;
-                self.stack.push(Frame::List {
-                    elems: Vec::with_capacity(n),
-                    left: n,
-                });
-                return Ok(None);
-            }
-            MAP_EXT => {
-                let n = self.rd.u32("map size")? as usize;
-                if n == 0 {
-                    Term::Map(Map {
-                        map: HashMap::new(),
-                    })
-                } else {
-                    self.promise(n.saturating_mul(2), at)?;
-                    self.stack.push(Frame::Map(Box::new(MapFrame {
-                        map: HashMap::with_capacity(n),
-                        canonical: None,
-                        left: n,
-                        key: None,
-                        key_at: at,
-                        saved_cap: self.depth_cap,
-                    })));
-                    return Ok(None);
-                }
-            }
-            NEW_FUN_EXT => return self.new_fun(at),
-            COMPRESSED => {
-                return Err(err(
-                    at,
-                    "compressed term (tag 80) may only follow the version byte",
-                ))
-            }
-            ATOM_CACHE_REF => {
-                return Err(err(
-                    at,
-                    "atom cache reference (tag 82) is not supported: never advertise DIST_HDR_ATOM_CACHE",
-                ))
-            }
-            DIST_HEADER => {
-                return Err(err(
-                    at,
-                    "distribution header (tag 68) inside a term is not supported",
-                ))
-            }
-            DIST_FRAG_HEADER => {
-                return Err(err(
-                    at,
-                    "distribution fragment header (tag 69) inside a term is not supported",
-                ))
-            }
-            FUN_EXT => {
-                return Err(err(
-                    at,
-                    "old FUN_EXT (tag 117) is not supported (OTP 23 and later reject it too)",
-                ))
-            }
-            LOCAL_EXT => {
-                return Err(err(
-                    at,
-                    "LOCAL_EXT (tag 121) is node-local and never valid from another node",
-                ))
-            }
-            VERSION => return Err(err(at, "version byte 131 inside a term")),
-            other => return Err(err(at, format!("unknown tag {other}"))),
         };
-        Ok(Some(t))
-    }
-
-    /// `NEW_FUN_EXT`: `Size:32, Arity:8, Uniq:16, Index:32, NumFree:32, Module, OldIndex,
-    /// OldUniq, Pid, FreeVars...`; `Size` counts from itself to the end of the fun.
-    fn new_fun(&mut self, at: usize) -> Result<Option<Term>, DecodeError> {
-        let frame = self.fun_header(at)?;
-        if frame.left == 0 {
-            return self.finish_fun(frame).map(Some);
-        }
-        self.promise(frame.left, at)?;
-        let mut frame = frame;
-        frame.free_vars.reserve_exact(frame.left);
-        self.stack.push(Frame::Fun(Box::new(frame)));
+        self.stack.push(frame);
         Ok(None)
     }
 
     /// Everything of a `NEW_FUN_EXT` before its free variables.
     fn fun_header(&mut self, at: usize) -> Result<FunFrame, DecodeError> {
+        self.rd
+            .budget
+            .charge(std::mem::size_of::<InternalFun>(), at)?;
         let size = self.rd.u32("fun size")? as usize;
         let end = at.saturating_add(1).saturating_add(size);
         if end > self.rd.buf.len() {
@@ -1231,6 +1276,7 @@ impl<'a> Decoder<'a> {
     /// the stack is empty, or `None` when the top frame wants another child.
     fn settle(&mut self, mut incoming: Option<Term>) -> Result<Option<Term>, DecodeError> {
         loop {
+            let depth = self.base_depth + self.stack.len();
             let Some(frame) = self.stack.last_mut() else {
                 return Ok(incoming);
             };
@@ -1255,61 +1301,38 @@ impl<'a> Decoder<'a> {
                     if *left > 0 {
                         return Ok(None);
                     }
-                    // The tail: a list encoding continues this frame.
-                    let at = self.rd.pos;
-                    match self.rd.buf.get(at).copied() {
-                        Some(NIL_EXT) => {
-                            self.rd.pos += 1;
-                            self.promised = self.promised.saturating_sub(1);
-                            proper_list(std::mem::take(elems))
+                    let mut elems = std::mem::take(elems);
+                    let tail = match self.list_tail(&mut elems) {
+                        Ok(tail) => tail,
+                        Err(e) => {
+                            dispose_vec(elems);
+                            return Err(e);
                         }
-                        Some(LIST_EXT) => {
-                            self.rd.pos += 1;
-                            let n = self.rd.u32("list length")? as usize;
-                            self.promised = self.promised.saturating_sub(1);
-                            let total = self.promised.saturating_add(n).saturating_add(1);
-                            if total > self.rd.remaining() {
-                                return Err(err(
-                                    at,
-                                    format!("list tail count of {n} elements cannot fit in the bytes that remain"),
-                                ));
-                            }
-                            self.promised = total;
-                            elems.reserve(n);
-                            *left = n;
+                    };
+                    // The list frame is still on top.
+                    let Some(top) = self.stack.last_mut() else {
+                        return Err(err(self.rd.pos, "internal error: list frame lost"));
+                    };
+                    match tail {
+                        Tail::Done(t) => t,
+                        Tail::More(n) => {
+                            *top = Frame::List { elems, left: n };
                             continue;
                         }
-                        Some(STRING_EXT) => {
-                            self.rd.pos += 1;
-                            let n = self.rd.u16("string length")? as usize;
-                            let bytes = self.rd.take(n, "string bytes")?;
-                            self.promised = self.promised.saturating_sub(1);
-                            elems.reserve(n);
-                            elems.extend(bytes.iter().map(|&b| fix(i32::from(b))));
-                            proper_list(std::mem::take(elems))
-                        }
-                        Some(_) => {
-                            let elems = std::mem::take(elems);
-                            *frame = Frame::Tail { elems };
+                        Tail::Other => {
+                            *top = Frame::Tail { elems };
                             return Ok(None);
                         }
-                        None => return Err(self.rd.truncated(1, "list tail")),
                     }
                 }
                 Frame::Tail { elems } => {
-                    let last = match incoming.take() {
-                        Some(v) => v,
-                        None => return Ok(None),
+                    let Some(last) = incoming.take() else {
+                        return Ok(None);
                     };
-                    if elems.is_empty() {
-                        // `LIST_EXT` with no elements is just its tail.
-                        last
-                    } else {
-                        Term::ImproperList(ImproperList {
-                            elements: std::mem::take(elems),
-                            last: Box::new(last),
-                        })
-                    }
+                    let elems = std::mem::take(elems);
+                    self.stack.pop();
+                    incoming = Some(self.improper(elems, last)?);
+                    continue;
                 }
                 Frame::Map(m) => {
                     if let Some(v) = incoming.take() {
@@ -1321,20 +1344,23 @@ impl<'a> Decoder<'a> {
                                 return Ok(None);
                             }
                             Some(k) => {
-                                insert_pair(&mut m.map, &mut m.canonical, k, v, m.key_at)?;
+                                insert_pair(
+                                    &mut m.map,
+                                    &mut m.canonical,
+                                    k,
+                                    v,
+                                    m.key_at,
+                                    self.rd.budget,
+                                )?;
                                 m.left -= 1;
                             }
                         }
                     }
                     if m.left > 0 {
-                        // A key comes next: hashing it into the HashMap recurses, so it
-                        // may not be nested deeper than max_map_key_depth.
+                        // A key comes next, one level below the map.
                         m.key_at = self.rd.pos;
                         m.saved_cap = self.depth_cap;
-                        self.depth_cap = self.depth_cap.min(
-                            (self.base_depth + self.stack.len())
-                                .saturating_add(self.limits.max_map_key_depth),
-                        );
+                        self.depth_cap = key_cap(self.depth_cap, depth, self.limits);
                         return Ok(None);
                     }
                     Term::Map(Map {

@@ -24,7 +24,7 @@ const RECURSION_BUDGET: u32 = 24;
 
 /// Terms no deeper than this are dropped the ordinary way: the derived `Drop` is the
 /// fastest, and at this depth its recursion needs only a few KiB of stack.
-const PLAIN_DROP_DEPTH: u32 = 48;
+pub(crate) const PLAIN_DROP_DEPTH: u32 = 48;
 
 /// Drops `term` iteratively; safe for any depth.
 pub fn dispose(term: Term) {
@@ -39,7 +39,7 @@ pub fn dispose(term: Term) {
 
 /// Whether `t` nests no deeper than `budget` containers. Reads only, and recurses at
 /// most `budget` levels.
-fn depth_within(t: &Term, budget: u32) -> bool {
+pub(crate) fn depth_within(t: &Term, budget: u32) -> bool {
     let kids = |v: &[Term]| {
         v.iter()
             .all(|c| !has_children(c) || (budget > 1 && depth_within(c, budget - 1)))

@@ -2,13 +2,14 @@
 //!
 //! Terms are `eetf::Term` (eetf 0.11, the type `erl_dist` 0.8 speaks), but the bytes are
 //! read and written by our own code, because `eetf`'s codec cannot face a network peer
-//! (see `/work/shared/design/CRATES.md` §2.2). In short, this module:
+//! (see `docs/design/crates.md` §2.2). In short, this module:
 //!
 //! * **never recurses on the depth of a term**: decoding, encoding and [`dispose`] read
 //!   the first levels by plain (bounded) recursion, which is fast, and keep explicit
 //!   heap stacks beyond, so a valid `{5000,{4999,...}}` (which killed the whole daemon
-//!   through `eetf`'s recursive decoder) or a million-deep list is just data, on a
-//!   2 MiB tokio worker;
+//!   through `eetf`'s recursive decoder) or a million-deep list is just data, even on
+//!   tokio's default 2 MiB worker stack (the daemon gives its workers 16 MiB, for the
+//!   map keys below);
 //! * **checks every count and length against the bytes that remain before allocating**,
 //!   and bounds what no byte count can bound (nesting, bignum size, inflated size) with
 //!   [`Limits`];
@@ -29,8 +30,8 @@
 //!
 //! `eetf::Map` is a `HashMap<Term, Term>`, so inserting a key hashes it recursively. The
 //! decoder therefore bounds the nesting *inside map keys* with
-//! [`Limits::max_map_key_depth`] (default 256) and rejects deeper keys with a clear
-//! error. That is cheaper and more predictable than hashing on a big-stack thread, and
+//! [`Limits::max_map_key_depth`] (default [`DEFAULT_MAP_KEY_DEPTH`], 4096) and rejects
+//! deeper keys with a clear error. That is cheaper and more predictable than hashing on a big-stack thread, and
 //! real keys (binaries, atoms, small tuples) are nowhere near it. Values are unaffected:
 //! a map *value* may be as deep as [`Limits::max_depth`].
 //!
@@ -49,24 +50,28 @@
 //! and list tails written as lists are flattened. (One exception: references with
 //! trailing zero words, `[X]` and `[X,0,0]`, are equal in Erlang but not in eetf.)
 
+mod budget;
 mod decode;
 mod dispose;
 mod encode;
 pub mod order;
+mod owned;
 mod stack;
 pub mod tags;
 
 use eetf::Term;
 
+pub use budget::{in_flight, Budget};
 pub use dispose::dispose;
+pub use owned::{summary, Owned, SummaryLimits};
 
 /// Limits applied while decoding bytes that came from the network. The daemon's
 /// configuration may override any of them; the defaults suit a node that takes frames
 /// of up to a few hundred MiB.
 ///
 /// Counts and lengths need no limit of their own: each is checked against the bytes
-/// that remain, so the memory a decode uses is at most a small multiple (about 60x, the
-/// size of a `Term` per input byte) of the input.
+/// that remain. What the input makes us allocate (up to 56 bytes of `Term` per input
+/// byte, more after inflating) is bounded by the memory budgets, see [`Budget`].
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Deepest nesting of lists, tuples, maps, improper tails and fun environments.
@@ -77,10 +82,24 @@ pub struct Limits {
     /// Largest size a compressed term (tag 80) may claim once inflated.
     pub max_decompressed: usize,
     /// Deepest nesting inside a map *key*: inserting a key into `eetf::Map`'s `HashMap`
-    /// hashes it recursively, so deep keys must be refused before they are hashed.
-    /// 256 levels hash and compare (for sorting, see [`order`]) in well under 1 MiB of
-    /// stack, even in a debug build.
+    /// hashes it recursively, so deep keys must be refused before they are hashed. The
+    /// default ([`DEFAULT_MAP_KEY_DEPTH`]) sets how big a decoding thread's stack must be.
     pub max_map_key_depth: usize,
+    /// Most memory the terms of one frame (control message and payload together, plus
+    /// inflated compressed data) may take, in bytes, estimated from the real sizes of
+    /// `eetf`'s types and charged before anything is allocated (see [`Budget`]). A
+    /// binary counts its bytes, a tuple or list 56 bytes per element.
+    ///
+    /// The default, 256 MiB, takes what users send: a frame of `--max-frame` (128 MiB)
+    /// holding one binary, a 100 MB binary inside a compressed term (inflated data plus
+    /// the binary), a 1,000,000-deep tuple of pairs (112 MB), 4 million list elements;
+    /// and it holds a 32 KB zlib bomb of 33.5 million `[]` (1.9 GB) to an eighth.
+    pub max_term_memory: usize,
+    /// Most memory all the frames being decoded at the same moment (every connection of
+    /// the process) may take together, in bytes; the default, 512 MiB, is two frames at
+    /// [`Limits::max_term_memory`]. Frames that would go over it are refused like a
+    /// frame over its own budget, so peers cannot add their budgets up.
+    pub max_term_memory_total: usize,
 }
 
 /// The default bound on nesting inside map keys. Keys are hashed (eetf's `Hash`) and, for
@@ -97,6 +116,8 @@ impl Default for Limits {
             max_bignum_bytes: 1 << 16,
             max_decompressed: 256 << 20,
             max_map_key_depth: DEFAULT_MAP_KEY_DEPTH,
+            max_term_memory: 256 << 20,
+            max_term_memory_total: 512 << 20,
         }
     }
 }
@@ -130,13 +151,30 @@ impl std::error::Error for EncodeError {}
 /// term and the number of bytes it used (a distribution frame holds two terms back to
 /// back). A compressed term (`131, 80, ...`) is inflated within
 /// [`Limits::max_decompressed`] and the bytes used are those of the compressed form.
+///
+/// The term gets a [`Budget`] of its own; to charge several terms (the two of a frame) to
+/// one budget, use [`decode_prefix_in`].
 pub fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), DecodeError> {
-    decode::decode_prefix(bytes, limits)
+    decode::decode_prefix(bytes, limits, &mut Budget::new(limits))
+}
+
+/// [`decode_prefix`], charging what the term allocates to `budget`.
+pub fn decode_prefix_in(
+    bytes: &[u8],
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<(Term, usize), DecodeError> {
+    decode::decode_prefix(bytes, limits, budget)
 }
 
 /// Decodes exactly one term that fills `bytes` (version byte included).
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Term, DecodeError> {
-    let (t, used) = decode_prefix(bytes, limits)?;
+    decode_in(bytes, limits, &mut Budget::new(limits))
+}
+
+/// [`decode`], charging what the term allocates to `budget`.
+pub fn decode_in(bytes: &[u8], limits: &Limits, budget: &mut Budget) -> Result<Term, DecodeError> {
+    let (t, used) = decode_prefix_in(bytes, limits, budget)?;
     if used != bytes.len() {
         dispose(t);
         return Err(DecodeError {
@@ -160,57 +198,4 @@ pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 /// terms into a larger structure). On error `out` is left as it was.
 pub fn encode_body(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     encode::encode_body(term, out)
-}
-
-/// A term that is [`dispose`]d, not dropped recursively, when it goes out of scope.
-/// Hand this, rather than a bare `Term`, to layers that may drop terms of any depth.
-#[derive(Default)]
-pub struct Owned(pub Option<Term>);
-
-impl Owned {
-    pub fn new(term: Term) -> Self {
-        Owned(Some(term))
-    }
-
-    /// Takes the term out; the caller becomes responsible for disposing of it.
-    pub fn into_inner(mut self) -> Option<Term> {
-        self.0.take()
-    }
-}
-
-impl std::fmt::Debug for Owned {
-    /// Shallow on purpose: `Term`'s own `Debug` recurses.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(_) => f.write_str("Owned(Some(..))"),
-            None => f.write_str("Owned(None)"),
-        }
-    }
-}
-
-impl From<Term> for Owned {
-    fn from(term: Term) -> Self {
-        Owned::new(term)
-    }
-}
-
-impl std::ops::Deref for Owned {
-    type Target = Option<Term>;
-    fn deref(&self) -> &Option<Term> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Owned {
-    fn deref_mut(&mut self) -> &mut Option<Term> {
-        &mut self.0
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
-            dispose(t);
-        }
-    }
 }

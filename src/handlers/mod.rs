@@ -61,36 +61,48 @@ pub fn builtin() -> Handlers {
         ctx.reply(args.take(0));
         Ok(())
     });
+    // A sleep longer than the worker timeout (--worker-timeout, 300 s by default) fails at
+    // once with `{sleep_limit, MaxMs}`: the caller gets
+    // `{Ref, {rexi_EXIT, {{sleep_limit, MaxMs}, [{rexi_node, sleep, 1, []}]}}}`, and no
+    // caller can park a job for longer than any other job may wait.
     h.register("rexi_node", "sleep", 1, |ctx, mut args| async move {
         let t = args.take(0);
         let ms = non_neg(&t).ok_or_else(badarg)?;
+        let max = ctx.timeout().as_millis() as u64;
+        if ms > max {
+            return Err(Failure::error(tuple(vec![
+                atom("sleep_limit"),
+                int(max as i64),
+            ])));
+        }
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        ctx.reply(tuple(vec![atom("slept"), t]));
+        ctx.reply(tuple(vec![atom("slept"), t.into_term()]));
         Ok(())
     });
+    // Rows carry copies of T made without recursion (`Owned::copy`), not `clone`s.
     h.register("rexi_node", "stream", 2, |mut ctx, mut args| async move {
         let n = non_neg(&args.take(0)).ok_or_else(badarg)?;
         let t = args.take(1);
         for i in 1..=n {
-            ctx.stream(tuple(vec![int(i as i64), t.clone()])).await?;
+            ctx.stream(tuple(vec![int(i as i64), t.copy().into_term()]))
+                .await?;
         }
         ctx.reply(atom("done"));
-        crate::etf::dispose(t);
         Ok(())
     });
     h.register("rexi_node", "stream2", 2, |mut ctx, mut args| async move {
         let n = non_neg(&args.take(0)).ok_or_else(badarg)?;
         let t = args.take(1);
         for i in 1..=n {
-            ctx.stream2(tuple(vec![int(i as i64), t.clone()])).await?;
+            ctx.stream2(tuple(vec![int(i as i64), t.copy().into_term()]))
+                .await?;
         }
         ctx.stream_last(atom("done")).await?;
-        crate::etf::dispose(t);
         Ok(())
     });
     h.register("rexi_node", "sync", 1, |mut ctx, mut args| async move {
         let answer = ctx.sync_reply(args.take(0)).await?;
-        ctx.reply(tuple(vec![atom("answered"), answer]));
+        ctx.reply(tuple(vec![atom("answered"), answer.into_term()]));
         Ok(())
     });
     h.register("rexi_node", "fail", 1, |_ctx, mut args| async move {

@@ -82,6 +82,7 @@ use Kind::{Counter as C, Gauge as G};
 const CASTS: &str = "Doits received, by the name form that carried them (rexi_server, rexi_server_<phash2>, rexi_server_<node>).";
 const KILLS: &str = "kill and kill_all entries received: for a running job, or for a ref with no job (remembered as a tombstone).";
 const CONNS: &str = "Distribution connections by state.";
+const REFUSED_CONNS: &str = "Incoming connections refused by a cap: max_connections (handshake answered not_allowed), max_handshakes and max_handshakes_per_address (socket closed at once).";
 const NODEDOWN: &str = "Connections that ended, by reason.";
 const HANDSHAKE: &str =
     "Handshakes that failed, by reason (wrong_cookie, timeout, refused, unreachable, other).";
@@ -94,22 +95,27 @@ pub const FIGURES: &[Figure] = &[
     fig("casts_phash2", "casts_received", C, Some(("name_form", "phash2")), CASTS),
     fig("casts_nodename", "casts_received", C, Some(("name_form", "nodename")), CASTS),
     fig("replies", "replies_sent", C, None, "Replies and stream rows sent to callers."),
+    fig("replies_dropped", "replies_dropped", C, None, "Replies and stream rows not sent: the caller's connection was gone or its send queue was full."),
     fig("errors", "job_errors", C, None, "Doits answered with {rexi_EXIT, Reason}: the handler failed or panicked, or no handler serves the MFA (undef)."),
     fig("kills", "kills_received", C, Some(("outcome", "killed")), KILLS),
     fig("kills_unknown", "kills_received", C, Some(("outcome", "unknown_ref")), KILLS),
     fig("tombstones_hit", "tombstone_hits", C, None, "Doits that arrived after their own kill and were not run."),
     fig("dropped_retired", "casts_dropped_retired", C, None, "Casts to the singleton rexi_server dropped because it is retired (release 3): the sender is still at release 0 or 1."),
-    fig("overloaded", "casts_overloaded", C, None, "Doits refused with {rexi_EXIT, {overloaded, []}} because --max-jobs jobs were running."),
+    fig("overloaded", "casts_overloaded", C, None, "Doits refused with {rexi_EXIT, {overloaded, []}} because --max-jobs jobs were running, or --max-jobs-per-peer of the sending node's."),
     fig("malformed", "requests_malformed", C, None, "Messages to a rexi server that are not a request it knows (answered with rexi_EXIT when they carry a caller and ref)."),
     fig("jobs_running", "jobs_running", G, None, "Jobs in the job table now."),
     fig("jobs_cancelled_nodedown", "jobs_cancelled_nodedown", C, None, "Jobs killed because their caller's node went down."),
+    fig("monitors_held", "monitors_held", G, None, "Monitors peers hold on processes of this node (bounded by --max-monitors-per-peer)."),
+    fig("links_held", "links_held", G, None, "Links peers hold with processes of this node (bounded by --max-links-per-peer)."),
     fig("jobs_started", "jobs_started", C, None, "Jobs put in the job table."),
     fig("jobs_ended", "jobs_ended", C, None, "Jobs that left the job table: returned, failed, killed or cancelled."),
     fig("epmd_registered", "epmd_registered", G, None, "1 while this node is registered with epmd."),
     fig("accepting", "accepting", G, None, "1 while this node accepts distribution connections."),
     fig("connections_handshaking", "connections", G, Some(("state", "handshaking")), CONNS),
     fig("connections_up", "connections", G, Some(("state", "up")), CONNS),
-    fig("connections_refused_max_connections", "connections_refused", C, Some(("reason", "max_connections")), "Incoming connections closed at once because --max-connections were open."),
+    fig("connections_refused_max_connections", "connections_refused", C, Some(("reason", "max_connections")), REFUSED_CONNS),
+    fig("connections_refused_max_handshakes", "connections_refused", C, Some(("reason", "max_handshakes")), REFUSED_CONNS),
+    fig("connections_refused_max_handshakes_per_address", "connections_refused", C, Some(("reason", "max_handshakes_per_address")), REFUSED_CONNS),
     fig("nodeup", "nodeup", C, None, "Connections that came up (nodeup)."),
     fig("nodedown_closed", "nodedown", C, Some(("reason", "closed")), NODEDOWN),
     fig("nodedown_tick_timeout", "nodedown", C, Some(("reason", "tick_timeout")), NODEDOWN),
@@ -118,6 +124,7 @@ pub const FIGURES: &[Figure] = &[
     fig("nodedown_shutdown", "nodedown", C, Some(("reason", "shutdown")), NODEDOWN),
     fig("nodedown_replaced", "nodedown", C, Some(("reason", "replaced")), NODEDOWN),
     fig("nodedown_write_queue_overflow", "nodedown", C, Some(("reason", "write_queue_overflow")), NODEDOWN),
+    fig("nodedown_write_stalled", "nodedown", C, Some(("reason", "write_stalled")), NODEDOWN),
     fig("handshake_failures_wrong_cookie", "handshake_failures", C, Some(("reason", "wrong_cookie")), HANDSHAKE),
     fig("handshake_failures_timeout", "handshake_failures", C, Some(("reason", "timeout")), HANDSHAKE),
     fig("handshake_failures_refused", "handshake_failures", C, Some(("reason", "refused")), HANDSHAKE),
@@ -133,6 +140,7 @@ pub const FIGURES: &[Figure] = &[
     fig("frames_refused_frame_type", "frames_refused", C, Some(("limit", "frame_type")), REFUSED),
     fig("frames_refused_term", "frames_refused", C, Some(("limit", "term")), REFUSED),
     fig("frames_refused_max_outbox", "frames_refused", C, Some(("limit", "max_outbox")), REFUSED),
+    fig("connections_closed_max_outbox_total", "connections_closed_max_outbox_total", C, None, "Connections aborted because the send queues of all peers together passed --max-outbox-total (the largest queue goes first)."),
 ];
 
 /// The families outside the snapshot: (name as exposed, help).
@@ -312,6 +320,8 @@ mod tests {
             .iter()
             .map(|(k, _)| *k)
             .collect();
+        keys.extend(["monitors_held", "links_held"]);
+        keys.extend(Stats::default().job_counts().iter().map(|(k, _)| *k));
         keys.extend(NetStats::default().snapshot().iter().map(|(k, _)| *k));
         let figs: Vec<&str> = FIGURES.iter().map(|f| f.key).collect();
         for k in &keys {

@@ -4,36 +4,38 @@
 //! `From ! {Tag, Reply}`. On OTP 24+ `Tag` is `[alias | Mref]`: we echo the whole tag back
 //! unchanged, which the caller accepts without us supporting aliases.
 
+use crate::etf::Owned;
 use eetf::{Atom, Pid, Term, Tuple};
 
-/// A decoded `'$gen_call'`.
+/// A decoded `'$gen_call'`. Tag and request come from the caller and may be of any depth.
 pub struct Call {
     pub from: Pid,
-    pub tag: Term,
-    pub request: Term,
+    pub tag: Owned,
+    pub request: Owned,
+}
+
+fn take(t: &mut Term) -> Term {
+    std::mem::replace(t, Term::List(eetf::List::nil()))
 }
 
 /// Splits `{'$gen_call', {From, Tag}, Request}`; gives the message back when it is not one.
-pub fn parse_call(message: Term) -> Result<Call, Term> {
-    match message {
-        Term::Tuple(t) if is_call(&t) => {
-            let mut it = t.elements.into_iter();
-            let _ = it.next();
-            let from = it.next();
-            let request = it.next().unwrap_or(Term::List(eetf::List::nil()));
-            match from {
-                Some(Term::Tuple(ft)) => {
-                    let mut fi = ft.elements.into_iter();
-                    match (fi.next(), fi.next()) {
-                        (Some(Term::Pid(from)), Some(tag)) => Ok(Call { from, tag, request }),
-                        _ => Err(Term::Atom(Atom::from("bad_gen_call"))),
-                    }
-                }
-                _ => Err(Term::Atom(Atom::from("bad_gen_call"))),
-            }
-        }
-        other => Err(other),
+pub fn parse_call(mut message: Owned) -> Result<Call, Owned> {
+    let Term::Tuple(t) = &mut *message else {
+        return Err(message);
+    };
+    if !is_call(t) {
+        return Err(message);
     }
+    let request = Owned::new(take(&mut t.elements[2]));
+    let Term::Tuple(ft) = &mut t.elements[1] else {
+        return Err(message);
+    };
+    let tag = Owned::new(take(&mut ft.elements[1]));
+    let Term::Pid(from) = take(&mut ft.elements[0]) else {
+        return Err(message);
+    };
+    // What is left of `message` is a shallow skeleton, dropped here.
+    Ok(Call { from, tag, request })
 }
 
 fn is_call(t: &Tuple) -> bool {
@@ -43,23 +45,21 @@ fn is_call(t: &Tuple) -> bool {
 }
 
 /// Splits `{'$gen_cast', Request}`; gives the message back when it is not one.
-pub fn parse_cast(message: Term) -> Result<Term, Term> {
-    match message {
+pub fn parse_cast(mut message: Owned) -> Result<Owned, Owned> {
+    match &mut *message {
         Term::Tuple(t)
             if t.elements.len() == 2
                 && matches!(&t.elements[0], Term::Atom(a) if a.name == "$gen_cast") =>
         {
-            let mut it = t.elements.into_iter();
-            let _ = it.next();
-            Ok(it.next().unwrap_or(Term::List(eetf::List::nil())))
+            Ok(Owned::new(take(&mut t.elements[1])))
         }
-        other => Err(other),
+        _ => Err(message),
     }
 }
 
 /// The reply message `{Tag, Reply}`.
-pub fn reply_message(tag: Term, reply: Term) -> Term {
-    Term::Tuple(Tuple::from(vec![tag, reply]))
+pub fn reply_message(tag: Owned, reply: Term) -> Term {
+    Term::Tuple(Tuple::from(vec![tag.into_term(), reply]))
 }
 
 pub fn atom(name: &str) -> Term {

@@ -126,7 +126,7 @@ mod tests {
     fn msg(n: &str) -> Signal {
         Signal::Message {
             from: None,
-            message: Term::Atom(Atom::from(n)),
+            message: Term::Atom(Atom::from(n)).into(),
         }
     }
 
@@ -146,10 +146,10 @@ mod tests {
         drop(tx);
         let (a, b, c) = waiter.await.unwrap();
         assert!(
-            matches!(a, Some(Signal::Message { message: Term::Atom(x), .. }) if x.name == "one")
+            matches!(a, Some(Signal::Message { message, .. }) if matches!(&*message, Term::Atom(x) if x.name == "one"))
         );
         assert!(
-            matches!(b, Some(Signal::Message { message: Term::Atom(x), .. }) if x.name == "two")
+            matches!(b, Some(Signal::Message { message, .. }) if matches!(&*message, Term::Atom(x) if x.name == "two"))
         );
         assert!(c.is_none());
     }

@@ -9,27 +9,32 @@
 pub mod gen;
 pub mod ids;
 pub mod mailbox;
+pub mod refkey;
 pub mod registry;
 
 pub use ids::Ids;
 pub use mailbox::Mailbox;
-pub use registry::{Effect, MonitorTarget, Registry};
+pub use refkey::RefKey;
+pub use registry::{Effect, MonitorTarget, PeerLimits, Registry};
 
+use crate::etf::Owned;
 use eetf::{Pid, Reference, Term};
 
-/// What a process can be sent.
+/// What a process can be sent. Every term in a signal may come from a peer, so each is an
+/// [`Owned`]: a signal dropped anywhere (a full mailbox, a process that is gone) frees its
+/// terms without recursion.
 #[derive(Debug)]
 pub enum Signal {
     /// An ordinary message. `from` is known for `REG_SEND` and `SEND_SENDER` only.
-    Message { from: Option<Pid>, message: Term },
+    Message { from: Option<Pid>, message: Owned },
     /// An exit signal: a linked process ended, `erlang:exit(Pid, Reason)` was called on us,
     /// or the connection to a linked process's node went down (`noconnection`).
-    Exit { from: Pid, reason: Term },
+    Exit { from: Pid, reason: Owned },
     /// A monitor this process holds on a remote process fired.
     Down {
         reference: Reference,
         object: Term,
-        reason: Term,
+        reason: Owned,
     },
 }
 

@@ -1,7 +1,7 @@
 //! Rust handlers, looked up by `{Module, Function, Arity}` like `apply(M, F, A)`.
 
 use super::worker::{Ctx, Failure};
-use crate::etf;
+use crate::etf::Owned;
 use eetf::Term;
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,13 +11,14 @@ use std::sync::Arc;
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
 pub type HandlerFn = Arc<dyn Fn(Ctx, Args) -> HandlerFuture + Send + Sync>;
 
-/// The arguments of a call. Dropping it drops each term without recursion, so a
-/// 1,000,000-deep argument cannot overflow a worker's stack.
-pub struct Args(Vec<Term>);
+/// The arguments of a call, each an [`Owned`] term: whatever a handler does not take,
+/// and whatever it takes and then drops (on an early `?` too), is freed without recursion,
+/// so a 1,000,000-deep argument cannot overflow a worker's stack.
+pub struct Args(Vec<Owned>);
 
 impl Args {
     pub fn new(v: Vec<Term>) -> Args {
-        Args(v)
+        Args(v.into_iter().map(Owned::new).collect())
     }
     pub fn len(&self) -> usize {
         self.0.len()
@@ -26,21 +27,18 @@ impl Args {
         self.0.is_empty()
     }
     pub fn get(&self, i: usize) -> Option<&Term> {
-        self.0.get(i)
+        self.0.get(i).map(|t| &**t)
+    }
+    /// All the arguments, bare: the caller must keep them in something that drops them
+    /// without recursion (an `Owned`, or a term sent with `Node::send`).
+    pub fn into_terms(self) -> Vec<Term> {
+        self.0.into_iter().map(Owned::into_term).collect()
     }
     /// Takes argument `i` out (leaving `[]` behind).
-    pub fn take(&mut self, i: usize) -> Term {
+    pub fn take(&mut self, i: usize) -> Owned {
         match self.0.get_mut(i) {
-            Some(t) => std::mem::replace(t, Term::List(eetf::List::nil())),
-            None => Term::List(eetf::List::nil()),
-        }
-    }
-}
-
-impl Drop for Args {
-    fn drop(&mut self) {
-        for t in self.0.drain(..) {
-            etf::dispose(t);
+            Some(t) => std::mem::take(t),
+            None => Owned::nil(),
         }
     }
 }

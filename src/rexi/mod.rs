@@ -3,7 +3,7 @@
 //!
 //! * [`names`]: which `rexi_server*` names exist, registered for each peer before its
 //!   first message is dispatched; the singleton follows the [`release`].
-//! * [`protocol`]: the request shapes in and the reply shapes out (PROTOCOL.md).
+//! * [`protocol`]: the request shapes in and the reply shapes out (docs/design/protocol.md).
 //! * [`server`]: the one job table behind every name; doit, kill, kill_all, the error ring.
 //! * [`worker`]: a job's task, its pid, and the [`Ctx`] handlers use to answer.
 //! * [`handler`]: the table of Rust handlers by `{Module, Function, Arity}`.

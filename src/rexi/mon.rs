@@ -3,7 +3,6 @@
 use super::release::Release;
 use super::server::RexiServer;
 use super::stats::Stats;
-use crate::etf;
 use crate::process::{gen, Process, Signal};
 use eetf::{FixInteger, Term, Tuple};
 use std::sync::Weak;
@@ -22,9 +21,9 @@ impl Process for Mon {
         };
         let call = match gen::parse_call(message) {
             Ok(c) => c,
-            Err(other) => return etf::dispose(other),
+            Err(_not_a_call) => return,
         };
-        let reply = match &call.request {
+        let reply = match &*call.request {
             Term::Atom(a) if a.name == "status" => {
                 let missing = server
                     .names
@@ -64,7 +63,6 @@ impl Process for Mon {
         let _ = server
             .node()
             .send(&call.from, gen::reply_message(call.tag, reply));
-        etf::dispose(call.request);
     }
 }
 

@@ -3,11 +3,11 @@
 //! For this node and for every connected peer P, two names, registered in `node_up` (which
 //! the distribution layer calls before P's first message is dispatched, so a new peer's
 //! first cast is never lost):
-//! * `rexi_server_<phash2(P)>`: the seed's per-node scheme (MIGRATION.md §1);
+//! * `rexi_server_<phash2(P)>`: the seed's per-node scheme (docs/design/migration.md §1);
 //! * `rexi_server_<P>`: the node-name scheme CouchDB shipped from 2.0.1 on.
 //!
 //! Plus the singleton `rexi_server` while the release keeps it. Names are reference
-//! counted: two peers whose names hash alike share one name (MIGRATION.md §5.6).
+//! counted: two peers whose names hash alike share one name (docs/design/migration.md §5.6).
 
 use super::server::{NameProc, RexiServer};
 use super::stats::bump;

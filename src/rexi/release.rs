@@ -1,4 +1,4 @@
-//! The release stages of the migration (MIGRATION.md), seen from a server.
+//! The release stages of the migration (docs/design/migration.md), seen from a server.
 //!
 //! A C-node can serve every name at once, so per-node names exist at every release (they
 //! cost nothing and make callers of any release safe). What the release decides is the

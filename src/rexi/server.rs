@@ -6,16 +6,17 @@
 //! nothing here waits.
 
 use super::durations::JobDurations;
-use super::handler::{Args, HandlerFuture, Handlers};
+use super::handler::{HandlerFuture, Handlers};
 use super::names::{NameKind, Names};
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
 use super::stats::{bump, Stats};
 use super::worker::{Ctx, Failure, JobState};
 use crate::dist::Node;
-use crate::etf;
+use crate::etf::{summary, Owned, SummaryLimits};
+use crate::process::refkey::{KeyMap, RefKey};
 use crate::process::{gen, Process, Signal};
-use eetf::{Reference, Term};
+use eetf::Term;
 use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -30,6 +31,10 @@ pub struct RexiConfig {
     /// Jobs running at once; beyond it a doit is answered at once with
     /// `{rexi_EXIT, {overloaded, []}}`.
     pub max_jobs: usize,
+    /// Jobs running at once for the callers of one node (the connection that carried the
+    /// doit), answered like `max_jobs` beyond it, so one peer cannot take every slot.
+    /// 0: a quarter of `max_jobs`.
+    pub max_jobs_per_peer: usize,
     /// How long a job waits for a sync answer, a stream ack or the stream2 START (rexi: 300 s).
     pub worker_timeout: Duration,
     /// Unacked rows allowed by `stream2` (CouchDB 2.x: 10; 3.x: 5).
@@ -40,11 +45,33 @@ pub struct RexiConfig {
     pub max_tombstones: usize,
 }
 
+impl RexiConfig {
+    /// The per-peer job quota in force: `max_jobs_per_peer`, or a quarter of `max_jobs`.
+    pub fn jobs_per_peer(&self) -> usize {
+        match self.max_jobs_per_peer {
+            0 => (self.max_jobs / 4).max(1),
+            n => n,
+        }
+    }
+}
+
+/// The most entries `{set_error_limit, N}` may keep: rexi keeps every entry a caller asks
+/// for, but each one here is a copy of a peer's terms, so the ring is bounded (larger
+/// requests are lowered to this, and still answered `ok`).
+pub const MAX_ERROR_LIMIT: usize = 1000;
+
+/// How much of a failed job's reason, stack and nonce an error-ring entry keeps: a
+/// [`summary`] (at most 256 terms, 16 levels, 1 KiB per binary, each), never a clone.
+fn entry_limits() -> SummaryLimits {
+    SummaryLimits::default()
+}
+
 impl Default for RexiConfig {
     fn default() -> Self {
         RexiConfig {
             release: Release::default(),
             max_jobs: 500_000,
+            max_jobs_per_peer: 0,
             worker_timeout: Duration::from_secs(300),
             stream_limit: 10,
             tombstone_ttl: Duration::from_secs(30),
@@ -53,78 +80,55 @@ impl Default for RexiConfig {
     }
 }
 
-/// The key of a job: the caller's Ref, packed into a few words so that a cast costs no
-/// allocation for it and hashes fast (every doit, kill and job end looks it up).
-///
-/// The ref's node name is kept as a 64-bit hash. Two refs share a key only if their
-/// words and creation are equal *and* their nodes' names hash alike, which for the
-/// handful of nodes a cluster has is a 2^-64 event; refs carry at most 5 words in OTP
-/// (more are folded into the node hash, so they still count).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct RefKey {
-    node: u64,
-    creation: u32,
-    len: u32,
-    words: [u32; 5],
-}
-
-impl RefKey {
-    pub fn of(r: &Reference) -> RefKey {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        r.node.name.hash(&mut h);
-        let mut words = [0u32; 5];
-        for (i, w) in r.id.iter().enumerate() {
-            match words.get_mut(i) {
-                Some(slot) => *slot = *w,
-                None => w.hash(&mut h),
-            }
-        }
-        RefKey {
-            node: h.finish(),
-            creation: r.creation,
-            len: r.id.len() as u32,
-            words,
-        }
-    }
-    fn from_term(t: &Term) -> Option<RefKey> {
-        match t {
-            Term::Reference(r) => Some(RefKey::of(r)),
-            _ => None,
-        }
-    }
-}
-
-/// A multiply-rotate hasher for [`RefKey`]s: the key's words are already well mixed
-/// (ref counters and a SipHash of the node name), so SipHash again would only cost time.
-#[derive(Default, Clone, Copy)]
-pub struct WordHasher(u64);
-
-impl std::hash::Hasher for WordHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(*b as u64);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(n as u64);
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-type KeyMap<V> = HashMap<RefKey, V, std::hash::BuildHasherDefault<WordHasher>>;
-
 struct JobEntry {
     state: Arc<JobState>,
     abort: Option<tokio::task::AbortHandle>,
+}
+
+/// The running jobs, and how many each owning node has (for the per-peer quota).
+#[derive(Default)]
+struct Jobs {
+    map: KeyMap<JobEntry>,
+    per_owner: HashMap<String, usize>,
+}
+
+impl Jobs {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn of(&self, owner: &str) -> usize {
+        self.per_owner.get(owner).copied().unwrap_or(0)
+    }
+
+    fn insert(&mut self, key: RefKey, e: JobEntry) -> Option<JobEntry> {
+        match self.per_owner.get_mut(e.state.owner()) {
+            Some(c) => *c += 1,
+            None => {
+                self.per_owner.insert(e.state.owner().to_string(), 1);
+            }
+        }
+        let old = self.map.insert(key, e);
+        if let Some(o) = &old {
+            self.uncount(o.state.owner());
+        }
+        old
+    }
+
+    fn remove(&mut self, key: &RefKey) -> Option<JobEntry> {
+        let e = self.map.remove(key)?;
+        self.uncount(e.state.owner());
+        Some(e)
+    }
+
+    fn uncount(&mut self, owner: &str) {
+        if let Some(c) = self.per_owner.get_mut(owner) {
+            *c -= 1;
+            if *c == 0 {
+                self.per_owner.remove(owner);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -168,7 +172,7 @@ pub struct RexiServer {
     handlers: Handlers,
     cfg: RexiConfig,
     release: Mutex<Release>,
-    jobs: Mutex<KeyMap<JobEntry>>,
+    jobs: Mutex<Jobs>,
     tombstones: Mutex<Tombstones>,
     errors: Mutex<ErrorRing>,
     pub stats: Stats,
@@ -192,16 +196,8 @@ impl Process for NameProc {
     fn deliver(&self, signal: Signal) {
         match self.server.upgrade() {
             Some(s) => s.handle(self.kind, signal),
-            None => drop_signal(signal),
+            None => drop(signal),
         }
-    }
-}
-
-fn drop_signal(signal: Signal) {
-    match signal {
-        Signal::Message { message, .. } => etf::dispose(message),
-        Signal::Exit { reason, .. } => etf::dispose(reason),
-        Signal::Down { reason, .. } => etf::dispose(reason),
     }
 }
 
@@ -213,7 +209,7 @@ impl RexiServer {
             handlers,
             release: Mutex::new(cfg.release),
             cfg,
-            jobs: Mutex::new(KeyMap::default()),
+            jobs: Mutex::new(Jobs::default()),
             tombstones: Mutex::new(Tombstones::default()),
             errors: Mutex::new(ErrorRing {
                 limit: 0,
@@ -260,6 +256,10 @@ impl RexiServer {
         let mut v = self
             .stats
             .snapshot(self.release().get(), self.jobs_running());
+        let (monitors, links) = self.node.registry().held();
+        v.push(("monitors_held", monitors as u64));
+        v.push(("links_held", links as u64));
+        v.extend(self.stats.job_counts());
         v.extend(self.node.net_stats().snapshot());
         v
     }
@@ -272,7 +272,7 @@ impl RexiServer {
     pub(crate) fn handle(&self, kind: NameKind, signal: Signal) {
         let (from, message) = match signal {
             Signal::Message { from, message } => (from, message),
-            other => return drop_signal(other),
+            _ => return,
         };
         match protocol::parse(message) {
             Request::Doit(d) => {
@@ -281,7 +281,12 @@ impl RexiServer {
                     NameKind::Phash2 => &self.stats.casts_phash2,
                     NameKind::NodeName => &self.stats.casts_nodename,
                 });
-                self.doit(d);
+                // The job belongs to the node whose connection carried it: `from` of a
+                // REG_SEND, which the distribution layer checked is a pid of the sending
+                // node. A caller pid of some other node is served, but counted against
+                // and tied to the sender (see `cancel_jobs_of`). Local sends have no
+                // `from`: the caller's node then.
+                self.doit(d, from.map(|p| p.node.name));
             }
             Request::BadDoit {
                 caller,
@@ -290,17 +295,15 @@ impl RexiServer {
             } => {
                 bump(&self.stats.malformed);
                 tracing::warn!(caller = %caller.node.name, "malformed doit answered with rexi_EXIT {reason:?}");
-                let msg = protocol::rexi_exit(reference, tuple(vec![reason, nil()]));
+                let msg = protocol::rexi_exit(reference.into_term(), tuple(vec![reason, nil()]));
                 let _ = self.node.send(&caller, msg);
             }
-            Request::Kill(r) => {
-                self.kill(&r);
-                etf::dispose(r);
-            }
+            Request::Kill(r) => self.kill(&r),
             Request::KillAll(refs) => {
-                for r in refs {
-                    self.kill(&r);
-                    etf::dispose(r);
+                if let Term::List(l) = &*refs {
+                    for r in &l.elements {
+                        self.kill(r);
+                    }
                 }
             }
             Request::Call(call) => self.call(call),
@@ -308,46 +311,57 @@ impl RexiServer {
                 bump(&self.stats.malformed);
                 let sender = from.as_ref().map(|p| p.node.name.as_str()).unwrap_or("?");
                 tracing::warn!(sender, "ignored message to a rexi server: {why}");
-                etf::dispose(t);
+                drop(t);
             }
         }
     }
 
-    fn doit(&self, d: Doit) {
+    /// Runs a doit that `sender` (the node of the connection, if any) carried.
+    fn doit(&self, d: Doit, sender: Option<String>) {
         let key = RefKey::of(&d.reference);
         if lock(&self.tombstones).take(&key, self.cfg.tombstone_ttl) {
             bump(&self.stats.tombstones_hit);
             tracing::debug!(caller = %d.caller.node.name, "doit arrived after its kill: not run");
-            etf::dispose(d.nonce);
-            drop(Args::new(d.args));
             return;
         }
         let hkey = (d.module, d.function, d.args.len());
         let Some((handler, index)) = self.handlers.lookup_indexed(&hkey) else {
             bump(&self.stats.errors);
             let (m, f, _) = hkey;
-            let args = Term::List(eetf::List::from(d.args));
-            let reason = tuple(vec![atom("undef"), protocol::stack(&m, &f, args)]);
+            // undef's stack shows the arguments, as the BEAM does; the ring keeps a summary.
+            let args = Term::List(eetf::List::from(d.args.into_terms()));
+            let reason = Owned::new(tuple(vec![atom("undef"), protocol::stack(&m, &f, args)]));
             self.record_error(&reason, &m, &f, 0, &d.nonce);
-            let msg = protocol::rexi_exit(Term::Reference(Box::new(d.reference)), reason);
+            let msg =
+                protocol::rexi_exit(Term::Reference(Box::new(d.reference)), reason.into_term());
             let _ = self.node.send(&d.caller, msg);
-            etf::dispose(d.nonce);
             return;
         };
-        if lock(&self.jobs).len() >= self.cfg.max_jobs {
+        // Most callers are processes of the sending node: then nothing is allocated.
+        let other_owner = sender.filter(|s| *s != d.caller.node.name);
+        let owner = other_owner.as_deref().unwrap_or(&d.caller.node.name);
+        let refused = {
+            let jobs = lock(&self.jobs);
+            if jobs.len() >= self.cfg.max_jobs {
+                Some(("max_jobs", self.cfg.max_jobs))
+            } else if jobs.of(owner) >= self.cfg.jobs_per_peer() {
+                Some(("max_jobs_per_peer", self.cfg.jobs_per_peer()))
+            } else {
+                None
+            }
+        };
+        if let Some((which, cap)) = refused {
             bump(&self.stats.overloaded);
-            tracing::debug!(caller = %d.caller.node.name, cap = self.cfg.max_jobs, "overloaded: doit refused");
+            tracing::debug!(caller = %d.caller.node.name, peer = %owner, cap, "overloaded ({which}): doit refused");
             let msg = protocol::rexi_exit(
                 Term::Reference(Box::new(d.reference)),
                 tuple(vec![atom("overloaded"), nil()]),
             );
             let _ = self.node.send(&d.caller, msg);
-            etf::dispose(d.nonce);
-            drop(Args::new(d.args));
             return;
         }
         let Some(me) = self.me.upgrade() else { return };
-        let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce));
+        let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce, other_owner));
         bump(&self.stats.jobs_started);
         if let Some(old) = lock(&self.jobs).insert(
             key,
@@ -369,7 +383,7 @@ impl RexiServer {
         let (m, f, arity) = hkey;
         // The handler's future is made here, so the job's own future does not also keep
         // room for the Ctx and the arguments (they live in the handler's future only).
-        let work = handler(ctx, Args::new(d.args));
+        let work = handler(ctx, d.args);
         let started = (self.durations.start(), index);
         let mut job = Box::pin(run_job(
             me,
@@ -389,7 +403,7 @@ impl RexiServer {
         }
         let task = tokio::spawn(job);
         let mut jobs = lock(&self.jobs);
-        if let Some(e) = jobs.get_mut(&key) {
+        if let Some(e) = jobs.map.get_mut(&key) {
             if Arc::ptr_eq(&e.state, &state) {
                 e.abort = Some(task.abort_handle());
             }
@@ -425,13 +439,15 @@ impl RexiServer {
         }
     }
 
-    /// Kills every job whose caller lives on `peer` (its node went down).
+    /// Kills every job that `peer`'s connection created or whose caller lives on `peer`
+    /// (its node went down: nobody could receive the replies, or kill the job).
     pub(crate) fn cancel_jobs_of(&self, peer: &str) {
         let gone: Vec<JobEntry> = {
             let mut jobs = lock(&self.jobs);
             let keys: Vec<RefKey> = jobs
+                .map
                 .iter()
-                .filter(|(_, e)| e.state.caller.node.name == peer)
+                .filter(|(_, e)| e.state.owner() == peer || e.state.caller.node.name == peer)
                 .map(|(k, _)| *k)
                 .collect();
             keys.into_iter().filter_map(|k| jobs.remove(&k)).collect()
@@ -453,12 +469,12 @@ impl RexiServer {
         &self,
         state: &Arc<JobState>,
         key: &RefKey,
-        reason: Option<Term>,
+        reason: Option<Owned>,
         mfa: &(String, String, usize),
     ) {
         {
             let mut jobs = lock(&self.jobs);
-            if matches!(jobs.get(key), Some(e) if Arc::ptr_eq(&e.state, state)) {
+            if matches!(jobs.map.get(key), Some(e) if Arc::ptr_eq(&e.state, state)) {
                 jobs.remove(key);
                 bump(&self.stats.jobs_ended);
             }
@@ -471,12 +487,11 @@ impl RexiServer {
                     self.record_error(&reason, &mfa.0, &mfa.1, mfa.2, &state.nonce);
                     let msg = protocol::rexi_exit(
                         Term::Reference(Box::new(state.reference.clone())),
-                        reason,
+                        reason.into_term(),
                     );
                     state.send(&self.node, msg);
                     atom("shutdown")
                 } else {
-                    etf::dispose(reason);
                     atom("killed")
                 }
             }
@@ -486,6 +501,8 @@ impl RexiServer {
         }
     }
 
+    /// Adds an entry to the error ring: summaries of the caller's terms (see
+    /// [`entry_limits`]), never clones, so an entry is small however deep the reason.
     fn record_error(&self, reason: &Term, m: &str, f: &str, arity: usize, nonce: &Term) {
         let mut ring = lock(&self.errors);
         if ring.limit == 0 {
@@ -499,18 +516,19 @@ impl RexiServer {
             int((now.as_secs() % 1_000_000) as i64),
             int(now.subsec_micros() as i64),
         ]);
+        let l = entry_limits();
         let (r, stack) = match reason {
             Term::Tuple(t) if t.elements.len() == 2 => {
-                (t.elements[0].clone(), t.elements[1].clone())
+                (summary(&t.elements[0], l), summary(&t.elements[1], l))
             }
-            other => (other.clone(), nil()),
+            other => (summary(other, l), nil()),
         };
         let rec = tuple(vec![
             atom("error"),
             ts,
             tuple(vec![atom("error"), r]),
             tuple(vec![atom(m), atom(f), int(arity as i64)]),
-            nonce.clone(),
+            summary(nonce, l),
             stack,
         ]);
         ring.entries.push_front(rec);
@@ -520,7 +538,7 @@ impl RexiServer {
     }
 
     fn call(&self, call: gen::Call) {
-        let reply = match &call.request {
+        let reply = match &*call.request {
             Term::Atom(a) if a.name == "get_errors" => {
                 let ring = lock(&self.errors);
                 tuple(vec![
@@ -542,7 +560,15 @@ impl RexiServer {
                 match &t.elements[1] {
                     Term::FixInteger(n) if n.value >= 0 => {
                         let mut ring = lock(&self.errors);
-                        ring.limit = n.value as usize;
+                        let want = n.value as usize;
+                        if want > MAX_ERROR_LIMIT {
+                            tracing::warn!(
+                                asked = want,
+                                cap = MAX_ERROR_LIMIT,
+                                "set_error_limit lowered to the cap"
+                            );
+                        }
+                        ring.limit = want.min(MAX_ERROR_LIMIT);
                         // Shrinking keeps the oldest entries, as rexi does.
                         while ring.entries.len() > ring.limit {
                             ring.entries.pop_front();
@@ -557,7 +583,6 @@ impl RexiServer {
         let _ = self
             .node
             .send(&call.from, gen::reply_message(call.tag, reply));
-        etf::dispose(call.request);
     }
 }
 
@@ -580,9 +605,10 @@ async fn run_job(
     let stack = || protocol::stack(&mfa.0, &mfa.1, int(mfa.2 as i64));
     let reason = match outcome {
         Ok(Ok(())) | Ok(Err(Failure::Normal)) => None,
-        Ok(Err(Failure::Error { reason, stack: s })) => {
-            Some(tuple(vec![reason, s.unwrap_or_else(stack)]))
-        }
+        Ok(Err(Failure::Error { reason, stack: s })) => Some(Owned::new(tuple(vec![
+            reason.into_term(),
+            s.map(Owned::into_term).unwrap_or_else(stack),
+        ]))),
         Ok(Err(Failure::Exit(r))) => Some(r),
         Err(panic) => {
             let msg = panic
@@ -591,13 +617,13 @@ async fn run_job(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into());
             tracing::warn!(module = %mfa.0, function = %mfa.1, arity = mfa.2, "handler panicked: {msg}");
-            Some(tuple(vec![
+            Some(Owned::new(tuple(vec![
                 tuple(vec![
                     atom("rust_panic"),
                     Term::Binary(eetf::Binary::from(msg.into_bytes())),
                 ]),
                 stack(),
-            ]))
+            ])))
         }
     };
     server.job_ended(&state, &key, reason, &mfa);

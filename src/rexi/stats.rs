@@ -10,6 +10,8 @@ pub struct Stats {
     pub casts_phash2: AtomicU64,
     pub casts_nodename: AtomicU64,
     pub replies: AtomicU64,
+    /// Replies and stream rows that could not be queued (caller gone or not reading).
+    pub replies_dropped: AtomicU64,
     pub errors: AtomicU64,
     pub kills: AtomicU64,
     pub kills_unknown: AtomicU64,
@@ -45,6 +47,7 @@ impl Stats {
             ("casts_phash2", g(&self.casts_phash2)),
             ("casts_nodename", g(&self.casts_nodename)),
             ("replies", g(&self.replies)),
+            ("replies_dropped", g(&self.replies_dropped)),
             ("errors", g(&self.errors)),
             ("kills", g(&self.kills)),
             ("kills_unknown", g(&self.kills_unknown)),
@@ -54,6 +57,14 @@ impl Stats {
             ("malformed", g(&self.malformed)),
             ("jobs_running", jobs_running as u64),
             ("jobs_cancelled_nodedown", g(&self.cancelled_nodedown)),
+        ]
+    }
+
+    /// The job table's throughput, reported after the held monitors and links (the keys
+    /// `stats` answered before the metrics came keep their places).
+    pub fn job_counts(&self) -> [(&'static str, u64); 2] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
             ("jobs_started", g(&self.jobs_started)),
             ("jobs_ended", g(&self.jobs_ended)),
         ]

@@ -1,7 +1,7 @@
 //! A job: a task with its own pid, running one handler, and the [`Ctx`] it answers through.
 //!
 //! The job's messages all come from this one task, in order, over the caller's single
-//! connection, so the caller sees `{Ref, Final}` after every row (CALLER_SIDE.md §6.7).
+//! connection, so the caller sees `{Ref, Final}` after every row (docs/design/callers.md §6.7).
 //! A killed job sends nothing more: every send checks the kill flag under the same lock
 //! the kill takes.
 
@@ -9,7 +9,7 @@ use super::protocol::{self, atom, tuple};
 use super::server::RexiServer;
 use super::stats::bump;
 use crate::dist::Node;
-use crate::etf;
+use crate::etf::Owned;
 use crate::process::{Mailbox, Signal};
 use eetf::{Pid, Reference, Term};
 use std::sync::{Arc, Mutex};
@@ -21,19 +21,23 @@ use tokio::time::Instant;
 pub enum Failure {
     /// Like `error(Reason)` in the MFA: the caller gets `{rexi_EXIT, {Reason, Stack}}`.
     /// Without a stack, a one-frame `[{M, F, Arity, []}]` is used.
-    Error { reason: Term, stack: Option<Term> },
+    Error { reason: Owned, stack: Option<Owned> },
     /// Like a process dying from an exit signal: the caller gets `{rexi_EXIT, Reason}` bare.
-    Exit(Term),
+    Exit(Owned),
     /// Like `exit(normal)`: nothing is sent (for example after a stream CANCEL).
     Normal,
 }
 
 impl Failure {
-    pub fn error(reason: Term) -> Failure {
+    pub fn error(reason: impl Into<Owned>) -> Failure {
         Failure::Error {
-            reason,
+            reason: reason.into(),
             stack: None,
         }
+    }
+
+    pub fn exit(reason: impl Into<Owned>) -> Failure {
+        Failure::Exit(reason.into())
     }
 }
 
@@ -47,7 +51,10 @@ impl Failure {
 pub struct JobState {
     pub caller: Pid,
     pub reference: Reference,
-    pub nonce: Term,
+    pub nonce: Owned,
+    /// The node whose connection carried the doit, when it is not the caller's (rare):
+    /// see [`JobState::owner`].
+    other_owner: Option<String>,
     inner: Mutex<JobInner>,
 }
 
@@ -58,13 +65,24 @@ struct JobInner {
 }
 
 impl JobState {
-    pub fn new(caller: Pid, reference: Reference, nonce: Term) -> JobState {
+    /// `owner`: the sending node, when it is not the caller's.
+    pub fn new(caller: Pid, reference: Reference, nonce: Owned, owner: Option<String>) -> JobState {
+        let other_owner = owner.filter(|o| *o != caller.node.name);
         JobState {
             caller,
             reference,
             nonce,
+            other_owner,
             inner: Mutex::new(JobInner::default()),
         }
+    }
+
+    /// The node whose connection carried the doit: the job counts against its quota and
+    /// ends when that connection goes down.
+    pub fn owner(&self) -> &str {
+        self.other_owner
+            .as_deref()
+            .unwrap_or(&self.caller.node.name)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JobInner> {
@@ -87,19 +105,31 @@ impl JobState {
         self.lock().worker.clone()
     }
 
-    /// Sends to the caller unless the job was killed; false when it was.
-    pub fn send(&self, node: &Node, message: Term) -> bool {
+    /// Sends to the caller unless the job was killed.
+    pub fn send(&self, node: &Node, message: impl Into<Owned>) -> Sent {
+        let message = message.into();
         let g = self.lock();
         if g.killed {
             drop(g);
-            etf::dispose(message);
-            return false;
+            return Sent::Killed;
         }
         if let Err(e) = node.send(&self.caller, message) {
             tracing::debug!(caller = %self.caller.node.name, error = %e, "reply not sent");
+            return Sent::Dropped;
         }
-        true
+        Sent::Queued
     }
+}
+
+/// What became of a message to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Queued on the caller's connection.
+    Queued,
+    /// Not sent: the job was killed.
+    Killed,
+    /// Not sent: no connection, or it is closing (e.g. the caller stopped reading).
+    Dropped,
 }
 
 enum StreamInit {
@@ -123,7 +153,7 @@ pub struct Ctx {
 
 enum Event {
     Ack,
-    Message(Term),
+    Message(Owned),
     Timeout,
 }
 
@@ -155,7 +185,7 @@ impl Ctx {
         }
         let mut g = self.job.lock();
         if g.killed {
-            return Err(Failure::Exit(atom("killed")));
+            return Err(Failure::exit(atom("killed")));
         }
         let mb = self.node.spawn_mailbox();
         g.worker = Some(mb.pid.clone());
@@ -169,7 +199,7 @@ impl Ctx {
         self.ensure_mailbox()?;
         match &self.pid {
             Some(p) => Ok(Term::Pid(p.clone())),
-            None => Err(Failure::Exit(atom("killed"))),
+            None => Err(Failure::exit(atom("killed"))),
         }
     }
 
@@ -182,7 +212,7 @@ impl Ctx {
         self.ensure_mailbox()?;
         self.pid
             .clone()
-            .ok_or_else(|| Failure::Exit(atom("killed")))
+            .ok_or_else(|| Failure::exit(atom("killed")))
     }
 
     pub fn caller(&self) -> &Pid {
@@ -193,14 +223,27 @@ impl Ctx {
         &self.job.nonce
     }
 
-    /// `rexi:reply/1`: `{Ref, Msg}` to the caller.
-    pub fn reply(&self, msg: Term) {
-        if self
-            .job
-            .send(&self.node, protocol::reply(&self.job.reference, msg))
-        {
-            bump(&self.server.stats.replies);
+    /// How long the job waits for an answer (`--worker-timeout`); handlers also use it as
+    /// the longest wait they accept from a caller.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn count(&self, sent: Sent) {
+        match sent {
+            Sent::Queued => bump(&self.server.stats.replies),
+            Sent::Dropped => bump(&self.server.stats.replies_dropped),
+            Sent::Killed => {}
         }
+    }
+
+    /// `rexi:reply/1`: `{Ref, Msg}` to the caller.
+    pub fn reply(&self, msg: impl Into<Owned>) {
+        let msg = msg.into().into_term();
+        let sent = self
+            .job
+            .send(&self.node, protocol::reply(&self.job.reference, msg));
+        self.count(sent);
     }
 
     /// `rexi:ping/0`: `{rexi, '$rexi_ping'}`, which restarts a 2.3+ caller's per-message timeout.
@@ -211,7 +254,8 @@ impl Ctx {
 
     /// `rexi:sync_reply/1`: sends `{Ref, {WorkerPid, Tag}, Msg}` and waits for
     /// `{Tag, Answer}`; after the timeout (300 s by default) the answer is `timeout`.
-    pub async fn sync_reply(&mut self, msg: Term) -> Result<Term, Failure> {
+    pub async fn sync_reply(&mut self, msg: impl Into<Owned>) -> Result<Owned, Failure> {
+        let msg = msg.into();
         let tag = self.node.make_ref();
         let from = tuple(vec![
             self.worker_term()?,
@@ -222,37 +266,40 @@ impl Ctx {
             tuple(vec![
                 Term::Reference(Box::new(self.job.reference.clone())),
                 from,
-                msg,
+                msg.into_term(),
             ]),
         );
         let until = Instant::now() + self.timeout;
         loop {
             match self.next(until).await? {
-                Event::Timeout => return Ok(atom("timeout")),
+                Event::Timeout => return Ok(Owned::new(atom("timeout"))),
                 Event::Ack => {}
-                Event::Message(m) => match answer_for(m, &tag) {
-                    Ok(answer) => return Ok(answer),
-                    Err(other) => etf::dispose(other),
-                },
+                Event::Message(m) => {
+                    if let Some(answer) = answer_for(m, &tag) {
+                        return Ok(answer);
+                    }
+                }
             }
         }
     }
 
     /// `rexi:stream/1` (v1): at most 10 rows unacked; waits for `{rexi_ack, N}` (300 s,
     /// then the job fails with `timeout`).
-    pub async fn stream(&mut self, msg: Term) -> Result<(), Failure> {
-        self.stream_row(msg, 10).await
+    pub async fn stream(&mut self, msg: impl Into<Owned>) -> Result<(), Failure> {
+        self.stream_row(msg.into(), 10).await
     }
 
     /// `rexi:stream2/1`: runs the `rexi_STREAM_INIT` handshake on first use, then streams
     /// with the configured limit.
-    pub async fn stream2(&mut self, msg: Term) -> Result<(), Failure> {
+    pub async fn stream2(&mut self, msg: impl Into<Owned>) -> Result<(), Failure> {
+        let msg = msg.into();
         self.ensure_started().await?;
         self.stream_row(msg, self.stream_limit).await
     }
 
     /// `rexi:stream_last/1`: the handshake if it did not run yet, then `{Ref, Msg}`.
-    pub async fn stream_last(&mut self, msg: Term) -> Result<(), Failure> {
+    pub async fn stream_last(&mut self, msg: impl Into<Owned>) -> Result<(), Failure> {
+        let msg = msg.into();
         self.ensure_started().await?;
         self.reply(msg);
         Ok(())
@@ -263,7 +310,7 @@ impl Ctx {
             return Ok(());
         }
         let answer = self.sync_reply(atom("rexi_STREAM_INIT")).await?;
-        match &answer {
+        match &*answer {
             Term::Atom(a) if a.name == "rexi_STREAM_START" => {
                 self.init = StreamInit::Started;
                 Ok(())
@@ -272,47 +319,34 @@ impl Ctx {
             Term::Atom(a) if a.name == "timeout" => Err(Failure::error(atom("timeout"))),
             _ => Err(Failure::error(tuple(vec![
                 atom("invalid_stream_message"),
-                answer,
+                answer.into_term(),
             ]))),
         }
     }
 
-    async fn stream_row(&mut self, msg: Term, limit: usize) -> Result<(), Failure> {
+    async fn stream_row(&mut self, msg: Owned, limit: usize) -> Result<(), Failure> {
         if self.unacked >= limit {
             let until = Instant::now() + self.timeout;
             while self.unacked >= limit {
                 match self.next(until).await? {
-                    Event::Timeout => {
-                        etf::dispose(msg);
-                        return Err(Failure::error(atom("timeout")));
-                    }
-                    Event::Ack => {}
-                    Event::Message(m) => etf::dispose(m),
+                    Event::Timeout => return Err(Failure::error(atom("timeout"))),
+                    Event::Ack | Event::Message(_) => {}
                 }
             }
         } else {
             // Drain acks already queued without waiting.
             while let Some(sig) = self.mailbox.as_mut().and_then(|m| m.rx.try_recv().ok()) {
-                if let Event::Message(m) = self.absorb(sig)? {
-                    etf::dispose(m);
-                }
+                self.absorb(sig)?;
             }
         }
-        let worker = match self.worker_term() {
-            Ok(w) => w,
-            Err(e) => {
-                etf::dispose(msg);
-                return Err(e);
-            }
-        };
+        let worker = self.worker_term()?;
         let row = tuple(vec![
             Term::Reference(Box::new(self.job.reference.clone())),
             worker,
-            msg,
+            msg.into_term(),
         ]);
-        if self.job.send(&self.node, row) {
-            bump(&self.server.stats.replies);
-        }
+        let sent = self.job.send(&self.node, row);
+        self.count(sent);
         self.unacked += 1;
         Ok(())
     }
@@ -320,11 +354,11 @@ impl Ctx {
     async fn next(&mut self, until: Instant) -> Result<Event, Failure> {
         self.ensure_mailbox()?;
         let Some(mb) = self.mailbox.as_mut() else {
-            return Err(Failure::Exit(atom("killed")));
+            return Err(Failure::exit(atom("killed")));
         };
         match tokio::time::timeout_at(until, mb.rx.recv()).await {
             Err(_) => Ok(Event::Timeout),
-            Ok(None) => Err(Failure::Exit(atom("killed"))),
+            Ok(None) => Err(Failure::exit(atom("killed"))),
             Ok(Some(sig)) => self.absorb(sig),
         }
     }
@@ -342,13 +376,13 @@ impl Ctx {
                 Ok(Event::Message(message))
             }
             Signal::Exit { reason, .. } => {
-                if matches!(&reason, Term::Atom(a) if a.name == "normal") {
-                    Ok(Event::Message(protocol::nil()))
+                if matches!(&*reason, Term::Atom(a) if a.name == "normal") {
+                    Ok(Event::Message(Owned::nil()))
                 } else {
                     Err(Failure::Exit(reason))
                 }
             }
-            Signal::Down { .. } => Ok(Event::Message(protocol::nil())),
+            Signal::Down { .. } => Ok(Event::Message(Owned::nil())),
         }
     }
 }
@@ -368,13 +402,18 @@ fn ack_count(m: &Term) -> Option<usize> {
     }
 }
 
-fn answer_for(m: Term, tag: &Reference) -> Result<Term, Term> {
-    let is_ours = matches!(&m, Term::Tuple(t) if t.elements.len() == 2 && matches!(&t.elements[0], Term::Reference(r) if r.id == tag.id && r.node.name == tag.node.name));
-    if !is_ours {
-        return Err(m);
-    }
-    match m {
-        Term::Tuple(t) => Ok(t.elements.into_iter().nth(1).unwrap_or_else(protocol::nil)),
-        other => Err(other),
+/// The answer in `{Tag, Answer}` when `m` is that, for our `tag`; anything else is dropped.
+fn answer_for(mut m: Owned, tag: &Reference) -> Option<Owned> {
+    match &mut *m {
+        Term::Tuple(t)
+            if t.elements.len() == 2
+                && matches!(&t.elements[0], Term::Reference(r) if r.id == tag.id && r.node.name == tag.node.name) =>
+        {
+            Some(Owned::new(std::mem::replace(
+                &mut t.elements[1],
+                protocol::nil(),
+            )))
+        }
+        _ => None,
     }
 }

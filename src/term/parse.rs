@@ -18,19 +18,11 @@ use eetf::{List, Map, Term, Tuple};
 use num_bigint::{BigInt, Sign};
 use num_traits::{ToPrimitive, Zero};
 
-/// The longest atom the BEAM accepts, in characters.
-const MAX_ATOM_CHARS: usize = 255;
+use super::atom::{atom_text, is_atom_start, is_name_char, MAX_ATOM_CHARS, RESERVED};
 
 /// The largest bitstring the parser builds, in bits (16 MiB). A typo such as
 /// `<<0:99999999999>>` should be an error, not an allocation of gigabytes.
 const MAX_BITS: u64 = 1 << 27;
-
-/// Erlang's reserved words: they cannot be bare atoms.
-pub(crate) const RESERVED: &[&str] = &[
-    "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case",
-    "catch", "cond", "div", "else", "end", "fun", "if", "let", "maybe", "not", "of", "or",
-    "orelse", "receive", "rem", "try", "when", "xor",
-];
 
 /// Why a text is not a term: where (1-based line and column, counted in characters) and
 /// what the parser expected there.
@@ -86,7 +78,7 @@ impl Tok {
     /// How the token is named in an error message.
     fn describe(&self) -> String {
         match self {
-            Tok::Atom(a) => format!("atom {}", super::print::atom_text(a)),
+            Tok::Atom(a) => format!("atom {}", atom_text(a)),
             Tok::Var(v) => format!("variable {v} (variables are not terms; quote it as '{v}')"),
             Tok::Reserved(w) => format!("reserved word {w} (quote it as '{w}')"),
             Tok::Int(i) => format!("integer {i}"),
@@ -198,7 +190,7 @@ impl Parser {
             if self.pos - start > MAX_ATOM_CHARS {
                 return Err(self.error_at(
                     start,
-                    "an atom of at most 255 characters",
+                    format!("an atom of at most {MAX_ATOM_CHARS} characters"),
                     format!("{} characters", self.pos - start),
                 ));
             }
@@ -218,7 +210,7 @@ impl Parser {
             if cps.len() > MAX_ATOM_CHARS {
                 return Err(self.error_at(
                     start,
-                    "an atom of at most 255 characters",
+                    format!("an atom of at most {MAX_ATOM_CHARS} characters"),
                     format!("{} characters", cps.len()),
                 ));
             }
@@ -979,7 +971,8 @@ struct Spec {
 }
 
 /// Appends bits MSB first; finishes as a `Binary`, or a `BitBinary` whose last byte holds
-/// the trailing bits right-aligned (the convention eetf's decoder uses, SPEC.md §5.3).
+/// the trailing bits right-aligned (the convention eetf's decoder uses,
+/// docs/design/phash2.md §5.3).
 #[derive(Default)]
 struct BitWriter {
     bytes: Vec<u8>,
@@ -1068,19 +1061,6 @@ fn cons(mut elems: Vec<Term>, tail: Term) -> Term {
     }
 }
 
-/// Can `c` start a bare atom? Lower-case ASCII and Latin-1 letters.
-pub(crate) fn is_atom_start(c: char) -> bool {
-    c.is_ascii_lowercase() || (('\u{DF}'..='\u{FF}').contains(&c) && c != '\u{F7}')
-}
-
 fn is_var_start(c: char) -> bool {
     c.is_ascii_uppercase() || c == '_' || (('\u{C0}'..='\u{DE}').contains(&c) && c != '\u{D7}')
-}
-
-/// Can `c` continue a bare atom (or variable)?
-pub(crate) fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || c == '_'
-        || c == '@'
-        || (('\u{C0}'..='\u{FF}').contains(&c) && c != '\u{D7}' && c != '\u{F7}')
 }

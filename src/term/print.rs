@@ -2,7 +2,7 @@
 //!
 //! Operators paste what the CLI and the logs print back into `erl` or into `rexi-node
 //! phash2`, so everything that has a literal syntax is printed as a literal that
-//! [`super::parse`] and `erl_parse:parse_term/1` read back as the same term. Pids, ports,
+//! the term parser and `erl_parse:parse_term/1` read back as the same term. Pids, ports,
 //! refs and closures have no literal syntax; they are shown like Erlang shows them, with
 //! the node name where Erlang would show a node index, because in a log the node is what
 //! one wants to know.
@@ -10,13 +10,10 @@
 //! Like the hash, the printer keeps its own stack: a term nested 100,000 deep prints
 //! without recursion.
 
-use std::cmp::Ordering;
-
 use eetf::{InternalFun, Term};
-use num_bigint::BigInt;
-use num_traits::ToPrimitive;
 
-use super::parse::{is_atom_start, is_name_char, RESERVED};
+use super::atom::{atom_text, escape_into};
+use crate::etf::order;
 
 /// The whole term as text.
 pub fn print(t: &Term) -> String {
@@ -48,52 +45,16 @@ pub fn print_truncated(t: &Term, max_chars: usize) -> String {
     s
 }
 
-/// An atom as Erlang writes it: bare when it can be, otherwise in single quotes.
-pub fn atom_text(name: &str) -> String {
-    let mut chars = name.chars();
-    let bare = chars.next().is_some_and(is_atom_start)
-        && chars.all(is_name_char)
-        && !RESERVED.contains(&name);
-    if bare {
-        return name.to_string();
-    }
-    let mut s = String::with_capacity(name.len() + 2);
-    s.push('\'');
-    for c in name.chars() {
-        escape_into(&mut s, c as u32, '\'');
-    }
-    s.push('\'');
-    s
-}
-
-/// Appends code point `c` inside a literal delimited by `quote`, escaped where needed.
-fn escape_into(s: &mut String, c: u32, quote: char) {
-    match char::from_u32(c) {
-        Some(ch) if ch == quote || ch == '\\' => {
-            s.push('\\');
-            s.push(ch);
-        }
-        Some('\n') => s.push_str("\\n"),
-        Some('\r') => s.push_str("\\r"),
-        Some('\t') => s.push_str("\\t"),
-        Some('\u{0B}') => s.push_str("\\v"),
-        Some('\u{08}') => s.push_str("\\b"),
-        Some('\u{0C}') => s.push_str("\\f"),
-        Some('\u{1B}') => s.push_str("\\e"),
-        Some('\u{7F}') => s.push_str("\\d"),
-        Some(ch) if !ch.is_control() => s.push(ch),
-        _ => s.push_str(&format!("\\x{{{c:X}}}")),
-    }
-}
-
-/// Is code point `c` shown inside a `"…"` string (rather than making the list print as
-/// numbers)? Printable characters and the usual whitespace escapes.
-fn printable(c: u32) -> bool {
-    matches!(c, 8..=13 | 27) || char::from_u32(c).is_some_and(|ch| !ch.is_control())
+/// Does `~p` show a list of these code points as a string? Exactly when every one is a
+/// printable Latin-1 character (`io_lib:printable_latin1_list/1`, which is also what
+/// `~tp` uses under the default `+pc latin1`): space to `~`, `\240` to `\377`, and the
+/// escapes `\b \t \n \v \f \r \e`. So `[5000]` and `[7]` stay lists of numbers.
+fn printable_latin1(c: u32) -> bool {
+    matches!(c, 8..=13 | 27 | 32..=126 | 160..=255)
 }
 
 fn printable_ascii(b: u8) -> bool {
-    matches!(b, 8..=13 | 27 | 32..=126)
+    b < 128 && printable_latin1(u32::from(b))
 }
 
 /// A float as Erlang prints it: the shortest digits that read back as the same double,
@@ -209,7 +170,7 @@ impl Printer {
             Term::ByteList(l) => {
                 if l.bytes.is_empty() {
                     self.push("[]");
-                } else if l.bytes.iter().all(|&b| printable(u32::from(b))) {
+                } else if l.bytes.iter().all(|&b| printable_latin1(u32::from(b))) {
                     self.string(l.bytes.iter().map(|&b| u32::from(b)));
                 } else {
                     self.numbers("[", l.bytes.iter(), "]");
@@ -221,7 +182,7 @@ impl Printer {
                     .iter()
                     .map(|e| match e {
                         Term::FixInteger(i) => {
-                            u32::try_from(i.value).ok().filter(|&c| printable(c))
+                            u32::try_from(i.value).ok().filter(|&c| printable_latin1(c))
                         }
                         _ => None,
                     })
@@ -253,11 +214,12 @@ impl Printer {
             Term::Map(m) => {
                 self.push("#{");
                 stack.push(Item::Lit("}"));
-                // A HashMap has no stable order; Erlang shows small maps in term order.
-                // Sort by the cheap part of term order, then by hash, so the same map
-                // always prints the same way.
-                let mut pairs: Vec<(&Term, &Term)> = m.map.iter().collect();
-                pairs.sort_by(|a, b| key_order(a.0, b.0));
+                // A HashMap has no stable order; Erlang shows a small map's keys in term
+                // order, and so do we for every map (a large map's internal order cannot
+                // be reproduced). Only keys nested beyond `order::MAX_DEPTH`, which our
+                // decoder refuses by default, keep the HashMap's order.
+                let pairs = order::sorted_pairs(&m.map, 0)
+                    .unwrap_or_else(|_| m.map.iter().collect());
                 for (i, (k, v)) in pairs.into_iter().enumerate().rev() {
                     stack.push(Item::Term(v));
                     stack.push(Item::Lit(" => "));
@@ -330,77 +292,41 @@ impl Printer {
         self.push(&s);
     }
 
-    /// `<<"text">>`, `<<"tëxt"/utf8>>` or `<<1,2,3>>`, then the trailing bits as `T:R`.
+    /// A bitstring as `~tp` shows it: `<<"text">>` when every byte is printable ASCII,
+    /// `<<"tëxt"/utf8>>` when the bytes are UTF-8 for printable Latin-1 characters,
+    /// `<<"tëxt">>` when every byte is a printable Latin-1 character, else numbers; a
+    /// bitstring with trailing bits is always numbers, the bits last as `T:R`.
     fn bitstring(&mut self, whole: &[u8], tail: Option<(u8, u8)>) {
-        let tail_text = tail.map(|(t, r)| format!("{t}:{r}"));
-        if whole.is_empty() {
-            self.push(&format!("<<{}>>", tail_text.unwrap_or_default()));
+        if let Some((t, r)) = tail {
+            let close = if whole.is_empty() {
+                format!("{t}:{r}>>")
+            } else {
+                format!(",{t}:{r}>>")
+            };
+            self.numbers("<<", whole.iter(), &close);
             return;
         }
-        let sep_tail = tail_text.map(|t| format!(",{t}")).unwrap_or_default();
+        if whole.is_empty() {
+            self.push("<<>>");
+            return;
+        }
         if whole.iter().all(|&b| printable_ascii(b)) {
             let lit = self.literal(whole.iter().map(|&b| u32::from(b)));
-            self.push(&format!("<<{lit}{sep_tail}>>"));
+            self.push(&format!("<<{lit}>>"));
             return;
         }
         if let Ok(text) = std::str::from_utf8(whole) {
-            if text.chars().all(|c| printable(c as u32)) {
+            if text.chars().all(|c| printable_latin1(c as u32)) {
                 let lit = self.literal(text.chars().map(|c| c as u32));
-                self.push(&format!("<<{lit}/utf8{sep_tail}>>"));
+                self.push(&format!("<<{lit}/utf8>>"));
                 return;
             }
         }
-        self.numbers("<<", whole.iter(), &format!("{sep_tail}>>"));
+        if whole.iter().all(|&b| printable_latin1(u32::from(b))) {
+            let lit = self.literal(whole.iter().map(|&b| u32::from(b)));
+            self.push(&format!("<<{lit}>>"));
+            return;
+        }
+        self.numbers("<<", whole.iter(), ">>");
     }
-}
-
-/// Erlang's term order between types: number < atom < reference < fun < port < pid <
-/// tuple < map < [] < list < bitstring.
-fn rank(t: &Term) -> u8 {
-    match t {
-        Term::FixInteger(_) | Term::BigInteger(_) | Term::Float(_) => 0,
-        Term::Atom(_) => 1,
-        Term::Reference(_) => 2,
-        Term::ExternalFun(_) | Term::InternalFun(_) => 3,
-        Term::Port(_) => 4,
-        Term::Pid(_) => 5,
-        Term::Tuple(_) => 6,
-        Term::Map(_) => 7,
-        Term::List(l) if l.elements.is_empty() => 8,
-        Term::ByteList(l) if l.bytes.is_empty() => 8,
-        Term::List(_) | Term::ByteList(_) | Term::ImproperList(_) => 9,
-        Term::Binary(_) | Term::BitBinary(_) => 10,
-    }
-}
-
-fn as_bigint(t: &Term) -> Option<BigInt> {
-    match t {
-        Term::FixInteger(i) => Some(BigInt::from(i.value)),
-        Term::BigInteger(i) => Some(i.value.clone()),
-        _ => None,
-    }
-}
-
-fn as_f64(t: &Term) -> f64 {
-    match t {
-        Term::Float(f) => f.value,
-        other => as_bigint(other).and_then(|i| i.to_f64()).unwrap_or(0.0),
-    }
-}
-
-/// The order map keys are printed in: Erlang's term order for numbers, atoms and
-/// binaries, then the phash2 of the key so that the order is at least stable.
-fn key_order(a: &Term, b: &Term) -> Ordering {
-    let leaf = match (a, b) {
-        _ if rank(a) != rank(b) => rank(a).cmp(&rank(b)),
-        (Term::Atom(x), Term::Atom(y)) => x.name.cmp(&y.name),
-        (Term::Binary(x), Term::Binary(y)) => x.bytes.cmp(&y.bytes),
-        _ => match (as_bigint(a), as_bigint(b)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ if rank(a) == 0 => as_f64(a).partial_cmp(&as_f64(b)).unwrap_or(Ordering::Equal),
-            _ => Ordering::Equal,
-        },
-    };
-    let hash = |t: &Term| crate::phash2::make_hash2(t).unwrap_or(0);
-    leaf.then_with(|| hash(a).cmp(&hash(b)))
 }

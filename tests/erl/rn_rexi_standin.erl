@@ -1,8 +1,9 @@
-%% STAND-IN for erlang-interop's `rexi` application, which is not merged into this branch.
-%% It registers the names a node at a given migration release registers (MIGRATION.md §1)
-%% and, with `env`, sets application env `release` of app `rexi` the way erlang-interop's
-%% app exposes it, so that the operator tools (status, cast, migrate-check) can be tested
-%% against real BEAM nodes. At merge, the tests should start erlang-interop's rexi instead.
+%% A small rexi for the operator tools' tests (tests/cli_tools.rs). It registers the names a
+%% node at a given migration release registers (docs/design/migration.md §1) and, with
+%% `env`, sets application env `release` of app `rexi` the way erlang-interop's app exposes
+%% it. One `erl -run` gives a node at any release in a state the tests choose (e.g. a
+%% rexi_server_mon still waiting), which erlang-interop's supervised app does not offer;
+%% erlang-interop's own suites test that app against the same tools (migrate_check_agrees).
 %%
 %% erl -run rn_rexi_standin start Release env|noenv|env_waiting [PeerNode...]
 %%

@@ -1,10 +1,18 @@
 //! Test harness: a real epmd, the real daemon binary and real `erl` nodes, each started by
-//! the test on 127.0.0.1 with its own epmd port and killed by pid when the test ends.
+//! the test on 127.0.0.1 with its own epmd port and killed by pid when the test ends; plus
+//! the small helpers several test files share (the `rexi-node` tool runner, big stacks,
+//! printed random seeds).
+//!
+//! Waiting is always for a state (a log line, a registration, an exit) with a generous
+//! deadline, never a fixed sleep: the tests share two cores with each other.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+pub mod raw_peer;
+
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,19 +40,30 @@ pub struct Epmd {
 }
 
 impl Epmd {
+    /// Starts epmd on a free port and returns once it answers `epmd -names`. The port is
+    /// free when chosen but not held (epmd must bind it itself), so another test may take
+    /// it first: epmd then exits at once, and another port is tried. Panics when no epmd
+    /// comes up, rather than letting the test run against nothing.
     pub fn start() -> Epmd {
-        let port = free_port();
-        let child = Command::new("epmd")
-            .args(["-port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("epmd must be installed (erlang-nox)");
-        let e = Epmd { child, port };
-        wait_until(Duration::from_secs(5), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        e
+        for _ in 0..10 {
+            let port = free_port();
+            let mut child = Command::new("epmd")
+                .args(["-port", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("epmd must be installed (erlang-nox)");
+            let exited = |c: &mut Child| !matches!(c.try_wait(), Ok(None));
+            let answered = wait_until(Duration::from_secs(20), || {
+                exited(&mut child) || epmd_answers(port)
+            });
+            // Ours only if it is still running: an epmd that lost the port has exited.
+            if answered && !exited(&mut child) {
+                return Epmd { child, port };
+            }
+            kill(&mut child);
+        }
+        panic!("epmd did not come up on a private port in 10 attempts (is erlang-nox installed?)");
     }
 
     /// What `epmd -names` prints.
@@ -55,6 +74,16 @@ impl Epmd {
             .expect("epmd -names");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// Whether an epmd answers `epmd -names` on `port`.
+pub fn epmd_answers(port: u16) -> bool {
+    Command::new("epmd")
+        .args(["-port", &port.to_string(), "-names"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Drop for Epmd {
@@ -76,25 +105,45 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// Collects a child's stderr/stdout lines as they come.
 #[derive(Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
+pub struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Reader threads still running (their pipe not yet at end of file).
+    open: Arc<AtomicUsize>,
+}
 
 impl Lines {
-    fn follow(&self, r: impl std::io::Read + Send + 'static) {
+    pub fn follow(&self, r: impl std::io::Read + Send + 'static) {
         let me = self.clone();
+        self.open.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
             for line in BufReader::new(r).lines().map_while(Result::ok) {
                 let clean = strip_ansi(&line);
-                me.0.lock().unwrap_or_else(|p| p.into_inner()).push(clean);
+                me.lines.lock().unwrap_or_else(|p| p.into_inner()).push(clean);
             }
+            me.open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 
+    /// Waits until every followed pipe reached end of file (the child and anything it
+    /// started have closed it), so the lines are complete.
+    pub fn wait_closed(&self, limit: Duration) -> bool {
+        wait_until(limit, || self.open.load(Ordering::SeqCst) == 0)
+    }
+
     pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn text(&self) -> String {
         self.all().join("\n")
+    }
+
+    /// The lines that contain every one of `needles`.
+    pub fn with(&self, needles: &[&str]) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .collect()
     }
 
     pub fn contains(&self, needle: &str) -> bool {
@@ -123,8 +172,12 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// The daemon under test: this build's, or `REXI_NODE_BIN` (to show that a regression
+/// test fails against an older binary).
 pub fn daemon_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rexi-node"))
+    std::env::var_os("REXI_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rexi-node")))
 }
 
 /// The daemon, `rexi-node run`, with its log.
@@ -156,7 +209,7 @@ impl Daemon {
         }
         let d = Daemon { child, name, log };
         assert!(
-            d.log.wait_for("serving rexi", Duration::from_secs(10)),
+            d.log.wait_for("serving rexi", Duration::from_secs(30)),
             "daemon did not start:\n{}",
             d.log.text()
         );
@@ -263,8 +316,13 @@ impl Erl {
         let t = Instant::now();
         while t.elapsed() < limit {
             if let Ok(Some(st)) = self.child.try_wait() {
-                // let the reader threads drain
-                std::thread::sleep(Duration::from_millis(100));
+                // The output is complete once the readers reach end of file.
+                assert!(
+                    self.out.wait_closed(Duration::from_secs(10)),
+                    "{} exited but its output pipes stayed open:\n{}",
+                    self.name,
+                    self.out.text()
+                );
                 return st.code();
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -316,4 +374,109 @@ impl Drop for Erl {
             kill(&mut self.child);
         }
     }
+}
+
+// ---- the rexi-node tool, run as an operator would ----------------------------------------
+
+/// What one `rexi-node ...` run printed, and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+    pub took: Duration,
+}
+
+impl Run {
+    /// Everything, for assertion messages.
+    pub fn text(&self) -> String {
+        format!(
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.out, self.err
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.out.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.text()))
+    }
+}
+
+/// Runs `rexi-node ARGS...` to completion with `env` set (and `REXI_NODE_COOKIE` removed,
+/// so a cookie in the developer's environment changes nothing), feeding it `stdin` if any.
+pub fn rexi_node(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> Run {
+    let t = Instant::now();
+    let mut cmd = Command::new(daemon_bin());
+    cmd.args(args)
+        .env_remove("REXI_NODE_COOKIE")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run rexi-node");
+    // Write from another thread: the child may fill its stdout pipe before reading all input.
+    let writer = stdin.map(|input| {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        let input = input.to_string();
+        std::thread::spawn(move || pipe.write_all(input.as_bytes()))
+    });
+    let o = child.wait_with_output().expect("wait for rexi-node");
+    if let Some(w) = writer {
+        w.join()
+            .expect("stdin writer")
+            .expect("rexi-node did not read its whole input");
+    }
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
+        err: String::from_utf8(o.stderr).expect("stderr is UTF-8"),
+        took: t.elapsed(),
+    }
+}
+
+// ---- shared helpers ------------------------------------------------------------------------
+
+/// Runs `f` on a thread with a stack of `mib` MiB and returns its result (a panic in `f`
+/// fails the test with its message).
+pub fn on_stack<T: Send + 'static>(mib: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    match std::thread::Builder::new()
+        .stack_size(mib << 20)
+        .spawn(f)
+        .expect("spawn test thread")
+        .join()
+    {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Runs `f` on a thread with a 512 MiB stack.
+///
+/// Why a big stack: the codec decodes and disposes iteratively, but tests drop terms the
+/// ordinary way, through eetf's derived `Drop`, which recurses; their inputs nest up to
+/// 100,000 levels. The stack is reserved address space, touched only as deep as used.
+pub fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    on_stack(512, f)
+}
+
+/// A random seed, or the one in the environment variable `var` to replay a run. Callers
+/// print it (and put it in every failure message): that is what makes a run repeatable.
+pub fn seed(var: &str) -> u64 {
+    if let Ok(s) = std::env::var(var) {
+        if !s.trim().is_empty() {
+            return s
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{var} must be an unsigned integer, got {s:?}"));
+        }
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    (t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000_000_000
 }

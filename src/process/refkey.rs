@@ -1,0 +1,76 @@
+//! A compact, allocation-free key for a reference, and a fast hasher for such keys.
+//!
+//! Used wherever a table is looked up by a peer's reference on every message: rexi's job
+//! table (by the caller's Ref) and the registry's monitors (O(1) `DEMONITOR`).
+
+use eetf::{Reference, Term};
+use std::collections::HashMap;
+
+/// The key of a job: the caller's Ref, packed into a few words so that a cast costs no
+/// allocation for it and hashes fast (every doit, kill and job end looks it up).
+///
+/// The ref's node name is kept as a 64-bit hash. Two refs share a key only if their
+/// words and creation are equal *and* their nodes' names hash alike, which for the
+/// handful of nodes a cluster has is a 2^-64 event; refs carry at most 5 words in OTP
+/// (more are folded into the node hash, so they still count).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct RefKey {
+    node: u64,
+    creation: u32,
+    len: u32,
+    words: [u32; 5],
+}
+
+impl RefKey {
+    pub fn of(r: &Reference) -> RefKey {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.node.name.hash(&mut h);
+        let mut words = [0u32; 5];
+        for (i, w) in r.id.iter().enumerate() {
+            match words.get_mut(i) {
+                Some(slot) => *slot = *w,
+                None => w.hash(&mut h),
+            }
+        }
+        RefKey {
+            node: h.finish(),
+            creation: r.creation,
+            len: r.id.len() as u32,
+            words,
+        }
+    }
+    pub fn from_term(t: &Term) -> Option<RefKey> {
+        match t {
+            Term::Reference(r) => Some(RefKey::of(r)),
+            _ => None,
+        }
+    }
+}
+
+/// A multiply-rotate hasher for [`RefKey`]s: the key's words are already well mixed
+/// (ref counters and a SipHash of the node name), so SipHash again would only cost time.
+#[derive(Default, Clone, Copy)]
+pub struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+pub type KeyMap<V> = HashMap<RefKey, V, std::hash::BuildHasherDefault<WordHasher>>;
