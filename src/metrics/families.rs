@@ -140,7 +140,7 @@ pub const FIGURES: &[Figure] = &[
     fig("frames_refused_frame_type", "frames_refused", C, Some(("limit", "frame_type")), REFUSED),
     fig("frames_refused_term", "frames_refused", C, Some(("limit", "term")), REFUSED),
     fig("frames_refused_max_outbox", "frames_refused", C, Some(("limit", "max_outbox")), REFUSED),
-    fig("connections_closed_max_outbox_total", "connections_closed_max_outbox_total", C, None, "Connections aborted because the send queues of all peers together passed --max-outbox-total (the largest queue goes first)."),
+    fig("connections_closed_max_outbox_total", "connections_closed_outbox_budget", C, None, "Connections aborted because the send queues of all peers together passed --max-outbox-total (the largest queue goes first)."),
 ];
 
 /// The families outside the snapshot: (name as exposed, help).
