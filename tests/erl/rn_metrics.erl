@@ -43,7 +43,7 @@ workload([Target, NStr, ErrStr, KillStr]) ->
         ErrRefs = [cast(ByName, {rexi_node, fail, [boom]}) || _ <- lists:seq(1, NErr)],
         [receive {Ref, {rexi_EXIT, _}} -> ok after 10000 -> throw(no_error_reply) end
          || Ref <- ErrRefs],
-        KillRefs = [cast(Phash, {rexi_node, sleep, [600000]}) || _ <- lists:seq(1, NKill)],
+        KillRefs = [cast(Phash, {rexi_node, sleep, [60000]}) || _ <- lists:seq(1, NKill)],
         %% The kills must find running jobs: wait until every sleeper is in the job table.
         Running = fun W(K) ->
             case stat(T, jobs_running) of
