@@ -15,6 +15,7 @@
 //! * [`process`]: pids, refs, registered names, monitors and links of this node.
 //! * [`rexi`]: the rexi server, its names across the migration, workers.
 //! * [`handlers`]: the MFAs `rexi-node run` serves out of the box.
+//! * [`metrics`]: `--metrics-addr`: Prometheus figures, `/healthz` and `/readyz`.
 //! * [`log_limit`]: repeated warnings aggregated per source (one line per interval).
 //! * [`migrate`]: which casts a mixed-release cluster loses (the logic of `migrate-check`).
 
@@ -22,6 +23,7 @@ pub mod client;
 pub mod etf;
 pub mod handlers;
 pub mod log_limit;
+pub mod metrics;
 pub mod migrate;
 pub mod net;
 pub mod phash2;

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cast;
 pub mod epmd;
 pub mod exit;
+pub mod healthcheck;
 pub mod inspect;
 pub mod migrate_check;
 pub mod names;
@@ -58,6 +59,8 @@ pub enum Command {
     MigrateCheck(migrate_check::Args),
     /// Load a rexi server (rexi-node or BEAM) as a hidden caller node; print throughput and latency.
     Bench(bench::Args),
+    /// Ask a daemon's --metrics-addr for /readyz (or --path): exit 0 on 200, 1 otherwise.
+    Healthcheck(healthcheck::Args),
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
@@ -73,6 +76,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Release(a) => release::main(a),
         Command::MigrateCheck(a) => migrate_check::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Healthcheck(a) => healthcheck::main(a),
     }
 }
 

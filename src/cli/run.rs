@@ -3,6 +3,7 @@
 use super::node_args::NodeArgs;
 use rexi_node::net::NodeConfig;
 use rexi_node::handlers;
+use rexi_node::metrics::Metrics;
 use rexi_node::rexi::{Release, RexiConfig};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -102,6 +103,14 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve Prometheus figures at /metrics, and /healthz and /readyz, on this address
+    /// (e.g. 127.0.0.1:9568) [default: off]. Bound before the node starts: a taken address
+    /// stops the daemon.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Also export per-peer series (one per connected node: mind the cardinality).
+    #[arg(long, requires = "metrics_addr")]
+    pub metrics_per_peer: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +209,14 @@ pub fn main(a: Args) -> ExitCode {
         Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
     };
     rt.block_on(async move {
+        // The endpoint binds first: a taken address stops `run` before it joins the cluster.
+        let metrics = match a.metrics_addr {
+            Some(addr) => match Metrics::start(addr, a.metrics_per_peer).await {
+                Ok(m) => Some(m),
+                Err(e) => return super::fail(&e),
+            },
+            None => None,
+        };
         let rcfg = RexiConfig {
             release: Release::new(a.release).unwrap_or_default(),
             max_jobs: a.max_jobs,
@@ -212,6 +229,10 @@ pub fn main(a: Args) -> ExitCode {
             Ok(started) => started,
             Err(e) => return super::fail(&e.0),
         };
+        if let Some(m) = &metrics {
+            m.set_node(&node);
+            m.set_rexi(&rexi);
+        }
         tracing::info!(node = %node.name(), release = a.release, "serving rexi");
         wait_for_signal().await;
         tracing::info!(node = %node.name(), "shutting down: closing connections and leaving epmd");

@@ -14,9 +14,10 @@
 //!   blocked writer holds count too.
 
 use super::message;
+use super::metrics::{ConnStats, FrameLimit};
 use crate::etf::Limits;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,7 +63,8 @@ pub struct Outbox {
     /// Bytes appended and not yet taken by the kernel (the buffer plus the writer's batch).
     queued: AtomicUsize,
     budget: Arc<OutboxBudget>,
-    written: AtomicU64,
+    /// This connection's figures (see [`super::metrics`]).
+    pub stats: Arc<ConnStats>,
 }
 
 /// Why a send did not go out.
@@ -105,7 +107,7 @@ impl Outbox {
             max,
             queued: AtomicUsize::new(0),
             budget,
-            written: AtomicU64::new(0),
+            stats: Arc::default(),
         }
     }
 
@@ -121,6 +123,7 @@ impl Outbox {
             return Err(SendError::Closed);
         }
         if self.queued() > self.max {
+            self.stats.refused_outbox.fetch_add(1, Ordering::Relaxed);
             self.abort();
             return Err(SendError::Overflow);
         }
@@ -138,6 +141,7 @@ impl Outbox {
         // Counted under the lock, so `take` and `abort` never see bytes not yet counted.
         self.queued.fetch_add(added, Ordering::Relaxed);
         self.budget.used.fetch_add(added, Ordering::Relaxed);
+        self.stats.count_queued(added);
         drop(buf);
         if before == 0 {
             self.wake.notify_one();
@@ -174,6 +178,7 @@ impl Outbox {
 
     /// `n` queued bytes left us (written or dropped).
     fn sent(&self, n: usize) {
+        self.stats.count_left(n);
         self.queued.fetch_sub(n, Ordering::Relaxed);
         self.budget.used.fetch_sub(n, Ordering::Relaxed);
     }
@@ -207,7 +212,7 @@ impl Batch<'_> {
     fn written(&mut self, n: usize) {
         self.left -= n;
         self.outbox.sent(n);
-        self.outbox.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.outbox.stats.count_written(n);
     }
 }
 
@@ -285,6 +290,7 @@ async fn writer(
             };
             write_with_progress(&mut wr, &spare, &mut batch, stall).await?;
             drop(batch);
+            outbox.stats.count_frames_written(&spare);
             wrote_since_tick = true;
             // Give back a huge buffer rather than keep it for the life of the connection.
             if spare.capacity() > (8 << 20) {
@@ -312,6 +318,22 @@ pub enum DownReason {
     WriteQueueOverflow,
     /// The peer took no byte for this long.
     WriteStalled(Duration),
+}
+
+impl DownReason {
+    /// A short label for metrics and logs (one of `metrics::DOWN_REASONS`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            DownReason::Closed => "closed",
+            DownReason::TickTimeout => "tick_timeout",
+            DownReason::Io(_) => "io",
+            DownReason::BadFrame(_) => "bad_frame",
+            DownReason::Shutdown => "shutdown",
+            DownReason::Replaced => "replaced",
+            DownReason::WriteQueueOverflow => "write_queue_overflow",
+            DownReason::WriteStalled(_) => "write_stalled",
+        }
+    }
 }
 
 impl std::fmt::Display for DownReason {
@@ -360,6 +382,8 @@ pub trait Link: Sync {
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
     /// Routes one decoded control message (runs on the reader task: must not block).
     fn dispatch(&self, control: message::Control);
+    /// Counts a frame refused by a limit (for the node's metrics).
+    fn frame_refused(&self, limit: FrameLimit);
 }
 
 /// Serves one established connection until it ends, and says why.
@@ -407,8 +431,10 @@ async fn reader(
     let mut last_heard = Instant::now();
     let mut check = tokio::time::interval(ticktime / 4);
     check.tick().await;
+    let stats = &link.outbox().stats;
     loop {
-        // Parse every complete frame already buffered.
+        // Parse every complete frame already buffered; count them once per batch.
+        let mut frames = 0u64;
         loop {
             let avail = &buf[start..];
             if avail.len() < 4 {
@@ -416,6 +442,7 @@ async fn reader(
             }
             let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
             if len > max_frame {
+                link.frame_refused(FrameLimit::MaxFrame);
                 return DownReason::BadFrame(format!(
                     "frame of {len} bytes exceeds the {max_frame}-byte cap (--max-frame)"
                 ));
@@ -432,16 +459,24 @@ async fn reader(
             }
             let frame = &avail[4..4 + len];
             start += 4 + len;
+            frames += 1;
             if len == 0 {
                 continue; // tick
             }
             if frame[0] != b'p' {
+                link.frame_refused(FrameLimit::FrameType);
                 return DownReason::BadFrame(format!("frame type {} is not a pass-through frame ('p'); atom cache and fragments are not negotiated", frame[0]));
             }
             match message::decode(&frame[1..], &limits) {
                 Ok(ctl) => link.dispatch(ctl),
-                Err(e) => return DownReason::BadFrame(e.0),
+                Err(e) => {
+                    link.frame_refused(FrameLimit::Term);
+                    return DownReason::BadFrame(e.0);
+                }
             }
+        }
+        if frames > 0 {
+            stats.frames_in.fetch_add(frames, Ordering::Relaxed);
         }
         if start == buf.len() {
             buf.clear();
@@ -461,7 +496,10 @@ async fn reader(
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => return DownReason::Closed,
-                Ok(_) => last_heard = Instant::now(),
+                Ok(n) => {
+                    stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    last_heard = Instant::now()
+                }
                 Err(e) => return DownReason::Io(e.to_string()),
             },
             _ = check.tick() => {

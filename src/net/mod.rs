@@ -5,6 +5,7 @@
 //!   promise when they do;
 //! * [`message`]: control messages in and out, through the guarded codec;
 //! * [`connection`]: one peer's reader, writer and ticks;
+//! * [`metrics`]: the layer's figures, bumped by connections and read by reports;
 //! * [`node`]: the local node, its peers, and routing into [`crate::process`].
 
 pub mod admission;
@@ -16,6 +17,7 @@ pub mod epmd_server;
 pub mod flags;
 pub mod handshake;
 pub mod message;
+pub mod metrics;
 pub mod node;
 
 pub use connect_error::ConnectError;

@@ -11,6 +11,7 @@ use super::connection::{self, DownReason, Outbox, OutboxBudget, SendError};
 use super::cookie::Cookie;
 use super::handshake::{self, PeerInfo, Refusal};
 use super::message::{self, ctl, Control, ProcId};
+use super::metrics::{HandshakeFailure, NetStats};
 use super::{epmd, epmd_server};
 use crate::etf::{self, Limits, Owned};
 use crate::log_limit;
@@ -147,6 +148,7 @@ struct Inner {
     unrouted: RwLock<Option<UnroutedHook>>,
     /// Bound and registered with epmd, not yet accepting (see `connect_configured`).
     listener: std::sync::Mutex<Option<TcpListener>>,
+    net: NetStats,
 }
 
 /// Called for a message sent to a name nobody registered here (it is then dropped, as a
@@ -197,6 +199,9 @@ impl connection::Link for PeerLink<'_> {
     }
     fn dispatch(&self, control: Control) {
         self.node.dispatch(self.peer, control)
+    }
+    fn frame_refused(&self, limit: super::metrics::FrameLimit) {
+        self.node.net_stats().frame_refused(limit)
     }
 }
 
@@ -282,6 +287,7 @@ impl Node {
             };
 
         let node = Node::assemble(config, creation, listen_port);
+        node.0.net.set_epmd_registered(true);
         tracing::info!(node = %node.name(), port = listen_port, creation, "registered with epmd as a hidden node");
         tokio::spawn(node.clone().keep_epmd(epmd_stream));
         // Accepting starts in `connect_configured`, once observers (the rexi layer) are in
@@ -308,6 +314,7 @@ impl Node {
             listen_port,
             unrouted: RwLock::new(None),
             listener: std::sync::Mutex::new(None),
+            net: NetStats::default(),
             config,
         };
         let node = Node(Arc::new(inner));
@@ -360,6 +367,11 @@ impl Node {
 
     pub fn registry(&self) -> &Registry {
         &self.0.registry
+    }
+
+    /// The distribution layer's figures (see [`super::metrics`]).
+    pub fn net_stats(&self) -> &NetStats {
+        &self.0.net
     }
 
     pub fn add_observer(&self, o: Arc<dyn NodeObserver>) {
@@ -503,10 +515,13 @@ impl Node {
                 cap = self.0.config.max_outbox_total,
                 "closing the connection with the largest send queue: the send queues of all peers passed --max-outbox-total"
             );
+            self.0.net.closed_over_outbox_total();
             hog.outbox.abort();
         }
         match peer.outbox.push(&fill) {
             Err(SendError::OverBudget) => {
+                self.0.net.closed_over_outbox_total();
+                peer.outbox.stats.refused_outbox.fetch_add(1, Ordering::Relaxed);
                 peer.outbox.abort();
                 Err(SendError::Overflow)
             }
@@ -749,16 +764,17 @@ impl Node {
         let mut byte = [0u8; 1];
         loop {
             tokio::select! {
-                _ = shutdown.wait() => return, // dropping the stream unregisters us
+                _ = shutdown.wait() => return self.0.net.set_epmd_registered(false), // dropping the stream unregisters us
                 r = stream.read(&mut byte) => {
                     if matches!(r, Ok(n) if n > 0) { continue; }
+                    self.0.net.set_epmd_registered(false);
                     tracing::warn!(node = %self.name(), "lost the epmd registration (epmd stopped?); registering again");
                     let (alive, _) = match split_name(self.name()) { Ok(v) => v, Err(_) => return };
                     let mut delay = Duration::from_millis(200);
                     loop {
                         if self.is_shutting_down() { return; }
                         match epmd::register("127.0.0.1", self.0.config.epmd_port, alive, self.0.listen_port).await {
-                            Ok((s, _)) => { stream = s; tracing::info!(node = %self.name(), "registered with epmd again"); break; }
+                            Ok((s, _)) => { stream = s; self.0.net.set_epmd_registered(true); tracing::info!(node = %self.name(), "registered with epmd again"); break; }
                             Err(epmd::EpmdError::Unreachable { .. }) if self.0.config.start_epmd => {
                                 let _ = epmd_server::spawn_detached(self.0.config.epmd_port);
                             }
@@ -774,9 +790,10 @@ impl Node {
 
     async fn accept_loop(self, listener: TcpListener) {
         let mut shutdown = self.shutdown_signal();
+        self.0.net.set_accepting(true);
         loop {
             let (stream, addr) = tokio::select! {
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => return self.0.net.set_accepting(false),
                 r = listener.accept() => match r {
                     Ok(v) => v,
                     Err(e) => {
@@ -797,6 +814,7 @@ impl Node {
                 }
                 Err(Refused::Budget) => {
                     drop(stream);
+                    self.0.net.handshake_refused_at_cap();
                     self.warn_source(
                         "incoming connection refused: too many handshakes in progress (the handshake cap, --max-handshakes)",
                         addr,
@@ -806,6 +824,7 @@ impl Node {
                 }
                 Err(Refused::PerAddress) => {
                     drop(stream);
+                    self.0.net.handshake_refused_per_address();
                     self.warn_source(
                         "incoming connection refused: too many handshakes in progress from this address (--max-handshakes-per-address)",
                         addr,
@@ -866,6 +885,7 @@ impl Node {
         let _guard = Counted::connection(&self);
         let _ = stream.set_nodelay(true);
         let cfg = &self.0.config;
+        let handshaking = self.0.net.handshake_started();
         // An address that sent wrong cookies waits its turn, so guesses are slow.
         let wait = self.0.admission.turn(addr.ip());
         if !wait.is_zero() {
@@ -893,6 +913,7 @@ impl Node {
         {
             Ok(a) => a,
             Err(e) => {
+                self.0.net.handshake_failed(HandshakeFailure::of(&e));
                 self.warn_source("incoming handshake failed", addr, None, &e);
                 return;
             }
@@ -903,6 +924,7 @@ impl Node {
         if self.0.established.load(Ordering::Acquire) >= cfg.max_connections
             && self.peer(&peer_name).is_none()
         {
+            self.0.net.connection_refused_at_cap();
             self.warn_source(
                 "connection refused: at the connection cap (--max-connections)",
                 addr,
@@ -930,7 +952,14 @@ impl Node {
         if status != erl_dist::handshake::HandshakeStatus::Ok {
             tracing::info!(peer = %peer_name, ?status, "simultaneous connect: both nodes dialed each other; the greater name's connection wins");
         }
-        match acc.finish(status).await {
+        let finished = acc.finish(status).await;
+        drop(handshaking);
+        if let Err(e) = &finished {
+            if !matches!(e, Refusal::Simultaneous) {
+                self.0.net.handshake_failed(HandshakeFailure::of(e));
+            }
+        }
+        match finished {
             Ok((stream, info)) => {
                 self.0.admission.authenticated(addr.ip());
                 drop(ticket);
@@ -1055,6 +1084,7 @@ impl Node {
             }
         };
         let cfg = &self.0.config;
+        let handshaking = self.0.net.handshake_started();
         let attempt = async {
             let entry = epmd::lookup(host, cfg.epmd_port, alive)
                 .await
@@ -1084,11 +1114,28 @@ impl Node {
                 cfg.handshake_timeout,
             )
             .await
-            .map_err(|e| ConnectError::from_refusal(peer, e))
+            .map_err(|e| {
+                if !matches!(e, Refusal::Simultaneous) {
+                    self.0.net.handshake_failed(HandshakeFailure::of(&e));
+                }
+                ConnectError::from_refusal(peer, e)
+            })
         };
         let result = attempt.await;
+        drop(handshaking);
         clear(self);
-        let (stream, info) = result?;
+        let (stream, info) = result.inspect_err(|e| {
+            // Handshake refusals were counted above; these never reached the handshake.
+            if matches!(
+                e,
+                ConnectError::EpmdUnreachable { .. }
+                    | ConnectError::Epmd { .. }
+                    | ConnectError::UnknownNode { .. }
+                    | ConnectError::Unreachable { .. }
+            ) {
+                self.0.net.handshake_failed(HandshakeFailure::Unreachable);
+            }
+        })?;
         let _guard = Counted::connection(self);
         if let Some(tx) = ready.take() {
             // Announce readiness only after `serve` registered the peer: hand the sender on.
@@ -1143,11 +1190,13 @@ impl Node {
             o.outbox.close();
             self.node_down(&o, &DownReason::Replaced);
         }
+        let _live = self.0.net.connection_up(&info.name, &peer.outbox.stats);
         let _established = Counted::established(self);
         let observers: Vec<Arc<dyn NodeObserver>> = rlock(&self.0.observers).clone();
         for o in &observers {
             o.node_up(self, &info);
         }
+        self.0.net.node_up();
         tracing::info!(peer = %info.name, %direction, creation = info.creation, "nodeup");
         if let Some(tx) = ready {
             let _ = tx.send(Ok(()));
@@ -1171,6 +1220,7 @@ impl Node {
 
     fn node_down(&self, peer: &Peer, reason: &DownReason) {
         let name = &peer.info.name;
+        self.0.net.node_down(reason.label());
         match reason {
             DownReason::BadFrame(_)
             | DownReason::WriteQueueOverflow

@@ -13,7 +13,9 @@ pub type HandlerFn = Arc<dyn Fn(Ctx, Args) -> HandlerFuture + Send + Sync>;
 /// The handler table. Build it before the node starts serving.
 #[derive(Clone, Default)]
 pub struct Handlers {
-    table: HashMap<(String, String, usize), HandlerFn>,
+    /// Each handler with its index, which names its job-duration series
+    /// ([`super::durations`]) without a second lookup by name per job.
+    table: HashMap<(String, String, usize), (HandlerFn, usize)>,
 }
 
 impl Handlers {
@@ -45,12 +47,26 @@ impl Handlers {
         Fut: Future<Output = Result<(), Failure>> + Send + 'static,
     {
         let f: HandlerFn = Arc::new(move |ctx, args| Box::pin(f(ctx, args)));
-        self.table
-            .insert((module.to_string(), function.to_string(), arity), f);
+        let key = (module.to_string(), function.to_string(), arity);
+        let index = self.table.get(&key).map_or(self.table.len(), |(_, i)| *i);
+        self.table.insert(key, (f, index));
     }
 
     pub fn lookup(&self, key: &(String, String, usize)) -> Option<HandlerFn> {
-        self.table.get(key).cloned()
+        self.lookup_indexed(key).map(|(f, _)| f)
+    }
+
+    /// The handler and its index (see [`Handlers::mfas`]).
+    pub fn lookup_indexed(&self, key: &(String, String, usize)) -> Option<(HandlerFn, usize)> {
+        self.table.get(key).map(|(f, i)| (f.clone(), *i))
+    }
+
+    /// Every registered MFA, in index order.
+    pub fn mfas(&self) -> Vec<(String, String, usize)> {
+        let mut v: Vec<(&(String, String, usize), usize)> =
+            self.table.iter().map(|(k, (_, i))| (k, *i)).collect();
+        v.sort_by_key(|(_, i)| *i);
+        v.into_iter().map(|(k, _)| k.clone()).collect()
     }
 
     pub fn len(&self) -> usize {

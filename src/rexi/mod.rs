@@ -8,8 +8,9 @@
 //! * [`worker`]: a job's task, its pid, and the [`Ctx`] handlers use to answer.
 //! * [`handler`]: the table of Rust handlers by `{Module, Function, Arity}`.
 //! * [`mon`]: `rexi_server_mon`: status, stats, and switching the release at runtime.
-//! * [`stats`]: the counters.
+//! * [`stats`]: the counters; [`durations`]: job durations by MFA.
 
+pub mod durations;
 pub mod handler;
 pub mod mon;
 pub mod names;

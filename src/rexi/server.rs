@@ -5,6 +5,7 @@
 //! Requests are handled on the connection's reader task: parse, look up, spawn the job;
 //! nothing here waits.
 
+use super::durations::JobDurations;
 use super::handler::{HandlerFuture, Handlers};
 use super::names::{NameKind, NameOwner, Names};
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
@@ -175,6 +176,8 @@ pub struct RexiServer {
     tombstones: Mutex<Tombstones>,
     errors: Mutex<ErrorRing>,
     pub stats: Arc<Stats>,
+    /// Job durations by MFA, one series per handler.
+    pub durations: JobDurations,
     pub(crate) names: Names,
     me: Weak<RexiServer>,
 }
@@ -211,6 +214,7 @@ impl RexiServer {
     pub fn new(node: Node, handlers: Handlers, cfg: RexiConfig) -> Arc<RexiServer> {
         Arc::new_cyclic(|me| RexiServer {
             node,
+            durations: JobDurations::new(&handlers.mfas()),
             handlers,
             release: Mutex::new(cfg.release),
             cfg,
@@ -255,6 +259,8 @@ impl RexiServer {
         lock(&self.jobs).len()
     }
 
+    /// Every figure, rexi's and the distribution layer's: what `stats` answers, what
+    /// `/metrics` exports and what the shutdown log line shows.
     pub fn stats_snapshot(&self) -> Vec<(&'static str, u64)> {
         let mut v = self
             .stats
@@ -262,6 +268,8 @@ impl RexiServer {
         let (monitors, links) = self.node.registry().held();
         v.push(("monitors_held", monitors as u64));
         v.push(("links_held", links as u64));
+        v.extend(self.stats.job_counts());
+        v.extend(self.node.net_stats().snapshot());
         v
     }
 
@@ -326,7 +334,7 @@ impl RexiServer {
             return;
         }
         let hkey = (d.module, d.function, d.args.len());
-        let Some(handler) = self.handlers.lookup(&hkey) else {
+        let Some((handler, index)) = self.handlers.lookup_indexed(&hkey) else {
             bump(&self.stats.errors);
             let (m, f, _) = hkey;
             // undef's stack shows the arguments, as the BEAM does; the ring keeps a summary.
@@ -363,6 +371,7 @@ impl RexiServer {
         }
         let Some(me) = self.me.upgrade() else { return };
         let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce, other_owner));
+        bump(&self.stats.jobs_started);
         if let Some(old) = lock(&self.jobs).insert(
             key,
             JobEntry {
@@ -370,6 +379,7 @@ impl RexiServer {
                 abort: None,
             },
         ) {
+            bump(&self.stats.jobs_ended);
             tracing::warn!(caller = %old.state.caller.node.name, "a doit reused the Ref of a running job; the older job can no longer be killed");
         }
         let ctx = Ctx::new(
@@ -383,7 +393,15 @@ impl RexiServer {
         // The handler's future is made here, so the job's own future does not also keep
         // room for the Ctx and the arguments (they live in the handler's future only).
         let work = handler(ctx, d.args);
-        let mut job = Box::pin(run_job(me, work, state.clone(), key, (m, f, arity)));
+        let started = (self.durations.start(), index);
+        let mut job = Box::pin(run_job(
+            me,
+            work,
+            state.clone(),
+            key,
+            (m, f, arity),
+            started,
+        ));
         // Run the job here, on the reader task, until it first waits: a job that answers
         // at once (an echo, a phash2) then costs no task spawn and no thread hop; a job
         // that waits is spawned and picks up from there (tokio's timers and Notify take
@@ -413,6 +431,7 @@ impl RexiServer {
         let entry = lock(&self.jobs).remove(&key);
         match entry {
             Some(e) => {
+                bump(&self.stats.jobs_ended);
                 let worker = e.state.kill();
                 if let Some(a) = e.abort {
                     a.abort();
@@ -451,6 +470,7 @@ impl RexiServer {
                 self.node.exit_process(&w, &atom("noconnection"));
             }
             bump(&self.stats.cancelled_nodedown);
+            bump(&self.stats.jobs_ended);
         }
     }
 
@@ -465,6 +485,7 @@ impl RexiServer {
             let mut jobs = lock(&self.jobs);
             if matches!(jobs.map.get(key), Some(e) if Arc::ptr_eq(&e.state, state)) {
                 jobs.remove(key);
+                bump(&self.stats.jobs_ended);
             }
         }
         let exit_reason = match reason {
@@ -584,8 +605,12 @@ async fn run_job(
     state: Arc<JobState>,
     key: RefKey,
     mfa: (String, String, usize),
+    (started, index): (Option<Instant>, usize),
 ) {
     let outcome = AssertUnwindSafe(work).catch_unwind().await;
+    if let Some(t) = started {
+        server.durations.observe(index, t.elapsed());
+    }
     let stack = || protocol::stack(&mfa.0, &mfa.1, int(mfa.2 as i64));
     let reason = match outcome {
         Ok(Ok(())) | Ok(Err(Failure::Normal)) => None,

@@ -1,4 +1,5 @@
-//! Counters, read by `rexi_server_mon`'s `stats` call and logged at shutdown.
+//! Counters, read by `rexi_server_mon`'s `stats` call, `/metrics` (`crate::metrics`) and
+//! the log line at shutdown: one set of atomics behind every report.
 
 use eetf::{Atom, BigInteger, FixInteger, Term, Tuple};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,9 @@ pub struct Stats {
     pub overloaded: AtomicU64,
     pub malformed: AtomicU64,
     pub cancelled_nodedown: AtomicU64,
+    /// Jobs put in the job table, and jobs that left it (ended, killed or cancelled).
+    pub jobs_started: AtomicU64,
+    pub jobs_ended: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -53,6 +57,16 @@ impl Stats {
             ("malformed", g(&self.malformed)),
             ("jobs_running", jobs_running as u64),
             ("jobs_cancelled_nodedown", g(&self.cancelled_nodedown)),
+        ]
+    }
+
+    /// The job table's throughput, reported after the held monitors and links (the keys
+    /// `stats` answered before the metrics came keep their places).
+    pub fn job_counts(&self) -> [(&'static str, u64); 2] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("jobs_started", g(&self.jobs_started)),
+            ("jobs_ended", g(&self.jobs_ended)),
         ]
     }
 
