@@ -1,10 +1,10 @@
 //! A short-lived hidden node for tools (the CLI subcommands and the load generator): it
 //! connects out, sends, makes gen_server calls and receives, like `erl_call` does.
 
-use crate::net::connection::SendError;
-use crate::process::ProcId;
-use crate::net::{epmd, ConnectError, Cookie, Node, NodeConfig};
 use crate::etf;
+use crate::net::connection::SendError;
+use crate::net::{epmd, ConnectError, Cookie, Node, NodeConfig};
+use crate::process::ProcId;
 use crate::process::{gen, Mailbox, Process, Signal};
 use eetf::{Pid, Term};
 use std::sync::Arc;
@@ -62,12 +62,12 @@ impl Client {
         let mailbox = node.spawn_mailbox();
         // DOWNs of the monitors this client sets go straight to its own mailbox. Holding
         // the mailbox's sending end (not the node) keeps the node free to be dropped.
-        let me = node
-            .registry()
-            .lookup_pid(&mailbox.pid)
-            .ok_or_else(|| ConnectError::NodeStart {
-                reason: "the client's own process vanished at start".into(),
-            })?;
+        let me =
+            node.registry()
+                .lookup_pid(&mailbox.pid)
+                .ok_or_else(|| ConnectError::NodeStart {
+                    reason: "the client's own process vanished at start".into(),
+                })?;
         Ok(Client {
             node,
             mailbox,

@@ -16,8 +16,9 @@ fn main() -> ExitCode {
         .spawn(move || cli::dispatch(args));
     match worker.map(|h| h.join()) {
         Ok(Ok(code)) => code,
-        Ok(Err(_)) => Exit::Failure
-            .with("internal error (a panic); please report it with the command line"),
+        Ok(Err(_)) => {
+            Exit::Failure.with("internal error (a panic); please report it with the command line")
+        }
         Err(e) => Exit::Failure.with(&format!("cannot start the main thread: {e}")),
     }
 }

@@ -65,9 +65,9 @@ fn phash2_explains_bad_input() {
 
     let o = run(&["phash2", "a@127.0.0.1"]);
     assert_eq!(o.code, 2);
-    assert!(
-        o.err.contains("hint: node names with dots or dashes are quoted atoms: 'a@127.0.0.1'")
-    );
+    assert!(o
+        .err
+        .contains("hint: node names with dots or dashes are quoted atoms: 'a@127.0.0.1'"));
 
     let o = run(&["phash2"]);
     assert_ne!(o.code, 0);
@@ -179,7 +179,10 @@ fn server_id_rejects_what_cannot_be_a_node() {
     assert_eq!(o.code, 2);
     assert!(o.err.contains("not a quoted atom"), "{}", o.err);
     let o = run(&["server-id", "'{a}'"]);
-    assert_eq!(o.code, 0, "an atom that looks like a tuple is still an atom");
+    assert_eq!(
+        o.code, 0,
+        "an atom that looks like a tuple is still an atom"
+    );
     let o = run(&["server-id", &"n".repeat(256)]);
     assert_eq!(o.code, 2);
     let o = run(&["server-id", "nohost"]);

@@ -237,12 +237,17 @@ fn cast_prints_replies_sync_replies_rows_and_rexi_exit() {
     );
     assert_eq!(r.code, 0, "{}", r.text());
     assert!(
-        r.out.contains("sync_reply: rexi_STREAM_INIT (answered rexi_STREAM_START)"),
+        r.out
+            .contains("sync_reply: rexi_STREAM_INIT (answered rexi_STREAM_START)"),
         "{}",
         r.text()
     );
     for i in 1..=3 {
-        assert!(r.out.contains(&format!("row: {{{i},x}} (acked)")), "{}", r.text());
+        assert!(
+            r.out.contains(&format!("row: {{{i},x}} (acked)")),
+            "{}",
+            r.text()
+        );
     }
     assert!(r.out.contains("reply: done"), "{}", r.text());
 
@@ -306,10 +311,7 @@ fn cast_prints_replies_sync_replies_rows_and_rexi_exit() {
     assert_eq!(events[0]["event"], "doit");
     assert_eq!(events[1]["event"], "sync_reply");
     assert_eq!(events[2]["event"], "reply");
-    assert_eq!(
-        events[2]["term"].as_str(),
-        Some("{answered,{yes,-2}}")
-    );
+    assert_eq!(events[2]["term"].as_str(), Some("{answered,{yes,-2}}"));
 
     let r = tool(epmd.port, &["cast", &d.name, "rexi_node", "fail", "boom"]);
     assert_eq!(r.code, 1, "{}", r.text());
@@ -366,7 +368,11 @@ fn cast_to_beam_nodes_and_no_singleton_at_release_3() {
         ],
     );
     assert_eq!(r.code, 0, "{}", r.text());
-    assert!(r.out.contains("sync_reply: q (answered fine)"), "{}", r.text());
+    assert!(
+        r.out.contains("sync_reply: q (answered fine)"),
+        "{}",
+        r.text()
+    );
     assert!(r.out.contains("reply: {answered,fine}"), "{}", r.text());
     let r = tool(epmd.port, &["cast", &b1.name, "no_such_module", "f"]);
     assert_eq!(r.code, 1, "{}", r.text());
@@ -620,7 +626,11 @@ fn migrate_check_reports_ok_star_pairs_as_lost_while_the_target_waits() {
     let b1 = standin_mode(epmd.port, "t_wait_b1", 1, "env_waiting", &[]);
     let b2 = standin(epmd.port, "t_wait_b2", 2, true, &[]);
     let r = tool(epmd.port, &["status", &b1.name]);
-    assert!(r.out.contains("rexi_server_mon status: {waiting,1}"), "{}", r.text());
+    assert!(
+        r.out.contains("rexi_server_mon status: {waiting,1}"),
+        "{}",
+        r.text()
+    );
     // R2 -> R1 is "ok*": fine once b1 started b2's server, lost until then.
     let r = tool(epmd.port, &["migrate-check", &b1.name, &b2.name]);
     assert_eq!(r.code, 1, "{}", r.text());

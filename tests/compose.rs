@@ -359,11 +359,18 @@ fn every_variable_in_the_compose_file_is_a_form_the_checks_interpolate() {
                     panic!("docker-compose.yml:{}: `${{{inner}}}` is neither ${{NAME:-default}} nor ${{NAME:?message}}", n + 1)
                 });
             assert!(
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
                 "docker-compose.yml:{}: variable name {name:?}",
                 n + 1
             );
-            assert!(!form.contains('$'), "docker-compose.yml:{}: nested variable: {line}", n + 1);
+            assert!(
+                !form.contains('$'),
+                "docker-compose.yml:{}: nested variable: {line}",
+                n + 1
+            );
             forms += 1;
             rest = &var[end + 1..];
         }

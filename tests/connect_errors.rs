@@ -49,8 +49,14 @@ fn each_refusal_is_its_own_variant() {
             host,
             registered: Some(names),
         }) => {
-            assert_eq!((node.as_str(), host.as_str()), ("nobody@127.0.0.1", "127.0.0.1"));
-            assert!(names.contains(&d.name) && names.contains(&b.name), "{names:?}");
+            assert_eq!(
+                (node.as_str(), host.as_str()),
+                ("nobody@127.0.0.1", "127.0.0.1")
+            );
+            assert!(
+                names.contains(&d.name) && names.contains(&b.name),
+                "{names:?}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -61,7 +67,10 @@ fn each_refusal_is_its_own_variant() {
         match connect_as(epmd.port, "t_ce_c@127.0.0.1", "not_the_cookie", peer) {
             Err(e @ ConnectError::WrongCookie { .. }) => {
                 let text = e.to_string();
-                assert!(text.contains("wrong cookie") && text.contains(peer), "{text}");
+                assert!(
+                    text.contains("wrong cookie") && text.contains(peer),
+                    "{text}"
+                );
                 assert!(text.contains("--cookie"), "{text}");
             }
             other => panic!("{peer}: {other:?}"),

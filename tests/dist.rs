@@ -111,8 +111,10 @@ fn connect_reaches_a_later_peer_and_comes_back_after_restart() {
     // The peer starts after the daemon has tried and failed, never pings it, and sees it
     // connect.
     assert!(
-        d.log
-            .wait_for("cannot connect; retrying with backoff", Duration::from_secs(30)),
+        d.log.wait_for(
+            "cannot connect; retrying with backoff",
+            Duration::from_secs(30)
+        ),
         "{}",
         d.log.text()
     );
@@ -407,7 +409,11 @@ fn a_frame_over_the_cap_closes_that_connection() {
         &[&d.name],
         Duration::from_secs(90),
     );
-    assert!(out.contains("FRAMECAP nodedown, no reply"), "{}", out.text());
+    assert!(
+        out.contains("FRAMECAP nodedown, no reply"),
+        "{}",
+        out.text()
+    );
     assert!(
         d.log
             .wait_for("exceeds the 1000000-byte cap", Duration::from_secs(10)),
@@ -463,8 +469,10 @@ fn both_sides_dialing_settle_on_one_connection() {
         let epmd = Epmd::start();
         let peer = format!("{erl_alive}@127.0.0.1");
         let daemon_name = format!("{daemon_alive}@127.0.0.1");
-        let go = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("dial_while_dialed.{}.{erl_alive}", std::process::id()));
+        let go = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "dial_while_dialed.{}.{erl_alive}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_file(&go);
         let go_arg = go.to_string_lossy().into_owned();
         let e = Erl::start(

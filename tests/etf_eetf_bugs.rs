@@ -378,7 +378,10 @@ fn compressed_bomb_is_capped_by_the_declared_size_and_the_limit() {
     bytes.extend_from_slice(&(inflated as u32).to_be_bytes());
     bytes.extend_from_slice(&zlib);
     let e = err(&bytes);
-    assert_eq!(e.offset, 2, "refused at the size field, before inflating: {e}");
+    assert_eq!(
+        e.offset, 2,
+        "refused at the size field, before inflating: {e}"
+    );
     assert!(e.reason.contains("limit is 268435456"), "{e}");
     // Lying: claims 1 MiB. Inflation stops one byte past the claim: the process's peak
     // memory does not grow by anything near the GiB the data inflates to (a clock would

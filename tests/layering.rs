@@ -396,7 +396,12 @@ fn no_import_circles_in_src() {
     let mut next = 0;
     let mut circles = Vec::new();
     let succ: Vec<Vec<usize>> = (0..n)
-        .map(|i| edges.get(&i).map(|s| s.iter().copied().collect()).unwrap_or_default())
+        .map(|i| {
+            edges
+                .get(&i)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default()
+        })
         .collect();
     for root in 0..n {
         if index[root] != usize::MAX {
@@ -441,7 +446,11 @@ fn no_import_circles_in_src() {
             }
         }
     }
-    assert!(circles.is_empty(), "import circles:\n  {}", circles.join("\n  "));
+    assert!(
+        circles.is_empty(),
+        "import circles:\n  {}",
+        circles.join("\n  ")
+    );
 }
 
 /// The checker itself: it must see the imports it is meant to police.
@@ -456,7 +465,10 @@ fn the_checker_sees_known_imports() {
     };
     let handlers = find("handlers/mod.rs");
     let phash2 = find("phash2.rs");
-    assert!(edges[&handlers].contains(&phash2), "handlers -> phash2 not seen");
+    assert!(
+        edges[&handlers].contains(&phash2),
+        "handlers -> phash2 not seen"
+    );
     let run = find("cli/run.rs");
     assert!(
         edges[&run].iter().any(|&j| !files[j].in_bin),

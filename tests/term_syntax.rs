@@ -170,7 +170,11 @@ fn strings_print_like_erlang_p() {
         // What is printed reads back as the same term ("AB" is a ByteList, [65,66] a
         // List: different eetf shapes of one Erlang term, so compare by hash).
         let again = parse(want).unwrap_or_else(|e| panic!("{want}: {e}"));
-        assert_eq!(make_hash2(&again).unwrap(), make_hash2(&t).unwrap(), "{want}");
+        assert_eq!(
+            make_hash2(&again).unwrap(),
+            make_hash2(&t).unwrap(),
+            "{want}"
+        );
     }
 }
 

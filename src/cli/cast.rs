@@ -119,7 +119,8 @@ pub fn main(a: Args) -> ExitCode {
         let server_mon = match client.monitor(&node, ProcId::Name("rexi_server".into())) {
             Ok(r) => r,
             Err(e) => {
-                return Exit::Unreachable.with(&format!("cannot monitor rexi_server on {node}: {e}"))
+                return Exit::Unreachable
+                    .with(&format!("cannot monitor rexi_server on {node}: {e}"))
             }
         };
         let job = client.make_ref();
@@ -128,16 +129,24 @@ pub fn main(a: Args) -> ExitCode {
             atom("$gen_cast"),
             tuple(vec![
                 atom("doit"),
-                tuple(vec![Term::Pid(client.pid().clone()), Term::Reference(Box::new(job.clone()))]),
+                tuple(vec![
+                    Term::Pid(client.pid().clone()),
+                    Term::Reference(Box::new(job.clone())),
+                ]),
                 atom("undefined"),
                 mfa.clone(),
             ]),
         ]);
         if let Err(e) = client.send_named(&node, "rexi_server", &doit) {
-            return Exit::Unreachable
-                .with(&format!("cannot send the doit to {{rexi_server, {node}}}: {e}"));
+            return Exit::Unreachable.with(&format!(
+                "cannot send the doit to {{rexi_server, {node}}}: {e}"
+            ));
         }
-        out.event("doit", &format!("sent to {{rexi_server, {node}}}"), Some(&mfa));
+        out.event(
+            "doit",
+            &format!("sent to {{rexi_server, {node}}}"),
+            Some(&mfa),
+        );
 
         let deadline = Instant::now() + Duration::from_secs(a.timeout.max(1));
         let mut deadline = deadline;
@@ -154,7 +163,9 @@ pub fn main(a: Args) -> ExitCode {
                 };
             };
             match sig {
-                Signal::Down { reference, reason, .. } if reference.id == server_mon.id => {
+                Signal::Down {
+                    reference, reason, ..
+                } if reference.id == server_mon.id => {
                     break if is_atom(&reason, "noproc") {
                         End::NoSingleton
                     } else if is_atom(&reason, "noconnection") {
@@ -163,9 +174,9 @@ pub fn main(a: Args) -> ExitCode {
                         End::ServerDown(rexi_node::term::print(&reason))
                     };
                 }
-                Signal::Down { reference, reason, .. }
-                    if worker.as_ref().is_some_and(|(_, m)| m.id == reference.id) =>
-                {
+                Signal::Down {
+                    reference, reason, ..
+                } if worker.as_ref().is_some_and(|(_, m)| m.id == reference.id) => {
                     if is_atom(&reason, "noconnection") {
                         break End::ConnectionLost;
                     }
@@ -177,10 +188,11 @@ pub fn main(a: Args) -> ExitCode {
                     });
                     deadline = deadline.min(Instant::now() + GRACE);
                 }
-                Signal::Message { message, .. }
-                    if matches!(&*message, Term::Tuple(t) if t.elements.first().is_some_and(|r| same_ref(r, &job))) =>
+                Signal::Message { message, .. } if matches!(&*message, Term::Tuple(t) if t.elements.first().is_some_and(|r| same_ref(r, &job))) =>
                 {
-                    let Term::Tuple(t) = message.into_term() else { continue };
+                    let Term::Tuple(t) = message.into_term() else {
+                        continue;
+                    };
                     let mut el = t.elements.into_iter().skip(1);
                     match (el.next(), el.next(), el.next()) {
                         (Some(Term::Tuple(e)), None, None)
@@ -217,7 +229,8 @@ pub fn main(a: Args) -> ExitCode {
                             watch_worker(client, &node, &mut worker, wpid);
                         }
                         (Some(Term::Pid(wpid)), Some(row), None) => {
-                            let sent = client.send(&wpid, tuple(vec![atom("rexi_ack"), tool::int(1)]));
+                            let sent =
+                                client.send(&wpid, tuple(vec![atom("rexi_ack"), tool::int(1)]));
                             let what = match sent {
                                 Ok(()) => "acked".to_string(),
                                 Err(e) => format!("ack not sent: {e}"),
@@ -225,7 +238,11 @@ pub fn main(a: Args) -> ExitCode {
                             out.event("row", &what, Some(&row));
                             watch_worker(client, &node, &mut worker, wpid);
                         }
-                        _ => out.event("other", "a message with the job's ref in an unknown shape", None),
+                        _ => out.event(
+                            "other",
+                            "a message with the job's ref in an unknown shape",
+                            None,
+                        ),
                     }
                 }
                 Signal::Message { message, .. } => {
@@ -243,7 +260,11 @@ pub fn main(a: Args) -> ExitCode {
             End::Replied => Exit::Success.into(),
             End::WorkerExited(r) => {
                 out.event("end", &format!("worker exited: {r}"), None);
-                if r.trim_matches('\'') == "normal" { Exit::Success.into() } else { Exit::Failure.into() }
+                if r.trim_matches('\'') == "normal" {
+                    Exit::Success.into()
+                } else {
+                    Exit::Failure.into()
+                }
             }
             End::RexiExit => Exit::Failure.into(),
             End::NoSingleton => {
@@ -258,12 +279,21 @@ pub fn main(a: Args) -> ExitCode {
                 eprintln!("rexi-node: rexi_server on {node} exited ({r}) during the job");
                 Exit::Failure.into()
             }
-            End::ConnectionLost => Exit::Unreachable.with(&format!("the connection to {node} went down during the job")),
+            End::ConnectionLost => Exit::Unreachable.with(&format!(
+                "the connection to {node} went down during the job"
+            )),
             End::Timeout => {
                 // Be a good citizen: a job nobody listens to should not run to its own timeouts.
-                let kill = tuple(vec![atom("$gen_cast"), tuple(vec![atom("kill"), Term::Reference(Box::new(job.clone()))])]);
+                let kill = tuple(vec![
+                    atom("$gen_cast"),
+                    tuple(vec![atom("kill"), Term::Reference(Box::new(job.clone()))]),
+                ]);
                 let _ = client.send_named(&node, "rexi_server", &kill);
-                out.event("timeout", &format!("no end of the job within {} s; kill sent", a.timeout), None);
+                out.event(
+                    "timeout",
+                    &format!("no end of the job within {} s; kill sent", a.timeout),
+                    None,
+                );
                 eprintln!("rexi-node: the job on {node} did not end within {} s (--timeout); a kill was sent", a.timeout);
                 Exit::Failure.into()
             }

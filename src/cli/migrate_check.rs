@@ -6,9 +6,9 @@
 //! Exit codes: 0 no pair loses casts today; 1 some pair does; 3 a node could not be read
 //! (the cluster cannot be judged then).
 
+use super::exit::Exit;
 use super::inspect::{hidden_nodes, inspect, visible_nodes, Report};
 use super::status::report_json;
-use super::exit::Exit;
 use super::tool::{self, jarr, jobj, js, ToolArgs};
 use rexi_node::migrate::{assess, describe, Matrix, Member, NodeKind, Verdict};
 use std::process::ExitCode;
@@ -44,7 +44,8 @@ fn matrix_json(m: &Matrix) -> String {
 
 pub fn main(a: Args) -> ExitCode {
     if a.nodes.is_empty() && a.cluster.is_none() {
-        return Exit::Usage.with("name the nodes to check, or a seed node with --cluster SEED_NODE");
+        return Exit::Usage
+            .with("name the nodes to check, or a seed node with --cluster SEED_NODE");
     }
     let first = a
         .cluster

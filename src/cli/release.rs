@@ -47,7 +47,9 @@ pub fn main(a: Args) -> ExitCode {
     };
     tool::with_connected_client(&tool, &node, async |client| {
         let timeout = tool.call_timeout();
-        let before = client.call(&node, "rexi_server_mon", atom("release"), timeout).await;
+        let before = client
+            .call(&node, "rexi_server_mon", atom("release"), timeout)
+            .await;
         let before = match before {
             Ok(t) => match small_int(&t) {
                 Some(n) => n,
@@ -71,7 +73,10 @@ pub fn main(a: Args) -> ExitCode {
         };
         let Some(n) = new else {
             if tool.json {
-                println!("{}", jobj(&[("node", js(&node)), ("release", before.to_string())]));
+                println!(
+                    "{}",
+                    jobj(&[("node", js(&node)), ("release", before.to_string())])
+                );
             } else {
                 println!("{node}: release {before}");
             }

@@ -1,9 +1,9 @@
 //! `rexi-node run`: the daemon.
 
 use super::node_args::NodeArgs;
-use rexi_node::net::NodeConfig;
 use rexi_node::handlers;
 use rexi_node::metrics::Metrics;
+use rexi_node::net::NodeConfig;
 use rexi_node::rexi::{Release, RexiConfig};
 use std::process::ExitCode;
 use std::time::Duration;

@@ -3,8 +3,8 @@
 //! status. For a rexi-node: its release, whether the names a caller uses exist, its
 //! `rexi_server_mon` status and its `stats`.
 
-use super::inspect::{inspect, Report};
 use super::exit::Exit;
+use super::inspect::{inspect, Report};
 use super::tool::{self, jarr, jobj, js, ToolArgs};
 use std::process::ExitCode;
 

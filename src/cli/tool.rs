@@ -69,9 +69,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 
 /// Starts the client node. `first_target` picks the kind of host name (see [`client_name`]).
 async fn start_client(args: &ToolArgs, first_target: &str) -> Result<Client, ExitCode> {
-    let name = client_name(&args.node, "rexi_cli", first_target)
+    let name =
+        client_name(&args.node, "rexi_cli", first_target).map_err(|e| Exit::Failure.with(&e))?;
+    let cookie = args
+        .node
+        .load_cookie()
         .map_err(|e| Exit::Failure.with(&e))?;
-    let cookie = args.node.load_cookie().map_err(|e| Exit::Failure.with(&e))?;
     Client::start(name, cookie)
         .await
         .map_err(|e| connect_failed(&e))

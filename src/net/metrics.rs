@@ -144,9 +144,7 @@ impl HandshakeFailure {
             Refusal::Simultaneous
             | Refusal::Alive
             | Refusal::NotAllowed(_)
-            | Refusal::BadName(_) => {
-                HandshakeFailure::Refused
-            }
+            | Refusal::BadName(_) => HandshakeFailure::Refused,
             Refusal::Other(_) => HandshakeFailure::Other,
         }
     }

@@ -521,7 +521,10 @@ impl Node {
         match peer.outbox.push(&fill) {
             Err(SendError::OverBudget) => {
                 self.0.net.closed_over_outbox_total();
-                peer.outbox.stats.refused_outbox.fetch_add(1, Ordering::Relaxed);
+                peer.outbox
+                    .stats
+                    .refused_outbox
+                    .fetch_add(1, Ordering::Relaxed);
                 peer.outbox.abort();
                 Err(SendError::Overflow)
             }
@@ -1201,7 +1204,14 @@ impl Node {
         if let Some(tx) = ready {
             let _ = tx.send(Ok(()));
         }
-        let reason = connection::run(&PeerLink { node: self, peer: &peer }, stream).await;
+        let reason = connection::run(
+            &PeerLink {
+                node: self,
+                peer: &peer,
+            },
+            stream,
+        )
+        .await;
         let still_ours = {
             let mut peers = wlock(&self.0.peers);
             match peers.get(&info.name) {

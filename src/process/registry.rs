@@ -6,8 +6,8 @@
 
 use super::ids::key;
 use super::refkey::RefKey;
-use super::{Process, Signal};
 use super::ProcId;
+use super::{Process, Signal};
 use crate::etf::Owned;
 use eetf::{Atom, Pid, Reference, Term};
 use std::collections::{HashMap, HashSet};

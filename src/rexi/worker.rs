@@ -7,8 +7,8 @@
 
 use super::protocol::{self, atom, tuple};
 use super::stats::{bump, Stats};
-use crate::net::Node;
 use crate::etf::Owned;
+use crate::net::Node;
 use crate::process::{Mailbox, Signal};
 use eetf::{Pid, Reference, Term};
 use std::sync::{Arc, Mutex};

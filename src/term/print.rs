@@ -218,8 +218,8 @@ impl Printer {
                 // order, and so do we for every map (a large map's internal order cannot
                 // be reproduced). Only keys nested beyond `order::MAX_DEPTH`, which our
                 // decoder refuses by default, keep the HashMap's order.
-                let pairs = order::sorted_pairs(&m.map, 0)
-                    .unwrap_or_else(|_| m.map.iter().collect());
+                let pairs =
+                    order::sorted_pairs(&m.map, 0).unwrap_or_else(|_| m.map.iter().collect());
                 for (i, (k, v)) in pairs.into_iter().enumerate().rev() {
                     stack.push(Item::Term(v));
                     stack.push(Item::Lit(" => "));

@@ -118,7 +118,10 @@ impl Lines {
         std::thread::spawn(move || {
             for line in BufReader::new(r).lines().map_while(Result::ok) {
                 let clean = strip_ansi(&line);
-                me.lines.lock().unwrap_or_else(|p| p.into_inner()).push(clean);
+                me.lines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(clean);
             }
             me.open.fetch_sub(1, Ordering::SeqCst);
         });
