@@ -161,3 +161,43 @@ fn worker_side_timeouts_end_abandoned_jobs() {
         Duration::from_secs(30),
     );
 }
+
+#[test]
+fn stream2_waits_after_5_unacked_rows_and_stream_after_10() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_rexi11", &[]);
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_slim",
+        "stream_limits",
+        &[&d.name, "5", "10"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.contains("STREAM LIMITS stream2 5 stream 10"),
+        "{}",
+        out.text()
+    );
+}
+
+#[test]
+fn stream_limits_are_set_by_flags() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(
+        epmd.port,
+        "rn_rexi12",
+        &["--stream2-limit", "2", "--stream-limit", "7"],
+    );
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_slim2",
+        "stream_limits",
+        &[&d.name, "2", "7"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.contains("STREAM LIMITS stream2 2 stream 7"),
+        "{}",
+        out.text()
+    );
+}

@@ -92,8 +92,12 @@ pub struct Args {
     /// Seconds a job waits for a sync answer, a stream ack or stream2 START (rexi: 300).
     #[arg(long, default_value_t = 300)]
     pub worker_timeout: u64,
-    /// Unacked rows allowed by stream2 (CouchDB 2.x: 10, 3.x: 5).
-    #[arg(long, default_value_t = 10)]
+    /// Unacked rows a rexi:stream2 job sends before it waits for an ack: CouchDB's
+    /// `[rexi] stream_limit` (5 since CouchDB 3.0; 10 in 2.x).
+    #[arg(long, default_value_t = rexi_node::rexi::StreamLimits::default().stream2, value_name = "N")]
+    pub stream2_limit: usize,
+    /// Unacked rows a rexi:stream (v1) job sends before it waits for an ack (rexi: 10).
+    #[arg(long, default_value_t = rexi_node::rexi::StreamLimits::default().stream, value_name = "N")]
     pub stream_limit: usize,
     /// Worker threads [default: one per CPU]. One thread spends less CPU per cast when a
     /// single busy connection carries the load (it stops hopping between threads); more
@@ -222,7 +226,10 @@ pub fn main(a: Args) -> ExitCode {
             max_jobs: a.max_jobs,
             max_jobs_per_peer: a.max_jobs_per_peer.map_or(0, |n| n.max(1)),
             worker_timeout: Duration::from_secs(a.worker_timeout),
-            stream_limit: a.stream_limit.max(1),
+            stream_limits: rexi_node::rexi::StreamLimits {
+                stream: a.stream_limit.max(1),
+                stream2: a.stream2_limit.max(1),
+            },
             ..RexiConfig::default()
         };
         let (node, rexi) = match rexi_node::serve(cfg, handlers::builtin(), rcfg).await {

@@ -23,7 +23,7 @@ pub mod worker;
 pub use handler::{Args, Handlers};
 pub use release::Release;
 pub use server::{RexiConfig, RexiServer};
-pub use worker::{Ctx, Failure};
+pub use worker::{Ctx, Failure, StreamLimits};
 
 use crate::net::Node;
 use crate::process::Process;

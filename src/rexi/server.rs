@@ -11,7 +11,7 @@ use super::names::{NameKind, NameOwner, Names};
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
 use super::stats::{bump, Stats};
-use super::worker::{Ctx, Failure, JobState};
+use super::worker::{Ctx, Failure, JobState, StreamLimits};
 use crate::etf::{summary, Owned, SummaryLimits};
 use crate::net::Node;
 use crate::process::refkey::{KeyMap, RefKey};
@@ -37,8 +37,8 @@ pub struct RexiConfig {
     pub max_jobs_per_peer: usize,
     /// How long a job waits for a sync answer, a stream ack or the stream2 START (rexi: 300 s).
     pub worker_timeout: Duration,
-    /// Unacked rows allowed by `stream2` (CouchDB 2.x: 10; 3.x: 5).
-    pub stream_limit: usize,
+    /// Unacked rows allowed by `stream` (10) and `stream2` (CouchDB 2.x: 10; 3.x: 5).
+    pub stream_limits: StreamLimits,
     /// How long a kill for an unknown ref is remembered, so a doit that arrives after its
     /// kill (they may take different paths) never runs.
     pub tombstone_ttl: Duration,
@@ -73,7 +73,7 @@ impl Default for RexiConfig {
             max_jobs: 500_000,
             max_jobs_per_peer: 0,
             worker_timeout: Duration::from_secs(300),
-            stream_limit: 10,
+            stream_limits: StreamLimits::default(),
             tombstone_ttl: Duration::from_secs(30),
             max_tombstones: 100_000,
         }
@@ -387,7 +387,7 @@ impl RexiServer {
             self.stats.clone(),
             state.clone(),
             self.cfg.worker_timeout,
-            self.cfg.stream_limit,
+            self.cfg.stream_limits,
         );
         let (m, f, arity) = hkey;
         // The handler's future is made here, so the job's own future does not also keep

@@ -131,6 +131,27 @@ pub enum Sent {
     Dropped,
 }
 
+/// How many stream rows a job may have sent and not yet seen acked before it waits.
+/// rexi's `stream/1` has always allowed 10; `stream2/1` reads CouchDB's
+/// `[rexi] stream_limit`, 10 in 2.x and 5 since 3.0. A coordinator that does not ack
+/// (or acks late) sees exactly this many rows, so the values are kept as CouchDB's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// `rexi:stream/1` (v1).
+    pub stream: usize,
+    /// `rexi:stream2/1`.
+    pub stream2: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            stream: 10,
+            stream2: 5,
+        }
+    }
+}
+
 enum StreamInit {
     NotYet,
     Started,
@@ -145,7 +166,7 @@ pub struct Ctx {
     mailbox: Option<Mailbox>,
     pid: Option<Pid>,
     timeout: Duration,
-    stream_limit: usize,
+    limits: StreamLimits,
     unacked: usize,
     init: StreamInit,
 }
@@ -162,7 +183,7 @@ impl Ctx {
         stats: Arc<Stats>,
         job: Arc<JobState>,
         timeout: Duration,
-        stream_limit: usize,
+        limits: StreamLimits,
     ) -> Ctx {
         Ctx {
             node,
@@ -171,7 +192,7 @@ impl Ctx {
             mailbox: None,
             pid: None,
             timeout,
-            stream_limit,
+            limits,
             unacked: 0,
             init: StreamInit::NotYet,
         }
@@ -282,18 +303,18 @@ impl Ctx {
         }
     }
 
-    /// `rexi:stream/1` (v1): at most 10 rows unacked; waits for `{rexi_ack, N}` (300 s,
-    /// then the job fails with `timeout`).
+    /// `rexi:stream/1` (v1): at most [`StreamLimits::stream`] rows unacked (rexi: 10);
+    /// waits for `{rexi_ack, N}` (300 s, then the job fails with `timeout`).
     pub async fn stream(&mut self, msg: impl Into<Owned>) -> Result<(), Failure> {
-        self.stream_row(msg.into(), 10).await
+        self.stream_row(msg.into(), self.limits.stream).await
     }
 
     /// `rexi:stream2/1`: runs the `rexi_STREAM_INIT` handshake on first use, then streams
-    /// with the configured limit.
+    /// with at most [`StreamLimits::stream2`] rows unacked (CouchDB 3.x: 5).
     pub async fn stream2(&mut self, msg: impl Into<Owned>) -> Result<(), Failure> {
         let msg = msg.into();
         self.ensure_started().await?;
-        self.stream_row(msg, self.stream_limit).await
+        self.stream_row(msg, self.limits.stream2).await
     }
 
     /// `rexi:stream_last/1`: the handshake if it did not run yet, then `{Ref, Msg}`.

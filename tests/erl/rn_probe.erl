@@ -5,7 +5,8 @@
 -export([ping/1, expect_ping/1, monitors/1, wait_connected/1, idle/1, big/1, traffic/1,
          shapes/1, fresh_connect/1, storm/1, panic/1, never_returns/1, cast_and_die/1,
          await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1, phash2_served/1,
-         overload/1, worker_timeouts/1, dial_while_dialed/1, frame_cap/1, await_idle/1]).
+         overload/1, worker_timeouts/1, dial_while_dialed/1, frame_cap/1, await_idle/1,
+         stream_limits/1]).
 
 -define(T(L), list_to_atom(hd(L))).
 
@@ -272,6 +273,40 @@ collect_stream(Ref, Acc) ->
         {Ref, Final} -> lists:reverse([Final | Acc])
     after 5000 -> lists:reverse([timeout | Acc])
     end.
+
+%% Without acks a stream2 job sends exactly Want2 rows and then waits; one
+%% {rexi_ack, 1} lets exactly one more through. The same for stream (v1) and Want1.
+stream_limits([Target, Want2, Want1]) ->
+    T = list_to_atom(Target),
+    {W2, W1} = {list_to_integer(Want2), list_to_integer(Want1)},
+    check(fun() ->
+        pong = net_adm:ping(T),
+        R2 = cast({rexi_server, T}, {rexi_node, stream2, [W2 + 5, y]}),
+        {R2, {P2, T2}, rexi_STREAM_INIT} = rx(5000),
+        P2 ! {T2, rexi_STREAM_START},
+        ok = limit_then_one(R2, W2, y),
+        R1 = cast({rexi_server, T}, {rexi_node, stream, [W1 + 5, x]}),
+        ok = limit_then_one(R1, W1, x),
+        io:format("STREAM LIMITS stream2 ~p stream ~p~n", [W2, W1]),
+        ok
+    end).
+
+limit_then_one(Ref, Limit, Tag) ->
+    First = rows(Ref, Limit),
+    Want = [{I, Tag} || I <- lists:seq(1, Limit)],
+    Want = [Row || {_, Row} <- First],
+    %% a worker waiting for an ack sends nothing that could mark the wait: watched
+    %% for a while, as in shapes_via
+    none = no_row(Ref),
+    {P, _} = hd(First),
+    P ! {rexi_ack, 1},
+    [{P, {Next, Tag}}] = rows(Ref, 1),
+    Next = Limit + 1,
+    none = no_row(Ref),
+    ok.
+
+no_row(Ref) ->
+    receive {Ref, _, Extra} -> {row_past_the_limit, Extra} after 500 -> none end.
 
 %% A fresh connection whose very first message is a cast to this node's per-node name.
 fresh_connect([Target, NStr]) ->
