@@ -201,3 +201,17 @@ fn stream_limits_are_set_by_flags() {
         out.text()
     );
 }
+
+#[test]
+fn the_error_ring_records_module_function_and_bounded_args() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_rexi13", &[]);
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_ring",
+        "error_ring",
+        &[&d.name],
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("ERROR RING entry sizes"), "{}", out.text());
+}

@@ -63,7 +63,7 @@ use eetf::Term;
 
 pub use budget::{in_flight, Budget};
 pub use dispose::dispose;
-pub use owned::{summary, Owned, SummaryLimits};
+pub use owned::{summary, summary_list, Owned, SummaryLimits};
 
 /// Limits applied while decoding bytes that came from the network. The daemon's
 /// configuration may override any of them; the defaults suit a node that takes frames

@@ -253,6 +253,22 @@ pub fn summary(t: &Term, limits: SummaryLimits) -> Term {
     copy(t, limits.max_depth, &mut budget, &limits)
 }
 
+/// [`summary`] of the list of `items` (a call's arguments), as if they were one list,
+/// with one budget for all of them and without building that list first.
+pub fn summary_list<'a>(items: impl IntoIterator<Item = &'a Term>, limits: SummaryLimits) -> Term {
+    let mut budget = limits.max_terms.saturating_sub(1);
+    let depth = limits.max_depth.saturating_sub(1);
+    let mut out = Vec::new();
+    for e in items {
+        if budget == 0 {
+            out.push(cut());
+            break;
+        }
+        out.push(copy(e, depth, &mut budget, &limits));
+    }
+    Term::List(List::from(out))
+}
+
 fn cut() -> Term {
     Term::Atom(eetf::Atom::from("..."))
 }
@@ -403,6 +419,14 @@ mod tests {
         assert_eq!(depth, 16);
         assert_eq!(*t, Term::Atom(Atom::from("...")));
         let wide = Term::List(List::from(vec![Term::Atom(Atom::from("x")); 10_000]));
+        let args = [wide.clone(), deep(100), Term::Atom(Atom::from("y"))];
+        assert_eq!(
+            summary_list(args.iter(), SummaryLimits::default()),
+            summary(
+                &Term::List(List::from(args.to_vec())),
+                SummaryLimits::default()
+            )
+        );
         match summary(&wide, SummaryLimits::default()) {
             Term::List(l) => assert_eq!(l.elements.len(), 256),
             _ => panic!(),

@@ -24,6 +24,9 @@ impl Args {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    pub fn iter(&self) -> impl Iterator<Item = &Term> {
+        self.0.iter().map(|t| &**t)
+    }
     pub fn get(&self, i: usize) -> Option<&Term> {
         self.0.get(i).map(|t| &**t)
     }

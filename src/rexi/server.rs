@@ -12,7 +12,7 @@ use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
 use super::stats::{bump, Stats};
 use super::worker::{Ctx, Failure, JobState, StreamLimits};
-use crate::etf::{summary, Owned, SummaryLimits};
+use crate::etf::{summary, summary_list, Owned, SummaryLimits};
 use crate::net::Node;
 use crate::process::refkey::{KeyMap, RefKey};
 use crate::process::{gen, Signal};
@@ -21,6 +21,7 @@ use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -60,8 +61,9 @@ impl RexiConfig {
 /// requests are lowered to this, and still answered `ok`).
 pub const MAX_ERROR_LIMIT: usize = 1000;
 
-/// How much of a failed job's reason, stack and nonce an error-ring entry keeps: a
-/// [`summary`] (at most 256 terms, 16 levels, 1 KiB per binary, each), never a clone.
+/// How much of a failed job's reason, stack, arguments and nonce an error-ring entry
+/// keeps: a [`summary`] (at most 256 terms, 16 levels, 1 KiB per binary, each), never a
+/// clone.
 fn entry_limits() -> SummaryLimits {
     SummaryLimits::default()
 }
@@ -175,6 +177,9 @@ pub struct RexiServer {
     jobs: Mutex<Jobs>,
     tombstones: Mutex<Tombstones>,
     errors: Mutex<ErrorRing>,
+    /// The ring's limit, read by every doit without taking the ring's lock: while it is 0
+    /// (the default, as in rexi) no job keeps a copy of its arguments.
+    error_limit: AtomicUsize,
     pub stats: Arc<Stats>,
     /// Job durations by MFA, one series per handler.
     pub durations: JobDurations,
@@ -224,6 +229,7 @@ impl RexiServer {
                 limit: 0,
                 entries: VecDeque::new(),
             }),
+            error_limit: AtomicUsize::new(0),
             stats: Arc::new(Stats::default()),
             names: Names::default(),
             me: me.clone(),
@@ -338,9 +344,10 @@ impl RexiServer {
             bump(&self.stats.errors);
             let (m, f, _) = hkey;
             // undef's stack shows the arguments, as the BEAM does; the ring keeps a summary.
+            let kept = self.kept_args(&d.args);
             let args = Term::List(eetf::List::from(d.args.into_terms()));
             let reason = Owned::new(tuple(vec![atom("undef"), protocol::stack(&m, &f, args)]));
-            self.record_error(&reason, &m, &f, 0, &d.nonce);
+            self.record_error(&reason, &m, &f, kept, &d.nonce);
             let msg =
                 protocol::rexi_exit(Term::Reference(Box::new(d.reference)), reason.into_term());
             let _ = self.node.send(&d.caller, msg);
@@ -390,6 +397,7 @@ impl RexiServer {
             self.cfg.stream_limits,
         );
         let (m, f, arity) = hkey;
+        let kept = self.kept_args(&d.args);
         // The handler's future is made here, so the job's own future does not also keep
         // room for the Ctx and the arguments (they live in the handler's future only).
         let work = handler(ctx, d.args);
@@ -400,6 +408,7 @@ impl RexiServer {
             state.clone(),
             key,
             (m, f, arity),
+            kept,
             started,
         ));
         // Run the job here, on the reader task, until it first waits: a job that answers
@@ -480,6 +489,7 @@ impl RexiServer {
         key: &RefKey,
         reason: Option<Owned>,
         mfa: &(String, String, usize),
+        kept: Option<Owned>,
     ) {
         {
             let mut jobs = lock(&self.jobs);
@@ -493,7 +503,7 @@ impl RexiServer {
             Some(reason) => {
                 if !state.is_killed() {
                     bump(&self.stats.errors);
-                    self.record_error(&reason, &mfa.0, &mfa.1, mfa.2, &state.nonce);
+                    self.record_error(&reason, &mfa.0, &mfa.1, kept, &state.nonce);
                     let msg = protocol::rexi_exit(
                         Term::Reference(Box::new(state.reference.clone())),
                         reason.into_term(),
@@ -510,9 +520,22 @@ impl RexiServer {
         }
     }
 
-    /// Adds an entry to the error ring: summaries of the caller's terms (see
-    /// [`entry_limits`]), never clones, so an entry is small however deep the reason.
-    fn record_error(&self, reason: &Term, m: &str, f: &str, arity: usize, nonce: &Term) {
+    /// What a job keeps of its arguments for the error ring, taken before the handler owns
+    /// them: nothing while the ring is off, else a [`summary_list`] (never larger than the
+    /// arguments themselves, and at most [`entry_limits`]).
+    fn kept_args(&self, args: &protocol::Args) -> Option<Owned> {
+        if self.error_limit.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        Some(Owned::new(summary_list(args.iter(), entry_limits())))
+    }
+
+    /// Adds an entry to the error ring, like rexi's `#error{timestamp, reason, mfa = {M, F,
+    /// Args}, nonce, stack}`: summaries of the caller's terms (see [`entry_limits`]), never
+    /// clones, so an entry is small however deep the reason. `args` is what the job kept
+    /// ([`Self::kept_args`]); a job that started while the ring was off kept nothing, and
+    /// its entry shows `'...'` in place of the argument list.
+    fn record_error(&self, reason: &Term, m: &str, f: &str, args: Option<Owned>, nonce: &Term) {
         let mut ring = lock(&self.errors);
         if ring.limit == 0 {
             return;
@@ -536,7 +559,11 @@ impl RexiServer {
             atom("error"),
             ts,
             tuple(vec![atom("error"), r]),
-            tuple(vec![atom(m), atom(f), int(arity as i64)]),
+            tuple(vec![
+                atom(m),
+                atom(f),
+                args.map(Owned::into_term).unwrap_or_else(|| atom("...")),
+            ]),
             summary(nonce, l),
             stack,
         ]);
@@ -578,6 +605,7 @@ impl RexiServer {
                             );
                         }
                         ring.limit = want.min(MAX_ERROR_LIMIT);
+                        self.error_limit.store(ring.limit, Ordering::Relaxed);
                         // Shrinking keeps the oldest entries, as rexi does.
                         while ring.entries.len() > ring.limit {
                             ring.entries.pop_front();
@@ -605,6 +633,7 @@ async fn run_job(
     state: Arc<JobState>,
     key: RefKey,
     mfa: (String, String, usize),
+    kept: Option<Owned>,
     (started, index): (Option<Instant>, usize),
 ) {
     let outcome = AssertUnwindSafe(work).catch_unwind().await;
@@ -635,5 +664,5 @@ async fn run_job(
             ])))
         }
     };
-    server.job_ended(&state, &key, reason, &mfa);
+    server.job_ended(&state, &key, reason, &mfa, kept);
 }

@@ -6,7 +6,7 @@
          shapes/1, fresh_connect/1, storm/1, panic/1, never_returns/1, cast_and_die/1,
          await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1, phash2_served/1,
          overload/1, worker_timeouts/1, dial_while_dialed/1, frame_cap/1, await_idle/1,
-         stream_limits/1]).
+         stream_limits/1, error_ring/1]).
 
 -define(T(L), list_to_atom(hd(L))).
 
@@ -307,6 +307,45 @@ limit_then_one(Ref, Limit, Tag) ->
 
 no_row(Ref) ->
     receive {Ref, _, Extra} -> {row_past_the_limit, Extra} after 500 -> none end.
+
+%% The error ring records {M, F, Args} as rexi does; a huge argument is kept as a
+%% bounded summary, never whole.
+error_ring(L) ->
+    T = ?T(L),
+    S = {rexi_server, T},
+    check(fun() ->
+        pong = net_adm:ping(T),
+        ok = gen_server:call(S, {set_error_limit, 5}),
+        R1 = cast(S, {rexi_node, fail, [ring]}),
+        {R1, {rexi_EXIT, {ring, _}}} = rx(5000),
+        {ok, {error, _, {error, ring}, {rexi_node, fail, [ring]}, undefined, _}} =
+            gen_server:call(S, get_last_error),
+        R2 = cast(S, {no_mod, no_fun, [1, 2]}),
+        {R2, {rexi_EXIT, {undef, _}}} = rx(5000),
+        {ok, [{error, _, {error, undef}, {no_mod, no_fun, [1, 2]}, _, _},
+              {error, _, {error, ring}, {rexi_node, fail, [ring]}, _, _}]} =
+            gen_server:call(S, get_errors),
+        %% 100,000 integers and a 1 MB binary in the arguments
+        Big = {big, lists:seq(1, 100000)},
+        Bin = binary:copy(<<"x">>, 1000000),
+        R3 = cast(S, {rexi_node, fail, [Big]}),
+        {R3, {rexi_EXIT, {Big, _}}} = rx(5000),
+        {ok, E3 = {error, _, _, {rexi_node, fail, [{big, Kept}]}, _, _}} =
+            gen_server:call(S, get_last_error),
+        true = length(Kept) < 256,
+        '...' = lists:last(Kept),
+        [1, 2, 3] = lists:sublist(Kept, 3),
+        R4 = cast(S, {no_mod, no_fun, [Bin]}),
+        {R4, {rexi_EXIT, {undef, [{no_mod, no_fun, [Bin], []}]}}} = rx(5000),
+        {ok, E4 = {error, _, _, {no_mod, no_fun, [KeptBin]}, _, _}} =
+            gen_server:call(S, get_last_error),
+        true = KeptBin =:= binary:part(Bin, 0, 1024),
+        Sizes = [byte_size(term_to_binary(E)) || E <- [E3, E4]],
+        io:format("ERROR RING entry sizes ~p~n", [Sizes]),
+        true = lists:all(fun(Sz) -> Sz < 20000 end, Sizes),
+        ok = gen_server:call(S, {set_error_limit, 0}),
+        ok
+    end).
 
 %% A fresh connection whose very first message is a cast to this node's per-node name.
 fresh_connect([Target, NStr]) ->
