@@ -230,6 +230,25 @@ fn cast_prints_replies_sync_replies_rows_and_rexi_exit() {
     );
     assert_eq!(r.code, 0, "{}", r.text());
     assert!(r.out.contains("reply: {hello,1}"), "{}", r.text());
+    // By default the doit goes to the per-node name of the tool's node, as CouchDB sends.
+    assert!(
+        r.out
+            .contains("doit: {rexi_node,echo,[{hello,1}]} (sent to {rexi_server_"),
+        "{}",
+        r.text()
+    );
+    let st = tool(epmd.port, &["status", &d.name, "--json"]).json();
+    assert_eq!(st["stats"]["casts_nodename"], 1, "{st}");
+    assert_eq!(st["stats"]["casts_singleton"], 0, "{st}");
+    for (via, key) in [("phash2", "casts_phash2"), ("singleton", "casts_singleton")] {
+        let r = tool(
+            epmd.port,
+            &["cast", &d.name, "rexi_node", "echo", "x", "--via", via],
+        );
+        assert_eq!(r.code, 0, "{}", r.text());
+        let st = tool(epmd.port, &["status", &d.name, "--json"]).json();
+        assert_eq!(st["stats"][key], 1, "{via}: {st}");
+    }
 
     let r = tool(
         epmd.port,
@@ -332,6 +351,14 @@ fn cast_prints_replies_sync_replies_rows_and_rexi_exit() {
     );
     assert_eq!(r.code, 1, "{}", r.text());
     assert!(r.err.contains("did not end within 1 s"), "{}", r.text());
+    // ... with kill_all through the per-node name (CouchDB HEAD sends no {kill, Ref}).
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let st = tool(epmd.port, &["status", &d.name, "--json"]).json();
+            st["stats"]["kills"] == 1
+        }),
+        "the job was not killed"
+    );
 
     // Bad term syntax is a usage error.
     let r = tool(
@@ -349,9 +376,28 @@ fn cast_to_beam_nodes_and_no_singleton_at_release_3() {
     let b3 = standin(epmd.port, "t_cb_b3", 3, true, &[]);
     let d = Daemon::start(epmd.port, "t_cb_x", &[]);
 
+    // A BEAM rexi starts no per-node server for a hidden node such as the tool: the
+    // default --via node is told noproc at once, with the way out.
     let r = tool(
         epmd.port,
         &["cast", &b1.name, "rn_rexi_standin", "reply", "[1,2]"],
+    );
+    assert_eq!(r.code, 1, "{}", r.text());
+    assert!(r.err.contains("(noproc), so the doit was dropped: a BEAM rexi (CouchDB) starts per-node servers only for visible nodes"), "{}", r.text());
+    assert!(r.err.contains("Try --via singleton."), "{}", r.text());
+    assert!(r.took < Duration::from_secs(10), "took {:?}", r.took);
+
+    let r = tool(
+        epmd.port,
+        &[
+            "cast",
+            &b1.name,
+            "rn_rexi_standin",
+            "reply",
+            "[1,2]",
+            "--via",
+            "singleton",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.text());
     assert!(r.out.contains("reply: [1,2]"), "{}", r.text());
@@ -365,6 +411,8 @@ fn cast_to_beam_nodes_and_no_singleton_at_release_3() {
             "q",
             "--answer",
             "fine",
+            "--via",
+            "singleton",
         ],
     );
     assert_eq!(r.code, 0, "{}", r.text());
@@ -374,14 +422,56 @@ fn cast_to_beam_nodes_and_no_singleton_at_release_3() {
         r.text()
     );
     assert!(r.out.contains("reply: {answered,fine}"), "{}", r.text());
-    let r = tool(epmd.port, &["cast", &b1.name, "no_such_module", "f"]);
+    let r = tool(
+        epmd.port,
+        &[
+            "cast",
+            &b1.name,
+            "no_such_module",
+            "f",
+            "--via",
+            "singleton",
+        ],
+    );
     assert_eq!(r.code, 1, "{}", r.text());
     assert!(r.out.contains("rexi_EXIT: {undef,"), "{}", r.text());
+
+    // A job past --timeout is cancelled with kill_all through the name the doit took.
+    let r = tool(
+        epmd.port,
+        &[
+            "cast",
+            &b1.name,
+            "rn_rexi_standin",
+            "sleep",
+            "60000",
+            "--via",
+            "singleton",
+            "--timeout",
+            "1",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.text());
+    assert!(
+        b1.out
+            .wait_for("KILL_ALL 1 via rexi_server", Duration::from_secs(10)),
+        "{}",
+        b1.out.text()
+    );
+    assert!(!b1.out.contains("KILL via"), "{}", b1.out.text());
 
     // Release 3: no singleton. The tool says so at once instead of waiting 30 s.
     let r = tool(
         epmd.port,
-        &["cast", &b3.name, "rn_rexi_standin", "reply", "x"],
+        &[
+            "cast",
+            &b3.name,
+            "rn_rexi_standin",
+            "reply",
+            "x",
+            "--via",
+            "singleton",
+        ],
     );
     assert_eq!(r.code, 1, "{}", r.text());
     assert!(
@@ -396,7 +486,18 @@ fn cast_to_beam_nodes_and_no_singleton_at_release_3() {
         tool(epmd.port, &["release", "set", "3", "--node", &d.name]).code,
         0
     );
-    let r = tool(epmd.port, &["cast", &d.name, "rexi_node", "echo", "x"]);
+    let r = tool(
+        epmd.port,
+        &[
+            "cast",
+            &d.name,
+            "rexi_node",
+            "echo",
+            "x",
+            "--via",
+            "singleton",
+        ],
+    );
     assert_eq!(r.code, 1, "{}", r.text());
     assert!(
         r.err.contains("has no singleton rexi_server (noproc)"),
@@ -404,6 +505,9 @@ fn cast_to_beam_nodes_and_no_singleton_at_release_3() {
         r.text()
     );
     assert!(r.took < Duration::from_secs(10), "took {:?}", r.took);
+    // The per-node names stay at release 3.
+    let r = tool(epmd.port, &["cast", &d.name, "rexi_node", "echo", "x"]);
+    assert_eq!(r.code, 0, "{}", r.text());
     assert_eq!(
         tool(epmd.port, &["release", "set", "1", "--node", &d.name]).code,
         0

@@ -2,11 +2,18 @@
 //! job sends back: replies, sync_replies (answered with `--answer`), stream rows (acked,
 //! so the worker goes on) and the final `rexi_EXIT`.
 //!
-//! This tool is a hidden node, and BEAM nodes never start a per-node server for a hidden
-//! peer (docs/design/migration.md §6), so it must cast to the singleton `rexi_server`. It
-//! monitors that name first: on a node without the singleton (release 3) the monitor fires
-//! `noproc` at once and the tool says so, instead of waiting for replies to a request that
-//! was dropped.
+//! The doit goes where CouchDB's own coordinators send it (`--via node`, the default):
+//! `rexi_server_<caller node>`, the per-node name every CouchDB since 3.0 sends to (its
+//! `rexi_utils:server_id/1` builds it from the caller's node name; the singleton
+//! `rexi_server` is kept only for mixed-version clusters). `--via phash2` uses the
+//! `rexi_server_<phash2(caller node)>` form of the migration releases 1..3, `--via singleton`
+//! the singleton. The tool monitors that name first: a node without it (a BEAM rexi starts
+//! per-node servers only for visible peers, and this tool is hidden; a release-3 node has no
+//! singleton) fires `noproc` at once and the tool says so and what to try, instead of
+//! waiting for replies to a request that was dropped.
+//!
+//! A job that outlives `--timeout` is cancelled with `{kill_all, [Ref]}` through the same
+//! name: CouchDB HEAD no longer sends `{kill, Ref}` (its `rexi:kill/2` is gone).
 //!
 //! A rexi job has no end-of-job message: by convention a plain `{Ref, Reply}` is the last
 //! one (`rexi:reply`, `stream_last`), so the tool stops there unless `--keep-listening` asks
@@ -44,8 +51,32 @@ pub struct Args {
     /// Do not stop at the first plain reply: wait until the worker exits or --timeout.
     #[arg(long)]
     pub keep_listening: bool,
+    /// Which rexi server name gets the doit (and the kill_all on --timeout): node =
+    /// rexi_server_<this tool's node name>, as CouchDB 3.0 and later send; phash2 =
+    /// rexi_server_<phash2(this tool's node name)>; singleton = rexi_server.
+    #[arg(long, value_enum, default_value_t = Via::Node)]
+    pub via: Via,
     #[command(flatten)]
     pub tool: ToolArgs,
+}
+
+/// The rexi server name forms a caller may send to.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Node,
+    Phash2,
+    Singleton,
+}
+
+impl Via {
+    /// The registered name on the target for a caller on node `me`.
+    fn name(self, me: &str) -> String {
+        match self {
+            Via::Node => format!("rexi_server_{me}"),
+            Via::Phash2 => rexi_node::phash2::server_id(me),
+            Via::Singleton => "rexi_server".to_string(),
+        }
+    }
 }
 
 /// How the job ended, and the exit code that goes with it.
@@ -53,7 +84,7 @@ enum End {
     Replied,
     WorkerExited(String),
     RexiExit,
-    NoSingleton,
+    NoServer,
     ServerDown(String),
     ConnectionLost,
     Timeout,
@@ -116,11 +147,11 @@ pub fn main(a: Args) -> ExitCode {
     let out = Out { json: a.tool.json };
     tool::with_connected_client(&a.tool, &a.node, async |client| {
         let node = a.node.clone();
-        let server_mon = match client.monitor(&node, ProcId::Name("rexi_server".into())) {
+        let server = a.via.name(client.node().name());
+        let server_mon = match client.monitor(&node, ProcId::Name(server.clone())) {
             Ok(r) => r,
             Err(e) => {
-                return Exit::Unreachable
-                    .with(&format!("cannot monitor rexi_server on {node}: {e}"))
+                return Exit::Unreachable.with(&format!("cannot monitor {server} on {node}: {e}"))
             }
         };
         let job = client.make_ref();
@@ -137,16 +168,12 @@ pub fn main(a: Args) -> ExitCode {
                 mfa.clone(),
             ]),
         ]);
-        if let Err(e) = client.send_named(&node, "rexi_server", &doit) {
+        if let Err(e) = client.send_named(&node, &server, &doit) {
             return Exit::Unreachable.with(&format!(
-                "cannot send the doit to {{rexi_server, {node}}}: {e}"
+                "cannot send the doit to {{{server}, {node}}}: {e}"
             ));
         }
-        out.event(
-            "doit",
-            &format!("sent to {{rexi_server, {node}}}"),
-            Some(&mfa),
-        );
+        out.event("doit", &format!("sent to {{{server}, {node}}}"), Some(&mfa));
 
         let deadline = Instant::now() + Duration::from_secs(a.timeout.max(1));
         let mut deadline = deadline;
@@ -167,7 +194,7 @@ pub fn main(a: Args) -> ExitCode {
                     reference, reason, ..
                 } if reference.id == server_mon.id => {
                     break if is_atom(&reason, "noproc") {
-                        End::NoSingleton
+                        End::NoServer
                     } else if is_atom(&reason, "noconnection") {
                         End::ConnectionLost
                     } else {
@@ -267,16 +294,25 @@ pub fn main(a: Args) -> ExitCode {
                 }
             }
             End::RexiExit => Exit::Failure.into(),
-            End::NoSingleton => {
-                out.event("error", "noproc: no rexi_server", None);
+            End::NoServer => {
+                let what = match a.via {
+                    Via::Singleton => "singleton rexi_server".to_string(),
+                    _ => server.clone(),
+                };
+                out.event("error", &format!("noproc: no {what}"), None);
+                let why = match a.via {
+                    Via::Singleton => "the node is at release 3, or runs no rexi. Try --via node.",
+                    // A BEAM rexi starts per-node servers only for the visible nodes it
+                    // sees; rexi-node serves every name form to every peer.
+                    _ => "a BEAM rexi (CouchDB) starts per-node servers only for visible nodes, and this tool is a hidden node. Try --via singleton.",
+                };
                 eprintln!(
-                    "rexi-node: {node} has no singleton rexi_server (noproc), so the doit was dropped: the node is at release 3, or runs no rexi. \
-                     A hidden caller like this tool can only reach the singleton (BEAM nodes start no per-node server for hidden peers)."
+                    "rexi-node: {node} has no {what} (noproc), so the doit was dropped: {why}"
                 );
                 Exit::Failure.into()
             }
             End::ServerDown(r) => {
-                eprintln!("rexi-node: rexi_server on {node} exited ({r}) during the job");
+                eprintln!("rexi-node: {server} on {node} exited ({r}) during the job");
                 Exit::Failure.into()
             }
             End::ConnectionLost => Exit::Unreachable.with(&format!(
@@ -284,11 +320,15 @@ pub fn main(a: Args) -> ExitCode {
             )),
             End::Timeout => {
                 // Be a good citizen: a job nobody listens to should not run to its own timeouts.
+                // kill_all, as CouchDB 3.0 and later send (HEAD removed rexi:kill/2).
                 let kill = tuple(vec![
                     atom("$gen_cast"),
-                    tuple(vec![atom("kill"), Term::Reference(Box::new(job.clone()))]),
+                    tuple(vec![
+                        atom("kill_all"),
+                        list(vec![Term::Reference(Box::new(job.clone()))]),
+                    ]),
                 ]);
-                let _ = client.send_named(&node, "rexi_server", &kill);
+                let _ = client.send_named(&node, &server, &kill);
                 out.event(
                     "timeout",
                     &format!("no end of the job within {} s; kill sent", a.timeout),

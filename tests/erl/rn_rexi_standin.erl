@@ -7,6 +7,8 @@
 %%
 %% erl -run rn_rexi_standin start Release env|noenv|env_waiting [PeerNode...]
 %%
+%% Kill messages are printed, not acted on: `KILL_ALL N via Name` or `KILL via Name`.
+%%
 %% env_waiting: as env, and rexi_server_mon answers status -> {waiting, 1}, as a real one
 %% does before its per-node servers exist.
 %%
@@ -15,7 +17,7 @@
 %% rexi_server. rexi_server_mon answers status -> ok; the servers run doit jobs.
 -module(rn_rexi_standin).
 -behaviour(gen_server).
--export([start/1, reply/1, sync/1]).
+-export([start/1, reply/1, sync/1, sleep/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 start([Rel, Env | Peers]) ->
@@ -51,6 +53,8 @@ sync(T) ->
     after 10000 -> exit(timeout)
     end.
 
+sleep(Ms) -> timer:sleep(Ms).
+
 init(Name) -> {ok, Name}.
 
 handle_call(status, _From, rexi_server_mon = S) ->
@@ -67,6 +71,13 @@ handle_cast({doit, {Pid, Ref} = From, _Nonce, {M, F, A}}, S) ->
         catch _:R:St -> Pid ! {Ref, {rexi_EXIT, {R, St}}}
         end
     end),
+    {noreply, S};
+%% Kills are only printed (the tests read which message and name a caller used).
+handle_cast({kill_all, Refs}, S) ->
+    io:format("KILL_ALL ~p via ~p~n", [length(Refs), S]),
+    {noreply, S};
+handle_cast({kill, _Ref}, S) ->
+    io:format("KILL via ~p~n", [S]),
     {noreply, S};
 handle_cast(_, S) -> {noreply, S}.
 
