@@ -351,6 +351,12 @@ fn cast_prints_replies_sync_replies_rows_and_rexi_exit() {
     );
     assert_eq!(r.code, 1, "{}", r.text());
     assert!(r.err.contains("did not end within 1 s"), "{}", r.text());
+    // The argument list is shown as ~p shows it: [60000], not a string.
+    assert!(
+        r.out.contains("doit: {rexi_node,sleep,[60000]} (sent to"),
+        "{}",
+        r.text()
+    );
     // ... with kill_all through the per-node name (CouchDB HEAD sends no {kill, Ref}).
     assert!(
         wait_until(Duration::from_secs(10), || {

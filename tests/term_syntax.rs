@@ -178,6 +178,87 @@ fn strings_print_like_erlang_p() {
     }
 }
 
+/// The same rule, asked of a real `erl`: for each list, our text is exactly what
+/// `io_lib:format("~p", [L])` gives (and `~tp`, the same for lists under the default
+/// `+pc latin1`); for each binary, what `~tp` gives.
+#[test]
+fn lists_print_like_a_real_erl_p() {
+    let lists = [
+        "[5000]",
+        "[65,66]",
+        "[]",
+        "[10,65]",
+        "[255]",
+        "[256]",
+        "\"é\"",
+        "[0]",
+        "[7]",
+        "[31]",
+        "[127]",
+        "[128]",
+        "[159]",
+        "[160]",
+        "[8,9,10,11,12,13,27]",
+        "[65,5000]",
+        "[-1]",
+        "[1114111]",
+        "\"日本\"",
+        "[[65,66],[5000]]",
+        "{[65],[7],[]}",
+        "[34,92,39]",
+        "[$a,$b|c]",
+        "[65|66]",
+        "[a,65]",
+        "[65.0]",
+    ];
+    let binaries = [
+        "<<233>>",
+        "<<195,169>>",
+        "<<\"日本\"/utf8>>",
+        "<<128>>",
+        "<<1:3>>",
+        "<<\"a\\\"b\">>",
+    ];
+    let dir = std::env::temp_dir().join(format!("rn_print_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = dir.join("terms.txt");
+    let all: Vec<&str> = lists.iter().chain(binaries.iter()).copied().collect();
+    std::fs::write(&input, all.join("\n") + "\n").expect("write terms");
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/print_oracle.escript");
+    let out = std::process::Command::new("escript")
+        .arg(&script)
+        .arg(&input)
+        .output()
+        .expect("escript must be installed");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let answers: Vec<&str> = text.lines().collect();
+    assert_eq!(answers.len(), all.len(), "{text}");
+    // "[34,65] [34,65]": two lists of code points.
+    let decode = |s: &str| -> String {
+        s.trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| char::from_u32(x.parse().expect("code point")).expect("char"))
+            .collect()
+    };
+    for (i, (text, answer)) in all.iter().zip(answers).enumerate() {
+        let (p, tp) = answer.split_once(' ').expect("two lists");
+        let (p, tp) = (decode(p), decode(tp));
+        let ours = print(&parse(text).unwrap_or_else(|e| panic!("{text}: {e}")));
+        if i < lists.len() {
+            assert_eq!(ours, p, "{text}: ~p");
+        }
+        assert_eq!(ours, tp, "{text}: ~tp");
+    }
+}
+
 #[test]
 fn floats_print_shortest_like_erlang() {
     // io:format("~p", ...) on OTP 25.
