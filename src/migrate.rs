@@ -17,6 +17,15 @@
 //! from the moment the peer connects, so it receives from every caller release, except
 //! that at its own release 3 it retires the singleton like an Erlang R3 node, and then
 //! R0/R1 callers lose their casts to it. A rexi-node never casts, so it is never a caller.
+//!
+//! A CouchDB node (2.3 and later; every 3.x) is none of R0..R3: its per-node servers are
+//! named after nodes, `rexi_server_<NodeName>`, not after a phash2, and it has no `release`
+//! in its application env. Its callers send to `rexi_server_<caller's node name>`, which no
+//! R0..R3 node registers; it keeps the singleton, so R0/R1 callers reach it, and registers
+//! no phash2 names, so R2/R3 callers do not. CouchDB coordinators also treat any node
+//! outside their `[node() | nodes()]` as down (docs/design/migration.md §6): a hidden
+//! rexi-node receives their casts but they never wait for its answers, which is as bad as
+//! a lost cast, so that cell is `DOWN` and a [`warnings`] line says to run it `--visible`.
 
 use crate::rexi::Release;
 
@@ -27,6 +36,9 @@ pub enum NodeKind {
     Beam,
     /// This project's daemon.
     RexiNode,
+    /// An Erlang node running CouchDB's rexi: per-node servers named after nodes and no
+    /// `release` application env.
+    CouchDb,
 }
 
 impl NodeKind {
@@ -34,6 +46,7 @@ impl NodeKind {
         match self {
             NodeKind::Beam => "beam",
             NodeKind::RexiNode => "rexi-node",
+            NodeKind::CouchDb => "couchdb",
         }
     }
 }
@@ -73,6 +86,25 @@ pub fn rexi_node_delivery(caller: Release, target: Release) -> Delivery {
     } else {
         Delivery::Ok
     }
+}
+
+/// `doit` from an R0..R3 `caller` into a CouchDB node: the singleton is there (CouchDB
+/// still starts it), the phash2 names of R2/R3 are not.
+pub fn couchdb_delivery(caller: Release) -> Delivery {
+    if caller.get() <= 1 {
+        Delivery::Ok
+    } else {
+        Delivery::Lost
+    }
+}
+
+/// Whether a per-node rexi server name is CouchDB's node-name form,
+/// `rexi_server_<NodeName>` (a node name always holds an `@`), rather than the phash2 form
+/// `rexi_server_<digits>` of releases 1..3, or `rexi_server_mon`/`rexi_server_sup`.
+pub fn is_node_name_server(registered: &str) -> bool {
+    registered
+        .strip_prefix("rexi_server_")
+        .is_some_and(|n| n.contains('@'))
 }
 
 /// What is known about a node's release: one value, or (for an Erlang node whose rexi does
@@ -143,6 +175,24 @@ pub struct Member {
     /// Whether the node's `rexi_server_mon` answered `ok` (all its per-node servers
     /// exist). `false` when it answered `{waiting, N}`: "ok*" casts to it are lost now.
     pub per_node_ready: bool,
+    /// For a CouchDB node, its `nodes()`: the nodes its coordinators treat as up (with
+    /// itself). Empty for other kinds, whose casts do not depend on it.
+    pub visible_peers: Vec<String>,
+}
+
+impl Member {
+    /// The release for an operator; a CouchDB node has none.
+    pub fn release_label(&self) -> String {
+        match self.kind {
+            NodeKind::CouchDb => "couchdb".to_string(),
+            _ => self.release.to_string(),
+        }
+    }
+
+    /// Whether this node's coordinators treat `other` as a live node.
+    fn sees(&self, other: &str) -> bool {
+        self.name == other || self.visible_peers.iter().any(|p| p == other)
+    }
 }
 
 /// One cell of the delivery matrix.
@@ -154,6 +204,8 @@ pub enum Cell {
     /// "ok*" but the target's `rexi_server_mon` is still waiting: lost right now.
     Waiting,
     Lost,
+    /// A CouchDB caller and a rexi-node hidden from it: the caller treats it as down.
+    Down,
     /// The row is a rexi-node, which never casts.
     NotACaller,
 }
@@ -161,7 +213,7 @@ pub enum Cell {
 impl Cell {
     /// Whether casts on this cell are lost today.
     pub fn loses(self) -> bool {
-        matches!(self, Cell::Lost | Cell::Waiting)
+        matches!(self, Cell::Lost | Cell::Waiting | Cell::Down)
     }
 
     pub fn label(self) -> &'static str {
@@ -170,18 +222,25 @@ impl Cell {
             Cell::OkOnceStarted => "ok*",
             Cell::Waiting => "WAIT",
             Cell::Lost => "LOST",
+            Cell::Down => "DOWN",
             Cell::NotACaller => "-",
         }
     }
 }
 
 fn cell_for(caller: &Member, caller_r: Release, target: &Member, target_r: Release) -> Cell {
-    if caller.kind == NodeKind::RexiNode {
-        return Cell::NotACaller;
-    }
-    let d = match target.kind {
-        NodeKind::Beam => beam_delivery(caller_r, target_r),
-        NodeKind::RexiNode => rexi_node_delivery(caller_r, target_r),
+    let d = match (caller.kind, target.kind) {
+        (NodeKind::RexiNode, _) => return Cell::NotACaller,
+        (NodeKind::Beam, NodeKind::Beam) => beam_delivery(caller_r, target_r),
+        (NodeKind::Beam, NodeKind::RexiNode) => rexi_node_delivery(caller_r, target_r),
+        (NodeKind::Beam, NodeKind::CouchDb) => couchdb_delivery(caller_r),
+        // The node-name form is registered by no R0..R3 node.
+        (NodeKind::CouchDb, NodeKind::Beam) => Delivery::Lost,
+        // Started by the target's rexi_server_mon for each visible node.
+        (NodeKind::CouchDb, NodeKind::CouchDb) => Delivery::OkOnceStarted,
+        (NodeKind::CouchDb, NodeKind::RexiNode) if !caller.sees(&target.name) => return Cell::Down,
+        // A rexi-node serves every per-node name, at every release.
+        (NodeKind::CouchDb, NodeKind::RexiNode) => Delivery::Ok,
     };
     match d {
         Delivery::Ok => Cell::Ok,
@@ -285,6 +344,8 @@ pub enum Verdict {
     Done { node: usize },
     /// The release is not known exactly, so no step can be judged.
     Unknown { node: usize },
+    /// A CouchDB node: not part of the R0..R3 plan.
+    NotInPlan { node: usize },
 }
 
 /// A next step, with the matrix the cluster would have after it.
@@ -314,6 +375,13 @@ pub fn assess(members: &[Member]) -> Assessment {
     let now = Matrix::of(members);
     let mut steps = Vec::new();
     for (i, m) in members.iter().enumerate() {
+        if m.kind == NodeKind::CouchDb {
+            steps.push(Step {
+                verdict: Verdict::NotInPlan { node: i },
+                matrix: None,
+            });
+            continue;
+        }
         let Some(r) = m.release.exact() else {
             steps.push(Step {
                 verdict: Verdict::Unknown { node: i },
@@ -337,7 +405,8 @@ pub fn assess(members: &[Member]) -> Assessment {
         let blockers: Vec<Blocker> = matrix
             .losses()
             .into_iter()
-            .filter(|(c, t, _)| *c == i || *t == i)
+            // DOWN does not depend on releases: no step makes it or mends it.
+            .filter(|(c, t, cell)| *cell != Cell::Down && (*c == i || *t == i))
             .map(|(caller, target, _)| Blocker { caller, target })
             .collect();
         let verdict = if blockers.is_empty() {
@@ -368,6 +437,11 @@ pub fn describe(members: &[Member], v: &Verdict) -> String {
             "node {} is at release 3, the last step of the migration",
             name(*node)
         ),
+        Verdict::NotInPlan { node } => format!(
+            "node {} runs CouchDB's rexi (per-node servers named after nodes, no release env): it is not part of the release 0..3 plan; its casts go to rexi_server_{}",
+            name(*node),
+            name(*node)
+        ),
         Verdict::Unknown { node } => format!(
             "node {}: release unknown ({}); set application env `release` of app rexi on it to judge its next step",
             name(*node),
@@ -376,6 +450,9 @@ pub fn describe(members: &[Member], v: &Verdict) -> String {
         Verdict::NotYet { node, to, blockers } => {
             // "still at" for a node behind the one that moves, "at" for one ahead of it.
             let at = |other: usize| {
+                if members[other].kind == NodeKind::CouchDb {
+                    return format!("node {} runs CouchDB's rexi", name(other));
+                }
                 let behind = members[other]
                     .release
                     .candidates()
@@ -410,6 +487,28 @@ pub fn describe(members: &[Member], v: &Verdict) -> String {
     }
 }
 
+/// What an operator must hear besides the matrix: each rexi-node that CouchDB callers
+/// treat as down because it is hidden from them, with the way out.
+pub fn warnings(members: &[Member]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in members.iter().filter(|m| m.kind == NodeKind::RexiNode) {
+        let blind: Vec<&str> = members
+            .iter()
+            .filter(|c| c.kind == NodeKind::CouchDb && cell(c, t) == Cell::Down)
+            .map(|c| c.name.as_str())
+            .collect();
+        if !blind.is_empty() {
+            out.push(format!(
+                "rexi-node {} is hidden from the CouchDB node(s) {}: CouchDB 2.0+ coordinators treat a node outside nodes() as down (rexi_monitor reports noconnect at once, and no rexi_buffer exists for it), so they drop its workers and never use it; run {} with --visible",
+                t.name,
+                blind.join(", "),
+                t.name
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +523,17 @@ mod tests {
             kind: NodeKind::Beam,
             release: Releases::known(r(n)),
             per_node_ready: true,
+            visible_peers: Vec::new(),
+        }
+    }
+
+    fn couchdb(name: &str, sees: &[&str]) -> Member {
+        Member {
+            name: name.into(),
+            kind: NodeKind::CouchDb,
+            release: Releases::one_of(Vec::new()),
+            per_node_ready: true,
+            visible_peers: sees.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -569,6 +679,98 @@ mod tests {
         assert!(matches!(a.steps[0].verdict, Verdict::CanMove { .. }));
         let ms = [rexi_node("x", 3), beam("b", 3)];
         assert!(matches!(assess(&ms).steps[0].verdict, Verdict::Done { .. }));
+    }
+
+    /// Every cell with a CouchDB node on either side.
+    #[test]
+    fn every_couchdb_cell() {
+        let c = couchdb("c@h", &["d@h"]);
+        // R0/R1 callers reach the singleton; R2/R3 send to phash2 names it never has.
+        for (n, want) in [
+            (0, Cell::Ok),
+            (1, Cell::Ok),
+            (2, Cell::Lost),
+            (3, Cell::Lost),
+        ] {
+            assert_eq!(cell(&beam("b", n), &c), want, "R{n} -> couchdb");
+            // ... and a CouchDB caller's node-name servers exist on no R0..R3 node.
+            assert_eq!(cell(&c, &beam("b", n)), Cell::Lost, "couchdb -> R{n}");
+        }
+        // CouchDB to CouchDB, itself included: ok once its rexi_server_mon started them.
+        let d = couchdb("d@h", &["c@h"]);
+        assert_eq!(cell(&c, &d), Cell::OkOnceStarted);
+        assert_eq!(cell(&c, &c), Cell::OkOnceStarted);
+        let mut waiting = d.clone();
+        waiting.per_node_ready = false;
+        assert_eq!(cell(&c, &waiting), Cell::Waiting);
+        // A rexi-node serves CouchDB's names at every release, when the caller sees it;
+        // hidden from the caller, it is down to it.
+        for n in 0..4u8 {
+            assert_eq!(
+                cell(&couchdb("c@h", &["x@h"]), &rexi_node("x@h", n)),
+                Cell::Ok,
+                "couchdb -> visible rexi-node at {n}"
+            );
+            let down = cell(&c, &rexi_node("x@h", n));
+            assert_eq!(down, Cell::Down, "couchdb -> hidden rexi-node at {n}");
+            assert!(down.loses());
+            assert_eq!(down.label(), "DOWN");
+        }
+        assert_eq!(cell(&rexi_node("x@h", 1), &c), Cell::NotACaller);
+    }
+
+    #[test]
+    fn couchdb_nodes_are_not_in_the_plan_and_hidden_rexi_nodes_are_named() {
+        let ms = [couchdb("c@h", &[]), rexi_node("x@h", 1), beam("b@h", 1)];
+        let a = assess(&ms);
+        assert!(!a.consistent());
+        assert!(matches!(a.steps[0].verdict, Verdict::NotInPlan { node: 0 }));
+        let d = describe(&ms, &a.steps[0].verdict);
+        assert!(d.contains("not part of the release 0..3 plan"), "{d}");
+        assert!(d.contains("rexi_server_c@h"), "{d}");
+        assert_eq!(ms[0].release_label(), "couchdb");
+        // b at 1 -> 2 would lose b's casts to the CouchDB node (no phash2 names there).
+        assert!(matches!(
+            a.steps[2].verdict,
+            Verdict::NotYet { node: 2, .. }
+        ));
+        // The rexi-node's DOWN cells do not block its steps: no release mends them.
+        assert!(matches!(
+            a.steps[1].verdict,
+            Verdict::CanMove { node: 1, .. }
+        ));
+        // A CouchDB caller blocks a rexi-node's step to 3? No: it never uses the singleton.
+        let seen = [couchdb("c@h", &["x@h"]), rexi_node("x@h", 2)];
+        assert!(matches!(
+            assess(&seen).steps[1].verdict,
+            Verdict::CanMove { node: 1, .. }
+        ));
+        // An R2 node next to a CouchDB node: its casts there are lost, and the verdict
+        // names the CouchDB node for what it is.
+        let ms2 = [beam("b@h", 1), couchdb("c@h", &["b@h"])];
+        let v = &assess(&ms2).steps[0].verdict;
+        let d = describe(&ms2, v);
+        assert!(
+            d.contains("node c@h runs CouchDB's rexi, so b@h's casts to it would be lost"),
+            "{d}"
+        );
+        let w = warnings(&ms);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("rexi-node x@h is hidden from the CouchDB node(s) c@h"));
+        assert!(w[0].ends_with("run x@h with --visible"), "{}", w[0]);
+        // Seen by every CouchDB node: no warning.
+        let ms = [couchdb("c@h", &["x@h"]), rexi_node("x@h", 1)];
+        assert!(warnings(&ms).is_empty());
+        assert!(assess(&ms).consistent());
+    }
+
+    #[test]
+    fn node_name_servers_are_told_from_phash2_ones() {
+        assert!(is_node_name_server("rexi_server_couchdb@db1.example.com"));
+        assert!(!is_node_name_server("rexi_server_41428801"));
+        assert!(!is_node_name_server("rexi_server_mon"));
+        assert!(!is_node_name_server("rexi_server"));
+        assert!(!is_node_name_server("rexi_buffer_a@h"));
     }
 
     #[test]

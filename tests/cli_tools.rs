@@ -730,6 +730,116 @@ fn migrate_check_discovers_a_cluster_with_its_rexi_node() {
     assert!(r.err.contains("must be a BEAM node"), "{}", r.text());
 }
 
+/// CouchDB nodes (per-node servers named after nodes, no release env) are recognised, not
+/// taken for releases 1 or 2; a rexi-node hidden from them is DOWN to them, with a warning.
+#[test]
+fn migrate_check_recognises_couchdb_nodes_and_warns_about_a_hidden_rexi_node() {
+    let epmd = Epmd::start();
+    let c1 = Erl::start_run(
+        epmd.port,
+        "t_cdb_c1",
+        COOKIE,
+        "rn_rexi_standin",
+        "start",
+        &["couchdb"],
+    );
+    assert!(
+        c1.out.wait_for("STANDIN", Duration::from_secs(20)),
+        "{}",
+        c1.out.text()
+    );
+    let c2 = Erl::start_run(
+        epmd.port,
+        "t_cdb_c2",
+        COOKIE,
+        "rn_rexi_standin",
+        "start",
+        &["couchdb", &c1.name],
+    );
+    assert!(
+        c2.out.wait_for("STANDIN", Duration::from_secs(20)),
+        "{}",
+        c2.out.text()
+    );
+    let d = Daemon::start(epmd.port, "t_cdb_x", &["--connect", &c1.name]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        tool(
+            epmd.port,
+            &["migrate-check", "--cluster", &c1.name, "--json"],
+        )
+        .out
+        .contains(&d.name)
+    }));
+
+    let r = tool(epmd.port, &["migrate-check", "--cluster", &c1.name]);
+    assert_eq!(r.code, 1, "{}", r.text());
+    assert!(!r.out.contains("release 1 or 2"), "{}", r.text());
+    assert!(
+        r.out.contains("couchdb    release -  (CouchDB-style: per-node servers named after nodes, no release env"),
+        "{}",
+        r.text()
+    );
+    for c in [&c1, &c2] {
+        assert!(
+            r.out.contains(&format!(
+                "{} (release couchdb) -> {} (release 1): DOWN",
+                c.name, d.name
+            )),
+            "{}",
+            r.text()
+        );
+        assert!(
+            r.out
+                .contains(&format!("node {} runs CouchDB's rexi", c.name)),
+            "{}",
+            r.text()
+        );
+    }
+    assert!(
+        r.out.contains(&format!(
+            "warning: rexi-node {} is hidden from the CouchDB node(s) ",
+            d.name
+        )),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.out.contains(&format!("run {} with --visible", d.name)),
+        "{}",
+        r.text()
+    );
+    // DOWN is no release's doing: it does not hold back the rexi-node's next step.
+    assert!(
+        r.out
+            .contains(&format!("node {} can move to release 2 now", d.name)),
+        "{}",
+        r.text()
+    );
+    let j = tool(
+        epmd.port,
+        &["migrate-check", "--cluster", &c1.name, "--json"],
+    )
+    .json();
+    let cells = j["matrix"].as_array().cloned().unwrap_or_default();
+    let cell = |c: &str, t: &str| {
+        cells
+            .iter()
+            .find(|x| x["caller"] == c && x["target"] == t)
+            .map(|x| x["delivery"].clone())
+    };
+    // Between CouchDB nodes: their per-node servers, once started.
+    assert_eq!(cell(&c1.name, &c2.name), Some("ok*".into()), "{j}");
+    assert_eq!(cell(&c2.name, &d.name), Some("DOWN".into()), "{j}");
+    assert_eq!(j["warnings"].as_array().map(Vec::len), Some(1), "{j}");
+
+    let r = tool(epmd.port, &["status", &c1.name]);
+    assert!(
+        r.out.contains("BEAM node with CouchDB's rexi"),
+        "{}",
+        r.text()
+    );
+}
+
 #[test]
 fn migrate_check_reports_ok_star_pairs_as_lost_while_the_target_waits() {
     let epmd = Epmd::start();

@@ -11,7 +11,7 @@ use super::tool::{
 };
 use eetf::Term;
 use rexi_node::client::{CallError, Client};
-use rexi_node::migrate::{infer_beam_release, NodeKind, Releases};
+use rexi_node::migrate::{infer_beam_release, is_node_name_server, NodeKind, Releases};
 use rexi_node::rexi::Release;
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub struct Report {
     /// nothing waits on it).
     pub per_node_ready: bool,
     pub stats: Option<Vec<(String, i64)>>,
+    /// For a CouchDB node, its `nodes()` (whom its coordinators treat as up); else empty.
+    pub visible_peers: Vec<String>,
 }
 
 fn print(t: &Term) -> String {
@@ -120,22 +122,39 @@ async fn inspect_beam(
         }
         _ => None,
     };
-    let (release, release_source) = match from_env {
-        Some(r) => (Some(Releases::known(r)), "application env rexi/release"),
+    // CouchDB names its per-node servers after nodes and has no release env: it is not
+    // one of the releases 0..3, and whom its coordinators use depends on its nodes().
+    let couchdb = from_env.is_none() && names.iter().any(|n| is_node_name_server(n));
+    let (kind, release, release_source, visible_peers) = match from_env {
+        _ if couchdb => (
+            NodeKind::CouchDb,
+            Some(Releases::one_of(Vec::new())),
+            "CouchDB-style: per-node servers named after nodes, no release env",
+            visible_nodes(client, node, timeout).await?,
+        ),
+        Some(r) => (
+            NodeKind::Beam,
+            Some(Releases::known(r)),
+            "application env rexi/release",
+            Vec::new(),
+        ),
         None => (
+            NodeKind::Beam,
             infer_beam_release(has_singleton, has_mon, has_per_node),
             "inferred from its registered names",
+            Vec::new(),
         ),
     };
     Ok(Report {
         node: node.to_string(),
-        kind: NodeKind::Beam,
+        kind,
         release,
         release_source,
         names: names.into_iter().map(|n| (n, true)).collect(),
         mon_status,
         per_node_ready,
         stats: None,
+        visible_peers,
     })
 }
 
@@ -191,6 +210,7 @@ async fn inspect_rexi_node(
         mon_status,
         per_node_ready,
         stats: Some(stats),
+        visible_peers: Vec::new(),
     })
 }
 

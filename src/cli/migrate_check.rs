@@ -10,7 +10,7 @@ use super::exit::Exit;
 use super::inspect::{hidden_nodes, inspect, visible_nodes, Report};
 use super::status::report_json;
 use super::tool::{self, jarr, jobj, js, ToolArgs};
-use rexi_node::migrate::{assess, describe, Matrix, Member, NodeKind, Verdict};
+use rexi_node::migrate::{assess, describe, warnings, Matrix, Member, NodeKind, Verdict};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -25,7 +25,7 @@ pub struct Args {
     pub tool: ToolArgs,
 }
 
-const LEGEND: &str = "caller row -> target column. ok: delivered; ok*: delivered once the target's rexi_server_mon started the caller's server; WAIT: ok* but that server is not started yet, lost now; LOST: dropped silently; -: a rexi-node never casts";
+const LEGEND: &str = "caller row -> target column. ok: delivered; ok*: delivered once the target's rexi_server_mon started the caller's server; WAIT: ok* but that server is not started yet, lost now; LOST: dropped silently; DOWN: a CouchDB caller treats this hidden rexi-node as down; -: a rexi-node never casts";
 
 fn matrix_json(m: &Matrix) -> String {
     let mut cells = Vec::new();
@@ -119,18 +119,22 @@ pub fn main(a: Args) -> ExitCode {
                     kind: r.kind,
                     release: r.release.clone()?,
                     per_node_ready: r.per_node_ready,
+                    visible_peers: r.visible_peers.clone(),
                 })
             })
             .collect();
         let result = assess(&members);
         let consistent = result.consistent();
+        let warned = warnings(&members);
         if a.tool.json {
             let steps = result.steps.iter().map(|s| {
                 let (node, to, safe) = match &s.verdict {
                     Verdict::CanMove { node, to } => (*node, to.get().to_string(), "true"),
                     Verdict::NotYet { node, to, .. } => (*node, to.get().to_string(), "false"),
                     Verdict::Done { node } => (*node, "null".into(), "null"),
-                    Verdict::Unknown { node } => (*node, "null".into(), "null"),
+                    Verdict::Unknown { node } | Verdict::NotInPlan { node } => {
+                        (*node, "null".into(), "null")
+                    }
                 };
                 jobj(&[
                     ("node", js(&members[node].name)),
@@ -154,6 +158,7 @@ pub fn main(a: Args) -> ExitCode {
                     ("without_rexi", jarr(without.iter().map(|r| js(&r.node)))),
                     ("matrix", matrix_json(&result.now)),
                     ("steps", jarr(steps)),
+                    ("warnings", jarr(warned.iter().map(|w| js(w)))),
                 ])
             );
         } else {
@@ -164,10 +169,11 @@ pub fn main(a: Args) -> ExitCode {
                     "  {:<w$}  {:<9}  release {}  ({}; rexi_server_mon: {})",
                     r.node,
                     r.kind.label(),
-                    r.release
-                        .as_ref()
-                        .map(|x| x.to_string())
-                        .unwrap_or_default(),
+                    match (r.kind, &r.release) {
+                        (NodeKind::CouchDb, _) => "-".to_string(),
+                        (_, Some(x)) => x.to_string(),
+                        (_, None) => String::new(),
+                    },
                     r.release_source,
                     r.mon_status.as_deref().unwrap_or("absent"),
                 );
@@ -185,12 +191,15 @@ pub fn main(a: Args) -> ExitCode {
                     println!(
                         "  {} (release {}) -> {} (release {}): {}",
                         members[c].name,
-                        members[c].release,
+                        members[c].release_label(),
                         members[t].name,
-                        members[t].release,
+                        members[t].release_label(),
                         cell.label()
                     );
                 }
+            }
+            for w in &warned {
+                println!("warning: {w}");
             }
             println!("\nnext steps (one node at a time, to its release + 1):");
             for s in &result.steps {

@@ -6,6 +6,7 @@
 use super::exit::Exit;
 use super::inspect::{inspect, Report};
 use super::tool::{self, jarr, jobj, js, ToolArgs};
+use rexi_node::migrate::NodeKind;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -24,7 +25,14 @@ pub fn report_json(r: &Report) -> String {
         },
         None => "null".into(),
     };
+    // A CouchDB node is at none of the releases 0..3.
+    let release = if r.kind == NodeKind::CouchDb {
+        "null".into()
+    } else {
+        release
+    };
     let candidates = match &r.release {
+        _ if r.kind == NodeKind::CouchDb => "[]".into(),
         Some(rs) => jarr(rs.candidates().iter().map(|x| x.get().to_string())),
         None => "[]".into(),
     };
@@ -68,10 +76,14 @@ pub fn report_json(r: &Report) -> String {
 pub fn report_text(r: &Report) -> String {
     let mut out = String::new();
     let kind = match r.kind {
-        rexi_node::migrate::NodeKind::Beam => "BEAM node",
-        rexi_node::migrate::NodeKind::RexiNode => "rexi-node (hidden C-node)",
+        NodeKind::Beam => "BEAM node",
+        NodeKind::RexiNode => "rexi-node (hidden C-node)",
+        NodeKind::CouchDb => "BEAM node with CouchDB's rexi",
     };
     match &r.release {
+        _ if r.kind == NodeKind::CouchDb => {
+            out.push_str(&format!("{}: {kind} ({})\n", r.node, r.release_source))
+        }
         Some(rs) => out.push_str(&format!(
             "{}: {kind}, rexi release {rs} ({})\n",
             r.node, r.release_source
@@ -93,8 +105,8 @@ pub fn report_text(r: &Report) -> String {
         })
         .collect();
     let what = match r.kind {
-        rexi_node::migrate::NodeKind::Beam => "rexi names",
-        rexi_node::migrate::NodeKind::RexiNode => "rexi names for this caller",
+        NodeKind::Beam | NodeKind::CouchDb => "rexi names",
+        NodeKind::RexiNode => "rexi names for this caller",
     };
     out.push_str(&format!(
         "  {what}: {}\n",

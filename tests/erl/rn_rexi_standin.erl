@@ -6,6 +6,7 @@
 %% erlang-interop's own suites test that app against the same tools (migrate_check_agrees).
 %%
 %% erl -run rn_rexi_standin start Release env|noenv|env_waiting [PeerNode...]
+%% erl -run rn_rexi_standin start couchdb [PeerNode...]
 %%
 %% Kill messages are printed, not acted on: `KILL_ALL N via Name` or `KILL via Name`.
 %%
@@ -20,6 +21,14 @@
 -export([start/1, reply/1, sync/1, sleep/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
+%% CouchDB's rexi (2.3+): the singleton, the monitors and per-node servers named after
+%% each node of [node() | nodes()], and no release env.
+start(["couchdb" | Peers]) ->
+    [pong = net_adm:ping(list_to_atom(P)) || P <- Peers],
+    Names = [rexi_server, rexi_server_mon, rexi_server_sup, rexi_buffer_mon, rexi_buffer_sup |
+             [list_to_atom("rexi_server_" ++ atom_to_list(N)) || N <- [node() | nodes()]]],
+    [{ok, _} = gen_server:start({local, N}, ?MODULE, N, []) || N <- Names],
+    io:format("STANDIN couchdb names=~p~n", [Names]);
 start([Rel, Env | Peers]) ->
     R = list_to_integer(Rel),
     [pong = net_adm:ping(list_to_atom(P)) || P <- Peers],
