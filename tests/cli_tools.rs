@@ -49,6 +49,19 @@ fn standin_mode(epmd_port: u16, alive: &str, release: u8, mode: &str, peers: &[&
     e
 }
 
+/// A BEAM node with CouchDB's rexi names (node-name per-node servers, no release env).
+fn couchdb_standin(epmd_port: u16, alive: &str, peers: &[&str]) -> Erl {
+    let mut args = vec!["couchdb"];
+    args.extend_from_slice(peers);
+    let e = Erl::start_run(epmd_port, alive, COOKIE, "rn_rexi_standin", "start", &args);
+    assert!(
+        e.out.wait_for("STANDIN", Duration::from_secs(20)),
+        "stand-in {alive} did not start:\n{}",
+        e.out.text()
+    );
+    e
+}
+
 #[test]
 fn names_lists_normal_and_hidden_nodes_with_ports() {
     let epmd = Epmd::start();
@@ -735,32 +748,8 @@ fn migrate_check_discovers_a_cluster_with_its_rexi_node() {
 #[test]
 fn migrate_check_recognises_couchdb_nodes_and_warns_about_a_hidden_rexi_node() {
     let epmd = Epmd::start();
-    let c1 = Erl::start_run(
-        epmd.port,
-        "t_cdb_c1",
-        COOKIE,
-        "rn_rexi_standin",
-        "start",
-        &["couchdb"],
-    );
-    assert!(
-        c1.out.wait_for("STANDIN", Duration::from_secs(20)),
-        "{}",
-        c1.out.text()
-    );
-    let c2 = Erl::start_run(
-        epmd.port,
-        "t_cdb_c2",
-        COOKIE,
-        "rn_rexi_standin",
-        "start",
-        &["couchdb", &c1.name],
-    );
-    assert!(
-        c2.out.wait_for("STANDIN", Duration::from_secs(20)),
-        "{}",
-        c2.out.text()
-    );
+    let c1 = couchdb_standin(epmd.port, "t_cdb_c1", &[]);
+    let c2 = couchdb_standin(epmd.port, "t_cdb_c2", &[&c1.name]);
     let d = Daemon::start(epmd.port, "t_cdb_x", &["--connect", &c1.name]);
     assert!(wait_until(Duration::from_secs(10), || {
         tool(
