@@ -55,11 +55,29 @@ fn visible_node_keeps_global_in_sync() {
     let d = Daemon::start(epmd.port, "rn_vis1", &["--visible"]);
     let mut a = beam_node(&epmd, "e_vis_a");
     let b = probe(&epmd, &d, "e_vis_b", "global_probe", &[&d.name, &a.name]);
+    // The figures, for the record (`--nocapture`).
+    for l in b
+        .out
+        .all()
+        .iter()
+        .filter(|l| l.contains("SYNC ") || l.starts_with("TRANS"))
+    {
+        eprintln!("{l}");
+    }
     // Both BEAM nodes sent init_connect, and each got its in_sync.
     for n in [&a.name, &b.name] {
         assert!(
             !d.log.with(&["global in_sync sent", n.as_str()]).is_empty(),
             "no in_sync for {n}:\n{}",
+            d.log.text()
+        );
+    }
+    // pg's discover and rex's features_request: one line per name, not per message.
+    for name in ["name=\"pg\"", "name=\"rex\""] {
+        assert_eq!(
+            d.log.with(&["not registered here", name]).len(),
+            1,
+            "{name}:\n{}",
             d.log.text()
         );
     }
@@ -80,7 +98,10 @@ fn erpc_and_rpc_answer_like_a_beam_node() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_vis2", &["--visible"]);
     let t = beam_node(&epmd, "e_vis_t");
-    probe(&epmd, &d, "e_vis_rpc", "rpc_probe", &[&d.name, &t.name]);
+    let e = probe(&epmd, &d, "e_vis_rpc", "rpc_probe", &[&d.name, &t.name]);
+    for l in e.out.with(&["ERPC mean"]) {
+        eprintln!("{l}");
+    }
     assert_eq!(warnings(&d), Vec::<String>::new(), "{}", d.log.text());
 }
 

@@ -25,6 +25,8 @@ global_probe(L) ->
     [D, A] = atoms(L),
     check(fun() ->
         ok = net_kernel:monitor_nodes(true),
+        %% a pg scope: it sends {discover, ...} to {pg, N} on every visible nodeup
+        {ok, Pg} = pg:start(pg),
         pong = net_adm:ping(A),
         pong = net_adm:ping(D),
         true = lists:member(D, nodes()),
@@ -47,8 +49,13 @@ global_probe(L) ->
         %% rexi-node never registers global_name_server: a monitor gets noproc at once
         Mon = erlang:monitor(process, {global_name_server, D}),
         noproc = receive {'DOWN', Mon, process, _, Why} -> Why after 1000 -> no_down end,
+        %% pg got no answer from rexi-node, and works (its scope crashes on a stray message)
+        ok = pg:join(rn_visible_group, self()),
+        [Me] = pg:get_members(rn_visible_group),
+        true = is_process_alive(Pg),
         %% and a second sync after all that is still immediate
         {Tb2, ok} = timer:tc(global, sync, []),
+        io:format("SYNC again here ~p us~n", [Tb2]),
         true = Tb2 < 1000000,
         receive {nodedown, N} -> {nodedown, N} after 0 -> ok end
     end).
@@ -115,6 +122,15 @@ rpc_probe(L) ->
         P3 = spawn_link(D, rexi_node, sleep, [30000]),
         exit(P3, stop),
         stop = receive {'EXIT', P3, W3} -> W3 after 5000 -> no_exit end,
+        %% for the record: sequential erpc:call round trips, rexi-node beside the BEAM
+        Calls = fun(N) ->
+                    {Us, _} = timer:tc(fun() ->
+                        [H = erpc:call(N, erlang, phash2, [Term]) || _ <- lists:seq(1, 2000)]
+                    end),
+                    Us div 2000
+                end,
+        io:format("ERPC mean round trip over 2000 calls: rexi-node ~p us, BEAM ~p us~n",
+                  [Calls(D), Calls(T)]),
         ok
     end).
 
