@@ -2,7 +2,7 @@
 %% rpc against it beside a BEAM node, and replies to callers on nodes it is not connected
 %% to. Each entry point prints what it saw, then PASS (exit 0) or FAIL <why> (exit 1).
 -module(rn_visible).
--export([stay/0, global_probe/1, rpc_probe/1, relay_probe/1, relay/2]).
+-export([stay/0, global_probe/1, rpc_probe/1, relay_probe/1, relay/3]).
 
 done(ok) -> io:format("PASS~n"), halt(0);
 done({fail, Why}) -> io:format("FAIL ~p~n", [Why]), halt(1).
@@ -136,10 +136,14 @@ rpc_probe(L) ->
 
 %% ---- a reply to a caller on a node rexi-node is not connected to -----------------------
 
-relay(Parent, Ref) ->
+%% Collects N replies for Ref, in the order they arrive, and hands them to Parent.
+relay(Parent, Ref, N) -> relay(Parent, Ref, N, []).
+
+relay(Parent, Ref, 0, Acc) -> Parent ! {relayed, Ref, lists:reverse(Acc)};
+relay(Parent, Ref, N, Acc) ->
     receive
-        {Ref, X} -> Parent ! {relayed, Ref, X}
-    after 20000 -> Parent ! {relayed, Ref, timeout}
+        {Ref, X} -> relay(Parent, Ref, N - 1, [X | Acc])
+    after 20000 -> Parent ! {relayed, Ref, {timeout, lists:reverse(Acc)}}
     end.
 
 %% The pid of a process on Node (which need not exist): NEW_PID_EXT with that node name.
@@ -154,12 +158,16 @@ relay_probe(L) ->
         pong = net_adm:ping(D),
         Known = fun() -> lists:member(D, erpc:call(E2, erlang, nodes, [connected])) end,
         false = Known(),
-        %% the caller is a process on E2: rexi-node connects to E2 to deliver the reply
+        %% the caller is a process on E2: rexi-node connects to E2 to deliver the replies,
+        %% all of them, in the order they were sent
         Ref = make_ref(),
-        P = spawn(E2, ?MODULE, relay, [self(), Ref]),
+        N = 100,
+        P = spawn(E2, ?MODULE, relay, [self(), Ref, N]),
         Server = {list_to_atom("rexi_server_" ++ atom_to_list(node())), D},
-        Server ! {'$gen_cast', {doit, {P, Ref}, undefined, {rexi_node, echo, [relayed]}}},
-        {relayed, Ref, relayed} = receive {relayed, Ref, _} = R -> R after 25000 -> no_relay end,
+        [Server ! {'$gen_cast', {doit, {P, Ref}, undefined, {rexi_node, echo, [I]}}}
+         || I <- lists:seq(1, N)],
+        Want = lists:seq(1, N),
+        {relayed, Ref, Want} = receive {relayed, Ref, _} = R -> R after 25000 -> no_relay end,
         true = Known(),
         %% a caller on a node that does not exist: the reply is dropped (the daemon says so)
         Server ! {'$gen_cast', {doit, {ghost_pid(Ghost), make_ref()}, undefined,
