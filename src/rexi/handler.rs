@@ -23,7 +23,9 @@ impl Handlers {
         Handlers::default()
     }
 
-    /// Serves `Module:Function/Arity` with `f`.
+    /// Serves `Module:Function/Arity` with `f`, for rexi casts and for `erpc:call`,
+    /// `rpc:call` and `spawn/4` alike (see [`super::erpc`]: there the first `reply` is the
+    /// call's value).
     ///
     /// A job first runs right on the connection's reader, until its first `.await` that
     /// has to wait; only then is it spawned as a task of its own. That makes a job that
