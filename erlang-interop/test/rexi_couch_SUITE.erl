@@ -1,0 +1,324 @@
+%% @doc CouchDB 2.0+ callers against three targets in one run (docs/couchdb.md):
+%% a BEAM node running this repository's rexi application, rexi-node hidden
+%% (the default) and rexi-node `--visible'.
+%%
+%% The caller is a BEAM peer running the CouchDB-style caller modules
+%% (rexi_couch_monitor, rexi_couch_send, rexi_couch_buffer[_mon|_sup],
+%% rexi_couch_coordinator) with `+zdbbl 1': a 1 KiB distribution buffer
+%% limit, so a burst really meets a busy connection and takes the buffer path.
+%%
+%% coordinator_*: 20 fan-outs per target, like fabric_doc_open: the BEAM
+%%   target and visible rexi-node answer 20/20; hidden rexi-node is reported
+%%   `{rexi_DOWN, noconnect}' at once 20/20, although it received and served
+%%   every cast (why `--visible' exists).
+%% burst_*: 100 x 100 casts, 1 x 10,000, and 2,000 x 64 KiB to each target.
+%%   Every cast not dropped at the caller is answered exactly once; a hidden
+%%   target loses exactly the casts that found no buffer; visible rexi-node
+%%   loses no more than the BEAM target. The loss table is printed.
+%% global_sync, global_names: global stays healthy on every BEAM node while
+%%   rexi-node is connected.
+%% no_disconnects: no node saw a nodedown so far.
+%% kill_restart: rexi-node --visible killed (SIGKILL) -> a coordinator waiting
+%%   on it gets rexi_DOWN; restarted -> it serves again and global still syncs.
+-module(rexi_couch_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+
+-export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
+-export([coordinator_beam/1, coordinator_visible/1, coordinator_hidden_noconnect/1,
+         burst_100x100/1, burst_1x10000/1, burst_2000x64k/1,
+         global_sync/1, global_names/1, no_disconnects/1, kill_restart/1]).
+
+-define(ROUNDS, 20).
+-define(CALL_MS, 10000).          % a coordinator's deadline for one fan-out
+-define(BURST_MS, 180000).        % a burst's deadline: sent, buffered out, answered
+-define(SYNC_LIMIT_US, 1000000).  % global:sync() must return within 1 s
+-define(RELEASE, 3).              % CouchDB 2.0+ names: rexi_server_<phash2(Caller)>
+-define(RESULTS, rexi_couch_SUITE_results).
+
+suite() ->
+    [{timetrap, {minutes, 15}}].
+
+all() ->
+    [coordinator_beam, coordinator_visible, coordinator_hidden_noconnect,
+     burst_100x100, burst_1x10000, burst_2000x64k,
+     global_sync, global_names, no_disconnects, kill_restart].
+
+init_per_suite(Config) ->
+    ok = start_results(),
+    {ok, _} = rexi_couch_ct:nodelog_start(),
+    Beam = rexi_ct_lib:start_beam(couch_beam, [{release, ?RELEASE}, {check_at_init, true},
+                                               {check_interval_ms, 500}]),
+    Caller = rexi_ct_lib:start_beam(couch_caller, [{release, ?RELEASE}, {couch_buffers, true}],
+                                    ["+zdbbl", "1"]),
+    Hidden = rexi_ct_lib:start_rust(couch_hidden, ?RELEASE),
+    Visible = rexi_ct_lib:start_rust(couch_visible, ?RELEASE, ["--visible"]),
+    Config1 = [{beam, Beam}, {caller, Caller}, {hidden, Hidden}, {visible, Visible} | Config],
+    [begin
+         rexi_ct_lib:load_on(N, rexi_couch_ct),
+         {ok, _} = rpc:call(N, rexi_couch_ct, nodelog_start, [])
+     end || N <- [nname(Beam), nname(Caller)]],
+    1024 = rpc:call(nname(Caller), erlang, system_info, [dist_buf_busy_limit]),
+    [ok = rexi_ct_lib:connect(C, T) || C <- [Caller, Beam], T <- [Beam, Hidden, Visible], C =/= T],
+    %% what the modes mean, seen from the caller
+    CallerNodes = rpc:call(nname(Caller), erlang, nodes, []),
+    true = lists:member(nname(Visible), CallerNodes),
+    false = lists:member(nname(Hidden), CallerNodes),
+    true = lists:member(nname(Hidden), rpc:call(nname(Caller), erlang, nodes, [hidden])),
+    ok = rexi_ct_lib:wait_ready(Beam, 10000),
+    [ok = wait_until(fun() -> rpc:call(nname(Caller), rexi_couch_ct, buffer_ready, [nname(T)]) end,
+                     10000, {no_buffer_for, nname(T)})
+     || T <- [Beam, Visible]],
+    false = rpc:call(nname(Caller), rexi_couch_ct, buffer_ready, [nname(Hidden)]),
+    Config1.
+
+end_per_suite(Config) ->
+    ct:pal("~s", [burst_table()]),
+    [rexi_ct_lib:stop(?config(K, Config)) || K <- [visible, hidden, caller, beam]],
+    stop_results(),
+    ok.
+
+%% ---- coordinators -----------------------------------------------------------
+
+coordinator_beam(Config) ->
+    answered_rounds(Config, ?config(beam, Config)).
+
+coordinator_visible(Config) ->
+    answered_rounds(Config, ?config(visible, Config)).
+
+%% Hidden: every fan-out is told at once that the node is down (noconnect),
+%% while the node does receive and serve every cast.
+coordinator_hidden_noconnect(Config) ->
+    Hidden = nname(?config(hidden, Config)),
+    Casts0 = casts_phash2(Hidden),
+    Results = [begin
+                   {Us, R} = timer:tc(fun() -> coordinate(Config, [Hidden], {round, I}) end),
+                   {R, Us}
+               end || I <- lists:seq(1, ?ROUNDS)],
+    [{[{Hidden, {rexi_DOWN, noconnect}}], _} = R || R <- Results],
+    MaxMs = lists:max([Us || {_, Us} <- Results]) div 1000,
+    ct:pal("coordinator -> rexi-node hidden: ~p/~p rexi_DOWN noconnect, slowest ~p ms "
+           "(deadline ~p ms)", [length(Results), ?ROUNDS, MaxMs, ?CALL_MS]),
+    true = MaxMs < ?CALL_MS div 10,
+    %% the casts did arrive: the node was serving all along
+    ok = wait_until(fun() -> casts_phash2(Hidden) >= Casts0 + ?ROUNDS end, 10000,
+                    {hidden_did_not_get_the_casts, Casts0}).
+
+answered_rounds(Config, Target) ->
+    Node = nname(Target),
+    Results = [coordinate(Config, [Node], {round, I}) || I <- lists:seq(1, ?ROUNDS)],
+    Answered = length([ok || {I, [{_, {ok, {round, I}}}]} <- lists:zip(lists:seq(1, ?ROUNDS), Results)]),
+    ct:pal("coordinator -> ~s: ~p/~p answered", [label(Config, Node), Answered, ?ROUNDS]),
+    case Answered of
+        ?ROUNDS -> ok;
+        _ -> ct:fail({answered, Answered, of_, ?ROUNDS, Results})
+    end.
+
+coordinate(Config, Nodes, Payload) ->
+    rpc(Config, rexi_couch_coordinator, call, [Nodes, {rexi_node, echo, [Payload]}, ?CALL_MS]).
+
+casts_phash2(RustNode) ->
+    proplists:get_value(casts_phash2, gen_server:call({rexi_server_mon, RustNode}, stats)).
+
+%% ---- bursts -----------------------------------------------------------------
+
+burst_100x100(Config) ->
+    burst(Config, "100 procs x 100 casts", 100, 100, 0).
+
+burst_1x10000(Config) ->
+    burst(Config, "1 proc x 10,000 casts", 1, 10000, 0).
+
+burst_2000x64k(Config) ->
+    burst(Config, "2,000 casts x 64 KiB", 1, 2000, 65536).
+
+%% The same burst to each target in turn, from the caller.
+burst(Config, Label, Procs, PerProc, Bytes) ->
+    Targets = [{beam, nname(?config(beam, Config))}, {visible, nname(?config(visible, Config))},
+               {hidden, nname(?config(hidden, Config))}],
+    Rs = [{K, rpc(Config, rexi_couch_ct, burst, [N, Procs, PerProc, Bytes, ?BURST_MS],
+                  ?BURST_MS + 10000)}
+          || {K, N} <- Targets],
+    [record(Label, label(Config, maps:get(node, R)), R) || {_, R} <- Rs],
+    ct:pal("~s", [burst_table(Label)]),
+    #{beam := B, visible := V, hidden := H} = maps:from_list(Rs),
+    Problems =
+        %% every cast that left the caller was answered, once
+        [{K, missing, M} || {K, #{missing := M}} <- Rs, M =/= 0] ++
+        [{K, duplicates, D} || {K, #{duplicates := D}} <- Rs, D =/= 0] ++
+        %% the busy-buffer path was taken
+        [{K, buffer_path_not_taken} || {K, #{handed := 0, unbuffered := 0}} <- Rs] ++
+        %% visible nodes have a buffer; what it drops is all that is lost
+        [{K, handed_to_no_buffer, U} || {K, #{unbuffered := U}} <- [{beam, B}, {visible, V}], U =/= 0] ++
+        [{K, lost_differs_from_dropped, L, Dr}
+         || {K, #{lost := L, dropped := Dr}} <- [{beam, B}, {visible, V}], L =/= Dr] ++
+        %% a hidden node has none: every hand-off is a lost cast
+        [{hidden, handed_to_a_buffer, maps:get(handed, H)} || maps:get(handed, H) =/= 0] ++
+        [{hidden, lost_differs_from_unbuffered, maps:get(lost, H), maps:get(unbuffered, H)}
+         || maps:get(lost, H) =/= maps:get(unbuffered, H)] ++
+        %% the point of --visible: no worse than a BEAM node
+        [{visible_lost_more_than_beam, maps:get(lost, V), maps:get(lost, B)}
+         || maps:get(lost, V) > maps:get(lost, B)],
+    case Problems of
+        [] -> ok;
+        _ -> ct:fail({burst, Label, Problems})
+    end.
+
+%% ---- global -----------------------------------------------------------------
+
+%% global:sync() on every BEAM node, while both daemons are connected to it.
+global_sync(Config) ->
+    ok = global_sync_all(Config).
+
+global_sync_all(Config) ->
+    Visible = nname(?config(visible, Config)),
+    Hidden = nname(?config(hidden, Config)),
+    Times = [begin
+                 true = lists:member(Visible, rpc:call(N, erlang, nodes, [])),
+                 true = lists:member(Hidden, rpc:call(N, erlang, nodes, [hidden])),
+                 {Us, ok} = rpc:call(N, timer, tc, [global, sync, []], 30000),
+                 {N, Us}
+             end || N <- beam_nodes(Config)],
+    ct:pal("global:sync() with rexi-node connected (us): ~p", [Times]),
+    case [T || {_, Us} = T <- Times, Us >= ?SYNC_LIMIT_US] of
+        [] -> ok;
+        Slow -> ct:fail({global_sync_slow, Slow})
+    end.
+
+%% A name registered on one BEAM node is seen on the others, and a global
+%% transaction over [node() | nodes()] (which includes rexi-node --visible)
+%% completes on each.
+global_names(Config) ->
+    Beam = nname(?config(beam, Config)),
+    Name = {rexi_couch_SUITE, make_ref()},
+    Pid = rpc:call(Beam, erlang, spawn, [timer, sleep, [infinity]]),
+    yes = rpc:call(Beam, global, register_name, [Name, Pid], 30000),
+    [Pid = rpc:call(N, global, whereis_name, [Name], 30000) || N <- beam_nodes(Config)],
+    %% (an external fun: the peers do not have this module)
+    [N = rpc:call(N, global, trans, [{Name, self()}, fun erlang:node/0], 30000)
+     || N <- beam_nodes(Config)],
+    _ = rpc:call(Beam, global, unregister_name, [Name], 30000),
+    exit(Pid, kill),
+    ok.
+
+%% ---- no disconnects ---------------------------------------------------------
+
+no_disconnects(Config) ->
+    Downs = [{N, E} || N <- beam_nodes(Config),
+                       E <- rpc:call(N, rexi_couch_ct, nodelog, []),
+                       element(2, E) =:= nodedown],
+    case Downs of
+        [] -> ok;
+        _ -> ct:fail({nodes_disconnected, Downs})
+    end.
+
+%% ---- kill and restart ---------------------------------------------------------
+
+kill_restart(Config) ->
+    V1 = ?config(visible, Config),
+    Visible = nname(V1),
+    Caller = nname(?config(caller, Config)),
+    Logged = [{N, length(rpc:call(N, rexi_couch_ct, nodelog, []))} || N <- beam_nodes(Config)],
+    Running0 = jobs_running(Visible),
+    Key = rpc:async_call(Caller, rexi_couch_coordinator, call,
+                         [[Visible], {rexi_node, sleep, [600000]}, 120000]),
+    ok = wait_until(fun() -> jobs_running(Visible) > Running0 end, 10000, job_not_started),
+    ok = rexi_ct_lib:kill_rust(V1),
+    {value, Result} = rpc:nb_yield(Key, 30000),
+    [{Visible, {rexi_DOWN, Reason}}] = Result,
+    ct:pal("coordinator waiting on rexi-node --visible when it was killed: rexi_DOWN ~p",
+           [Reason]),
+    [{rexi_DOWN, noconnect}] =
+        [R || {_, R} <- rpc(Config, rexi_couch_coordinator, call,
+                            [[Visible], {rexi_node, echo, [x]}, ?CALL_MS])],
+    V2 = rexi_ct_lib:start_rust(couch_visible, ?RELEASE, ["--visible"]),
+    try
+        [ok = rexi_ct_lib:connect(C, V2) || C <- [?config(caller, Config), ?config(beam, Config)]],
+        answered_rounds(Config, V2),
+        ok = global_sync_all(Config),
+        %% since the kill, each BEAM node saw only this node go and come back
+        [begin
+             New = lists:nthtail(Skip, rpc:call(N, rexi_couch_ct, nodelog, [])),
+             [{nodedown, Visible}, {nodeup, Visible}] =
+                 [{Ev, Nd} || {_, Ev, Nd, _} <- New]
+         end || {N, Skip} <- Logged]
+    after
+        rexi_ct_lib:stop(V2)
+    end.
+
+jobs_running(RustNode) ->
+    proplists:get_value(jobs_running, gen_server:call({rexi_server_mon, RustNode}, stats)).
+
+%% ---- helpers ----------------------------------------------------------------
+
+nname(#{node := N}) -> N.
+
+beam_nodes(Config) ->
+    [erlang:node(), nname(?config(caller, Config)), nname(?config(beam, Config))].
+
+label(Config, Node) ->
+    hd([L || {K, L} <- [{beam, "BEAM (rexi app)"}, {visible, "rexi-node --visible"},
+                        {hidden, "rexi-node hidden"}],
+             nname(?config(K, Config)) =:= Node]).
+
+rpc(Config, M, F, A) ->
+    rpc(Config, M, F, A, 60000).
+
+rpc(Config, M, F, A, Timeout) ->
+    case rpc:call(nname(?config(caller, Config)), M, F, A, Timeout) of
+        {badrpc, _} = Bad -> ct:fail({caller_rpc, M, F, Bad});
+        R -> R
+    end.
+
+%% Poll a state until it holds, with a deadline (not a sleep standing in for
+%% an event: the state is checked, the interval only paces the checks).
+wait_until(Fun, TimeoutMs, Why) ->
+    wait_until(Fun, erlang:monotonic_time(millisecond) + TimeoutMs, Why, poll).
+
+wait_until(Fun, Deadline, Why, poll) ->
+    case Fun() of
+        true -> ok;
+        _ ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> ct:fail(Why);
+                false -> timer:sleep(20), wait_until(Fun, Deadline, Why, poll)
+            end
+    end.
+
+%% ---- the burst-loss table (kept across cases by a process of the ct node) ---
+
+start_results() ->
+    Ref = make_ref(),
+    Self = self(),
+    spawn(fun() -> register(?RESULTS, self()), Self ! {Ref, ok}, results([]) end),
+    receive {Ref, ok} -> ok after 5000 -> error end.
+
+stop_results() ->
+    ?RESULTS ! stop.
+
+results(Rows) ->
+    receive
+        {add, Row} -> results(Rows ++ [Row]);
+        {get, From, Ref} -> From ! {Ref, Rows}, results(Rows);
+        stop -> ok
+    end.
+
+record(Label, Target, R) ->
+    ?RESULTS ! {add, {Label, Target, R}}.
+
+rows() ->
+    Ref = make_ref(),
+    ?RESULTS ! {get, self(), Ref},
+    receive {Ref, Rows} -> Rows after 5000 -> [] end.
+
+burst_table() ->
+    burst_table(all).
+
+burst_table(Which) ->
+    Header = ["burst", "target", "sent", "answered", "lost", "handed to buffer",
+              "no buffer (lost)", "buffer dropped", "buffer sent direct/spawned", "ms"],
+    Rows = [[L, T, S, A, Lo, Ha, U, Dr, io_lib:format("~p/~p", [Di, Sp]), Ms]
+            || {L, T, #{sent := S, answered := A, lost := Lo, handed := Ha, unbuffered := U,
+                        dropped := Dr, direct := Di, spawned := Sp, ms := Ms}} <- rows(),
+               Which =:= all orelse L =:= Which],
+    "burst loss, caller +zdbbl 1 (KiB), CouchDB-style send path:\n" ++
+        rexi_ct_lib:fmt_table(Header, Rows).
