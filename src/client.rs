@@ -58,7 +58,9 @@ impl Client {
         cfg.publish = false;
         let node = Node::start(cfg)
             .await
-            .map_err(|e| ConnectError::NodeStart { reason: e.0 })?;
+            .map_err(|e| ConnectError::NodeStart {
+                reason: e.to_string(),
+            })?;
         let mailbox = node.spawn_mailbox();
         // DOWNs of the monitors this client sets go straight to its own mailbox. Holding
         // the mailbox's sending end (not the node) keeps the node free to be dropped.

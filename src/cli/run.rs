@@ -227,7 +227,7 @@ pub fn main(a: Args) -> ExitCode {
         };
         let (node, rexi) = match rexi_node::serve(cfg, handlers::builtin(), rcfg).await {
             Ok(started) => started,
-            Err(e) => return super::fail(&e.0),
+            Err(e) => return super::fail(&e.to_string()),
         };
         if let Some(m) = &metrics {
             m.set_node(&node);

@@ -47,6 +47,8 @@ impl std::fmt::Display for EpmdError {
     }
 }
 
+impl std::error::Error for EpmdError {}
+
 async fn open(host: &str, port: u16) -> Result<Compat<TcpStream>, EpmdError> {
     let unreachable = |detail: String| EpmdError::Unreachable {
         host: host.to_string(),

@@ -1,0 +1,142 @@
+//! Routing: every control message a peer sends goes to the registered name or local pid
+//! it names, after checking that the peer may speak for the sender pid it claims.
+
+use super::{rlock, Node, Peer};
+use crate::etf::Owned;
+use crate::net::message::{ctl, Control};
+use crate::process::ids::key;
+use crate::process::{gen, Effect, MonitorTarget, ProcId, Signal};
+use eetf::Pid;
+
+impl Node {
+    /// Routes one control message that `peer` sent.
+    ///
+    /// # Who may speak for a pid
+    ///
+    /// Everything a peer makes this node remember (monitors, links) and every signal that
+    /// can end a local process (exits) must come from a process of the sending node: a
+    /// control message whose sender pid (`from` of REG_SEND, LINK, UNLINK, EXIT, EXIT2,
+    /// MONITOR_P, DEMONITOR_P) names another node is **refused** (dropped, with a log line). A BEAM
+    /// node treats such a message as invalid too (it tears the connection down); refusing
+    /// the one message keeps the rest of that peer's work alive. Attributing it to the
+    /// sender instead would keep state for a pid nobody could ever clean up: what a
+    /// connection creates must be removable when that connection goes down, and nodedown
+    /// only knows the connection's own node. (rexi jobs, whose caller pid is part of the
+    /// message payload, not of the distribution header, are attributed to the sender
+    /// instead: see the rexi server.)
+    pub fn dispatch(&self, peer: &Peer, control: Control) {
+        let reg = &self.0.registry;
+        let sender = peer.info.name.as_str();
+        let speaks_for = |pid: &Pid, op: &str| -> bool {
+            if pid.node.name == sender {
+                return true;
+            }
+            tracing::warn!(peer = sender, op, claimed = %pid.node.name, "control message refused: its sender pid belongs to another node");
+            false
+        };
+        match control {
+            Control::Send { from, to, message } => {
+                match self
+                    .0
+                    .ids
+                    .is_local(&to)
+                    .then(|| reg.lookup_pid(&to))
+                    .flatten()
+                {
+                    Some(p) => p.deliver(Signal::Message { from, message }),
+                    None => {
+                        tracing::debug!(peer = sender, pid = ?(to.id, to.serial, to.creation), "message to a pid that does not exist here: dropped");
+                    }
+                }
+            }
+            Control::RegSend { from, .. } if !speaks_for(&from, "REG_SEND") => {}
+            Control::RegSend { from, to, message } => match reg.whereis(&to) {
+                Some(p) => p.deliver(Signal::Message {
+                    from: Some(from),
+                    message,
+                }),
+                None => {
+                    tracing::debug!(peer = sender, name = %to, "message to a name not registered here: dropped, as a BEAM node would");
+                    if let Some(h) = rlock(&self.0.unrouted).as_ref() {
+                        h(sender, &to);
+                    }
+                }
+            },
+            Control::MonitorP {
+                from,
+                to,
+                reference,
+            } => {
+                if !speaks_for(&from, "MONITOR_P") {
+                    return;
+                }
+                let local = match &to {
+                    ProcId::Name(n) => Some(MonitorTarget::Name(n.clone())),
+                    ProcId::Pid(p) if self.0.ids.is_local(p) => Some(MonitorTarget::Pid(key(p))),
+                    ProcId::Pid(_) => None,
+                };
+                let effect = match local {
+                    Some(local) => reg.monitor(from, to, local, reference),
+                    None => Some(Effect::MonitorExit {
+                        holder: from,
+                        target: to,
+                        reference,
+                        reason: gen::atom("noproc"),
+                    }),
+                };
+                if let Some(e) = effect {
+                    self.apply(vec![e]);
+                }
+            }
+            Control::DemonitorP {
+                from, reference, ..
+            } => {
+                if speaks_for(&from, "DEMONITOR_P") {
+                    reg.demonitor(sender, &reference);
+                }
+            }
+            Control::MonitorPExit {
+                reference, reason, ..
+            } => reg.monitor_exit(sender, reference, reason),
+            Control::Link { from, to } => {
+                if !speaks_for(&from, "LINK") {
+                    return;
+                }
+                if let Some(e) = reg.link(&to, from) {
+                    self.apply(vec![e]);
+                }
+            }
+            Control::Unlink { from, to } => {
+                if speaks_for(&from, "UNLINK") {
+                    reg.unlink(&to, &from);
+                }
+            }
+            Control::UnlinkId { id, from, to } => {
+                if !speaks_for(&from, "UNLINK_ID") {
+                    return;
+                }
+                reg.unlink(&to, &from);
+                let c = Owned::new(ctl::unlink_id_ack(id.into_term(), &to, &from));
+                self.send_control(sender, &c, None);
+            }
+            Control::UnlinkIdAck { .. } | Control::Ignored { .. } => {}
+            Control::Exit { from, to, reason } => {
+                if !speaks_for(&from, "EXIT") {
+                    return;
+                }
+                reg.unlink(&to, &from);
+                if let Some(p) = reg.lookup_pid(&to) {
+                    p.deliver(Signal::Exit { from, reason });
+                }
+            }
+            Control::Exit2 { from, to, reason } => {
+                if !speaks_for(&from, "EXIT2") {
+                    return;
+                }
+                if let Some(p) = reg.lookup_pid(&to) {
+                    p.deliver(Signal::Exit { from, reason });
+                }
+            }
+        }
+    }
+}
