@@ -211,6 +211,7 @@ fn garbage_after_the_handshake_closes_only_that_connection() {
             77,
             &cookie,
             Duration::from_secs(5),
+            false,
         )
         .await
         .expect("handshake");

@@ -170,6 +170,7 @@ async fn handshake_from(from: &str, port: u16, name: &str, cookie: &str) -> Resu
         1,
         &rexi_node::Cookie::new(cookie),
         Duration::from_secs(60),
+        false,
     )
     .await
     .map(|_| ())

@@ -129,6 +129,11 @@ fn route(ids: &Ids, reg: &Registry, control: Control) {
         }
         Control::UnlinkIdAck { id, .. } => drop(id),
         Control::Ignored { .. } => {}
+        // The node answers a spawn request from its SpawnService; the decision needs one.
+        Control::SpawnRequest { options, args, .. } => {
+            drop(options);
+            drop(args);
+        }
         Control::Exit { from, to, reason } => {
             reg.unlink(&to, &from);
             match reg.lookup_pid(&to) {

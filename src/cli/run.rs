@@ -16,6 +16,11 @@ pub struct Args {
     /// backoff after a drop or a restart of that node.
     #[arg(long = "connect", value_name = "NODE")]
     pub connect: Vec<String>,
+    /// Join as a visible node (listed in nodes() of the BEAM nodes, like a normal erl node)
+    /// instead of a hidden one: CouchDB 2.0+ coordinators count only visible nodes as up.
+    /// rexi-node then answers global's sync so global:sync() stays immediate.
+    #[arg(long)]
+    pub visible: bool,
     /// Seconds of silence after which a peer is declared down (ticks go out every quarter).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub net_ticktime: u64,
@@ -176,6 +181,7 @@ pub fn main(a: Args) -> ExitCode {
     };
     let mut cfg = NodeConfig::new(name, cookie);
     cfg.connect = a.connect.clone();
+    cfg.visible = a.visible;
     cfg.net_ticktime = Duration::from_secs(a.net_ticktime.max(1));
     cfg.dist_port = a.dist_port;
     cfg.max_connections = a.max_connections;

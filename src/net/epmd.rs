@@ -1,4 +1,4 @@
-//! Talking to epmd: register this node (hidden), look up peers, list names.
+//! Talking to epmd: register this node (hidden or visible), look up peers, list names.
 //!
 //! erl_dist's `EpmdClient` does the wire work; this file adds timeouts, the port from
 //! `ERL_EPMD_PORT` (as erl honours it), and errors an operator can act on.
@@ -63,13 +63,14 @@ async fn open(host: &str, port: u16) -> Result<Compat<TcpStream>, EpmdError> {
     Ok(s.compat())
 }
 
-/// Registers `alive` as a hidden node listening on `listen_port`. The returned stream must
+/// Registers `alive` as a hidden (or, `visible`, a normal) node listening on `listen_port`. The returned stream must
 /// stay open for as long as the node lives: epmd unregisters the node when it closes.
 pub async fn register(
     host: &str,
     port: u16,
     alive: &str,
     listen_port: u16,
+    visible: bool,
 ) -> Result<(TcpStream, u32), EpmdError> {
     let conn = open(host, port).await?;
     let proto = |detail: String| EpmdError::Protocol {
@@ -79,7 +80,11 @@ pub async fn register(
     };
     let (stream, creation) = tokio::time::timeout(
         EPMD_TIMEOUT,
-        EpmdClient::new(conn).register(NodeEntry::new_hidden(alive, listen_port)),
+        EpmdClient::new(conn).register(if visible {
+            NodeEntry::new(alive, listen_port)
+        } else {
+            NodeEntry::new_hidden(alive, listen_port)
+        }),
     )
     .await
     .map_err(|_| proto("no answer to the registration".into()))?

@@ -86,12 +86,12 @@ fn classify(e: HandshakeError) -> Refusal {
     }
 }
 
-fn local_node(name: &str, creation: u32) -> Result<LocalNode, Refusal> {
+fn local_node(name: &str, creation: u32, visible: bool) -> Result<LocalNode, Refusal> {
     let name: NodeName = name
         .parse()
         .map_err(|e| Refusal::Other(format!("bad local node name {name}: {e}")))?;
     let mut local = LocalNode::new(name, Creation::new(creation));
-    local.flags = flags::advertised();
+    local.flags = flags::advertised(visible);
     Ok(local)
 }
 
@@ -103,15 +103,17 @@ fn peer_info(p: erl_dist::node::PeerNode) -> PeerInfo {
     }
 }
 
-/// Runs the client side on a fresh connection to `peer`.
+/// Runs the client side on a fresh connection to `peer`; `visible` publishes us (see
+/// [`flags::advertised`]).
 pub async fn connect(
     stream: TcpStream,
     local: &str,
     creation: u32,
     cookie: &Cookie,
     deadline: Duration,
+    visible: bool,
 ) -> Result<(TcpStream, PeerInfo), Refusal> {
-    let local = local_node(local, creation)?;
+    let local = local_node(local, creation, visible)?;
     let run = async {
         let mut hs = ClientSideHandshake::new(stream.compat(), local, cookie.expose());
         let status = hs
@@ -149,17 +151,17 @@ pub struct Accepting {
 
 /// Reads the peer's name (v6 `N` or the older `n` message) within `first_message`, and
 /// refuses a name that is ours or has control characters; the whole handshake must end
-/// within `deadline`.
+/// within `deadline`. `visible` publishes us (see [`flags::advertised`]).
 pub async fn accept(
     stream: TcpStream,
     local: &str,
     creation: u32,
     cookie: &Cookie,
-    first_message: Duration,
-    deadline: Duration,
+    (first_message, deadline): (Duration, Duration),
+    visible: bool,
 ) -> Result<Accepting, Refusal> {
     let local_name = local;
-    let local = local_node(local, creation)?;
+    let local = local_node(local, creation, visible)?;
     let started = tokio::time::Instant::now();
     let deadline = started + deadline;
     let mut hs = ServerSideHandshake::new(stream.compat(), local, cookie.expose());

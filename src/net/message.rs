@@ -72,6 +72,19 @@ pub enum Control {
         from: Pid,
         to: Pid,
     },
+    /// SPAWN_REQUEST, SPAWN_REQUEST_TT: `from` asks for a process running
+    /// `Module:Function` with `args` (a list the peer says has `arity` elements), with the
+    /// spawn `options` (see [`super::spawn::options`]). The group leader and any trace
+    /// token are dropped.
+    SpawnRequest {
+        req_id: Reference,
+        from: Pid,
+        module: String,
+        function: String,
+        arity: u64,
+        options: Owned,
+        args: Owned,
+    },
     /// NODE_LINK, GROUP_LEADER: legal, and nothing to do for a C-node.
     Ignored {
         op: i64,
@@ -312,6 +325,21 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
                 reason: payload(rest)?,
             }
         }
+        // SPAWN_REQUEST {29, ReqId, From, GroupLeader, {M, F, Arity}, Opts} and
+        // SPAWN_REQUEST_TT (the same and a trace token), followed by the argument list.
+        29 | 30 => {
+            arity(if op == 29 { 6 } else { 7 })?;
+            let (module, function, n) = mfa(elems, 4)?;
+            Control::SpawnRequest {
+                req_id: reference(elems, 1)?,
+                from: pid(elems, 2)?,
+                module,
+                function,
+                arity: n,
+                options: take_owned(elems, 5),
+                args: payload(rest)?,
+            }
+        }
         35 => {
             arity(4)?;
             no_payload(rest)?;
@@ -384,6 +412,22 @@ fn reference(elems: &mut [Term], i: usize) -> Result<Reference, FrameError> {
             )))
         }
     }
+}
+
+/// `{Module, Function, Arity}` with atoms and a non-negative integer.
+fn mfa(elems: &mut [Term], i: usize) -> Result<(String, String, u64), FrameError> {
+    let t = Owned::new(take(elems, i));
+    if let Term::Tuple(t) = &*t {
+        if let [Term::Atom(m), Term::Atom(f), Term::FixInteger(a)] = t.elements.as_slice() {
+            if a.value >= 0 {
+                return Ok((m.name.clone(), f.name.clone(), a.value as u64));
+            }
+        }
+    }
+    Err(bad(format!(
+        "element {} of the control message is not {{Module, Function, Arity}}",
+        i + 1
+    )))
 }
 
 fn proc_id(elems: &mut [Term], i: usize) -> Result<ProcId, FrameError> {
@@ -512,6 +556,16 @@ pub mod ctl {
             id,
             Term::Pid(from.clone()),
             Term::Pid(to.clone()),
+        ]))
+    }
+    /// SPAWN_REPLY `{31, ReqId, To, Flags, Result}`: `result` is the new pid or an error atom.
+    pub fn spawn_reply(req_id: &Reference, to: &Pid, flags: i32, result: Term) -> Term {
+        Term::Tuple(Tuple::from(vec![
+            op(31),
+            Term::Reference(Box::new(req_id.clone())),
+            Term::Pid(to.clone()),
+            op(flags),
+            result,
         ]))
     }
     pub fn reg_send(from: &Pid, to_name: &str) -> Term {

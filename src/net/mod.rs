@@ -6,7 +6,10 @@
 //! * [`message`]: control messages in and out, through the guarded codec;
 //! * [`connection`]: one peer's reader, writer and ticks;
 //! * [`metrics`]: the layer's figures, bumped by connections and read by reports;
-//! * [`node`]: the local node, its peers, and routing into [`crate::process`].
+//! * [`node`]: the local node, its peers, and routing into [`crate::process`];
+//! * [`global`], [`spawn`], [`pending`], [`unrouted`]: what the node owes other nodes
+//!   beyond routing: `global`'s sync (visible nodes), spawn requests, sends that connect
+//!   first, and messages to names nobody registered.
 
 pub mod admission;
 pub mod connect_error;
@@ -15,10 +18,14 @@ pub mod cookie;
 pub mod epmd;
 pub mod epmd_server;
 pub mod flags;
+pub mod global;
 pub mod handshake;
 pub mod message;
 pub mod metrics;
 pub mod node;
+pub mod pending;
+pub mod spawn;
+pub mod unrouted;
 
 pub use connect_error::ConnectError;
 pub use cookie::Cookie;

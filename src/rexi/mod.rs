@@ -8,12 +8,16 @@
 //! * [`worker`]: a job's task, its pid, and the [`Ctx`] handlers use to answer.
 //! * [`handler`]: the table of Rust handlers by `{Module, Function, Arity}`.
 //! * [`mon`]: `rexi_server_mon`: status, stats, and switching the release at runtime.
+//! * [`outcome`]: how a job ended, as a rexi reply or a spawned process's exit reason.
+//! * [`erpc`]: spawn requests (`erpc`, `rpc`, `spawn/4`) run as jobs of the same server.
 //! * [`stats`]: the counters; [`durations`]: job durations by MFA.
 
 pub mod durations;
+pub mod erpc;
 pub mod handler;
 pub mod mon;
 pub mod names;
+pub mod outcome;
 pub mod protocol;
 pub mod release;
 pub mod server;
@@ -41,5 +45,8 @@ pub fn install(node: &Node, handlers: Handlers, config: RexiConfig) -> Arc<RexiS
     if let Err(e) = node.register("rexi_server_mon", mon) {
         tracing::warn!("{e}");
     }
+    node.set_spawn_service(Arc::new(erpc::ErpcService {
+        server: server.weak(),
+    }));
     server
 }

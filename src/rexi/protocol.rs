@@ -154,14 +154,9 @@ fn parse_doit(mut from: Owned, nonce: Owned, mut mfa: Owned) -> Request {
         return bad("badarg");
     };
     let (module, function) = (m.name.clone(), f.name.clone());
-    let args = match take(&mut parts[2]) {
-        Term::List(l) => l.elements,
-        Term::ByteList(b) => b
-            .bytes
-            .into_iter()
-            .map(|x| Term::FixInteger(eetf::FixInteger::from(x as i32)))
-            .collect(),
-        other => {
+    let args = match list_elements(take(&mut parts[2])) {
+        Ok(args) => args,
+        Err(other) => {
             drop(Owned::new(other));
             return bad("badarg");
         }
@@ -197,6 +192,20 @@ pub fn rexi_exit(reference: Term, reason: Term) -> Term {
 }
 
 /// `[{M, F, ArityOrArgs, []}]`: a one-frame stack in the BEAM's shape.
+/// The elements of a proper list (a `STRING_EXT` list of small integers included), or the
+/// term back when it is not one.
+pub fn list_elements(t: Term) -> Result<Vec<Term>, Term> {
+    match t {
+        Term::List(l) => Ok(l.elements),
+        Term::ByteList(b) => Ok(b
+            .bytes
+            .into_iter()
+            .map(|x| Term::FixInteger(eetf::FixInteger::from(x as i32)))
+            .collect()),
+        other => Err(other),
+    }
+}
+
 pub fn stack(module: &str, function: &str, arity_or_args: Term) -> Term {
     Term::List(eetf::List::from(vec![tuple(vec![
         atom(module),

@@ -8,10 +8,11 @@
 use super::durations::JobDurations;
 use super::handler::{HandlerFuture, Handlers};
 use super::names::{NameKind, NameOwner, Names};
+use super::outcome::Outcome;
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
 use super::stats::{bump, Stats};
-use super::worker::{Ctx, Failure, JobState};
+use super::worker::{Answer, Ctx, Failure, JobState};
 use crate::etf::{summary, Owned, SummaryLimits};
 use crate::net::Node;
 use crate::process::refkey::{KeyMap, RefKey};
@@ -349,17 +350,7 @@ impl RexiServer {
         // Most callers are processes of the sending node: then nothing is allocated.
         let other_owner = sender.filter(|s| *s != d.caller.node.name);
         let owner = other_owner.as_deref().unwrap_or(&d.caller.node.name);
-        let refused = {
-            let jobs = lock(&self.jobs);
-            if jobs.len() >= self.cfg.max_jobs {
-                Some(("max_jobs", self.cfg.max_jobs))
-            } else if jobs.of(owner) >= self.cfg.jobs_per_peer() {
-                Some(("max_jobs_per_peer", self.cfg.jobs_per_peer()))
-            } else {
-                None
-            }
-        };
-        if let Some((which, cap)) = refused {
+        if let Err((which, cap)) = self.admit(owner) {
             bump(&self.stats.overloaded);
             tracing::debug!(caller = %d.caller.node.name, peer = %owner, cap, "overloaded ({which}): doit refused");
             let msg = protocol::rexi_exit(
@@ -369,8 +360,26 @@ impl RexiServer {
             let _ = self.node.send(&d.caller, msg);
             return;
         }
-        let Some(me) = self.me.upgrade() else { return };
         let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce, other_owner));
+        self.enter(key, &state);
+        self.launch(state, key, (handler, index), hkey, d.args);
+    }
+
+    /// Whether a job of `owner` may start now: `Err((flag, cap))` at `max_jobs` or at the
+    /// owner's share.
+    pub(crate) fn admit(&self, owner: &str) -> Result<(), (&'static str, usize)> {
+        let jobs = lock(&self.jobs);
+        if jobs.len() >= self.cfg.max_jobs {
+            Err(("max_jobs", self.cfg.max_jobs))
+        } else if jobs.of(owner) >= self.cfg.jobs_per_peer() {
+            Err(("max_jobs_per_peer", self.cfg.jobs_per_peer()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Puts an admitted job in the table (before it runs: a kill must find it).
+    pub(crate) fn enter(&self, key: RefKey, state: &Arc<JobState>) {
         bump(&self.stats.jobs_started);
         if let Some(old) = lock(&self.jobs).insert(
             key,
@@ -380,8 +389,31 @@ impl RexiServer {
             },
         ) {
             bump(&self.stats.jobs_ended);
-            tracing::warn!(caller = %old.state.caller.node.name, "a doit reused the Ref of a running job; the older job can no longer be killed");
+            tracing::warn!(caller = %old.state.caller.node.name, "a job reused the Ref of a running job; the older job can no longer be killed");
         }
+    }
+
+    /// Takes a job that was entered but will never run out of the table (a spawn the
+    /// distribution layer refused after all).
+    pub(crate) fn forget(&self, key: &RefKey, state: &Arc<JobState>) {
+        let mut jobs = lock(&self.jobs);
+        if matches!(jobs.map.get(key), Some(e) if Arc::ptr_eq(&e.state, state)) {
+            jobs.remove(key);
+            bump(&self.stats.jobs_ended);
+        }
+    }
+
+    /// Runs an entered job: here, on the caller's task, until it first waits; then as a
+    /// task of its own.
+    pub(crate) fn launch(
+        &self,
+        state: Arc<JobState>,
+        key: RefKey,
+        (handler, index): (super::handler::HandlerFn, usize),
+        (m, f, arity): (String, String, usize),
+        args: super::handler::Args,
+    ) {
+        let Some(me) = self.me.upgrade() else { return };
         let ctx = Ctx::new(
             self.node.clone(),
             self.stats.clone(),
@@ -389,10 +421,9 @@ impl RexiServer {
             self.cfg.worker_timeout,
             self.cfg.stream_limit,
         );
-        let (m, f, arity) = hkey;
         // The handler's future is made here, so the job's own future does not also keep
         // room for the Ctx and the arguments (they live in the handler's future only).
-        let work = handler(ctx, d.args);
+        let work = handler(ctx, args);
         let started = (self.durations.start(), index);
         let mut job = Box::pin(run_job(
             me,
@@ -423,12 +454,42 @@ impl RexiServer {
         }
     }
 
+    /// The handler for `{M, F, Arity}` and its index.
+    pub(crate) fn handler(
+        &self,
+        mfa: &(String, String, usize),
+    ) -> Option<(super::handler::HandlerFn, usize)> {
+        self.handlers.lookup_indexed(mfa)
+    }
+
     fn kill(&self, r: &Term) {
         let Some(key) = RefKey::from_term(r) else {
             bump(&self.stats.kills_unknown);
             return;
         };
-        let entry = lock(&self.jobs).remove(&key);
+        if !self.end_job(&key, None, &atom("killed")) {
+            bump(&self.stats.kills_unknown);
+            lock(&self.tombstones).add(key, self.cfg.tombstone_ttl, self.cfg.max_tombstones);
+        } else {
+            bump(&self.stats.kills);
+        }
+    }
+
+    /// Ends the job `key` (if `only` is given, only when it is that job): nothing more is
+    /// sent for it and its process, if it has one, exits with `reason`. Whether it ran.
+    pub(crate) fn end_job(
+        &self,
+        key: &RefKey,
+        only: Option<&Arc<JobState>>,
+        reason: &Term,
+    ) -> bool {
+        let entry = {
+            let mut jobs = lock(&self.jobs);
+            match (jobs.map.get(key), only) {
+                (Some(e), Some(s)) if !Arc::ptr_eq(&e.state, s) => None,
+                _ => jobs.remove(key),
+            }
+        };
         match entry {
             Some(e) => {
                 bump(&self.stats.jobs_ended);
@@ -437,14 +498,11 @@ impl RexiServer {
                     a.abort();
                 }
                 if let Some(w) = worker {
-                    self.node.exit_process(&w, &atom("killed"));
+                    self.node.exit_process(&w, reason);
                 }
-                bump(&self.stats.kills);
+                true
             }
-            None => {
-                bump(&self.stats.kills_unknown);
-                lock(&self.tombstones).add(key, self.cfg.tombstone_ttl, self.cfg.max_tombstones);
-            }
+            None => false,
         }
     }
 
@@ -478,7 +536,7 @@ impl RexiServer {
         &self,
         state: &Arc<JobState>,
         key: &RefKey,
-        reason: Option<Owned>,
+        outcome: Outcome,
         mfa: &(String, String, usize),
     ) {
         {
@@ -488,22 +546,27 @@ impl RexiServer {
                 bump(&self.stats.jobs_ended);
             }
         }
-        let exit_reason = match reason {
-            None => atom("normal"),
-            Some(reason) => {
-                if !state.is_killed() {
-                    bump(&self.stats.errors);
-                    self.record_error(&reason, &mfa.0, &mfa.1, mfa.2, &state.nonce);
+        if state.is_killed() {
+            // Whoever killed it ended its process too.
+            return;
+        }
+        if let Some(reason) = outcome.rexi_reason() {
+            bump(&self.stats.errors);
+            self.record_error(reason, &mfa.0, &mfa.1, mfa.2, &state.nonce);
+        }
+        let exit_reason: Owned = match &state.answer {
+            Answer::AsExit(shape) => shape.exit_reason(outcome, state.take_value()),
+            Answer::ToCaller => match outcome {
+                Outcome::Normal => Owned::new(atom("normal")),
+                Outcome::Error(reason) | Outcome::Exit(reason) => {
                     let msg = protocol::rexi_exit(
                         Term::Reference(Box::new(state.reference.clone())),
                         reason.into_term(),
                     );
                     state.send(&self.node, msg);
-                    atom("shutdown")
-                } else {
-                    atom("killed")
+                    Owned::new(atom("shutdown"))
                 }
-            }
+            },
         };
         if let Some(w) = state.worker() {
             self.node.exit_process(&w, &exit_reason);
@@ -612,13 +675,13 @@ async fn run_job(
         server.durations.observe(index, t.elapsed());
     }
     let stack = || protocol::stack(&mfa.0, &mfa.1, int(mfa.2 as i64));
-    let reason = match outcome {
-        Ok(Ok(())) | Ok(Err(Failure::Normal)) => None,
-        Ok(Err(Failure::Error { reason, stack: s })) => Some(Owned::new(tuple(vec![
+    let outcome = match outcome {
+        Ok(Ok(())) | Ok(Err(Failure::Normal)) => Outcome::Normal,
+        Ok(Err(Failure::Error { reason, stack: s })) => Outcome::Error(Owned::new(tuple(vec![
             reason.into_term(),
             s.map(Owned::into_term).unwrap_or_else(stack),
         ]))),
-        Ok(Err(Failure::Exit(r))) => Some(r),
+        Ok(Err(Failure::Exit(r))) => Outcome::Exit(r),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -626,7 +689,7 @@ async fn run_job(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into());
             tracing::warn!(module = %mfa.0, function = %mfa.1, arity = mfa.2, "handler panicked: {msg}");
-            Some(Owned::new(tuple(vec![
+            Outcome::Error(Owned::new(tuple(vec![
                 tuple(vec![
                     atom("rust_panic"),
                     Term::Binary(eetf::Binary::from(msg.into_bytes())),
@@ -635,5 +698,5 @@ async fn run_job(
             ])))
         }
     };
-    server.job_ended(&state, &key, reason, &mfa);
+    server.job_ended(&state, &key, outcome, &mfa);
 }

@@ -40,6 +40,13 @@ impl Failure {
     }
 }
 
+/// What a rexi-only call (`sync_reply`, streams) fails with in a spawned process (erpc,
+/// rpc), which has no rexi caller: `{badmatch, undefined}`, what rexi's own functions raise
+/// outside a rexi worker.
+pub fn outside_rexi() -> Failure {
+    Failure::error(tuple(vec![atom("badmatch"), atom("undefined")]))
+}
+
 /// What the server and the job share.
 ///
 /// The job's pid is registered only when the job first shows it to the caller
@@ -54,13 +61,27 @@ pub struct JobState {
     /// The node whose connection carried the doit, when it is not the caller's (rare):
     /// see [`JobState::owner`].
     other_owner: Option<String>,
+    /// Where the job's answer goes.
+    pub answer: Answer,
     inner: Mutex<JobInner>,
+}
+
+/// Where a job's answer goes.
+pub enum Answer {
+    /// A rexi job: every reply, row and failure is a message to the caller.
+    ToCaller,
+    /// A spawned process (`SPAWN_REQUEST`: erpc, rpc, `spawn/4`): its pid exists from the
+    /// start, its first reply is kept as its value, and its end is an exit signal whose
+    /// reason is shaped by `shape` (see [`super::erpc`]).
+    AsExit(super::outcome::ExitShape),
 }
 
 #[derive(Default)]
 struct JobInner {
     killed: bool,
     worker: Option<Pid>,
+    /// A spawned process's value: its first reply.
+    value: Option<Owned>,
 }
 
 impl JobState {
@@ -72,8 +93,51 @@ impl JobState {
             reference,
             nonce,
             other_owner,
+            answer: Answer::ToCaller,
             inner: Mutex::new(JobInner::default()),
         }
+    }
+
+    /// A spawned process `pid` for `caller` (the spawning process), `reference` its
+    /// request id.
+    pub fn spawned(
+        caller: Pid,
+        reference: Reference,
+        pid: Pid,
+        shape: super::outcome::ExitShape,
+    ) -> JobState {
+        JobState {
+            caller,
+            reference,
+            nonce: Owned::nil(),
+            other_owner: None,
+            answer: Answer::AsExit(shape),
+            inner: Mutex::new(JobInner {
+                worker: Some(pid),
+                ..JobInner::default()
+            }),
+        }
+    }
+
+    fn is_spawned(&self) -> bool {
+        matches!(self.answer, Answer::AsExit(_))
+    }
+
+    /// Keeps `value` as a spawned process's value unless it has one (or was killed).
+    fn keep_value(&self, value: Owned) -> Sent {
+        let mut g = self.lock();
+        if g.killed {
+            return Sent::Killed;
+        }
+        if g.value.is_none() {
+            g.value = Some(value);
+        }
+        Sent::Queued
+    }
+
+    /// A spawned process's value, taken out.
+    pub fn take_value(&self) -> Option<Owned> {
+        self.lock().value.take()
     }
 
     /// The node whose connection carried the doit: the job counts against its quota and
@@ -182,6 +246,9 @@ impl Ctx {
         if self.mailbox.is_some() {
             return Ok(());
         }
+        if self.job.is_spawned() {
+            return Err(outside_rexi());
+        }
         let mut g = self.job.lock();
         if g.killed {
             return Err(Failure::exit(atom("killed")));
@@ -207,7 +274,14 @@ impl Ctx {
     }
 
     /// This job's pid (the `WorkerPid` callers ack and answer to); registers it on first use.
+    /// A spawned process has its pid from the start.
     pub fn pid(&mut self) -> Result<Pid, Failure> {
+        if self.job.is_spawned() {
+            return self
+                .job
+                .worker()
+                .ok_or_else(|| Failure::exit(atom("killed")));
+        }
         self.ensure_mailbox()?;
         self.pid
             .clone()
@@ -236,8 +310,14 @@ impl Ctx {
         }
     }
 
-    /// `rexi:reply/1`: `{Ref, Msg}` to the caller.
+    /// `rexi:reply/1`: `{Ref, Msg}` to the caller. In a spawned process (erpc, rpc) the
+    /// first reply is the call's value.
     pub fn reply(&self, msg: impl Into<Owned>) {
+        if self.job.is_spawned() {
+            let sent = self.job.keep_value(msg.into());
+            self.count(sent);
+            return;
+        }
         let msg = msg.into().into_term();
         let sent = self
             .job
@@ -247,12 +327,18 @@ impl Ctx {
 
     /// `rexi:ping/0`: `{rexi, '$rexi_ping'}`, which restarts a 2.3+ caller's per-message timeout.
     pub fn ping(&self) {
+        if self.job.is_spawned() {
+            return;
+        }
         self.job
             .send(&self.node, tuple(vec![atom("rexi"), atom("$rexi_ping")]));
     }
 
     /// `rexi:sync_reply/1`: sends `{Ref, {WorkerPid, Tag}, Msg}` and waits for
     /// `{Tag, Answer}`; after the timeout (300 s by default) the answer is `timeout`.
+    ///
+    /// Only a rexi caller can answer: in a spawned process (erpc, rpc) this fails like
+    /// rexi's own functions outside a rexi worker (see [`outside_rexi`]).
     pub async fn sync_reply(&mut self, msg: impl Into<Owned>) -> Result<Owned, Failure> {
         let msg = msg.into();
         let tag = self.node.make_ref();

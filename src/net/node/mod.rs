@@ -11,13 +11,17 @@
 //! * [`route`]: every control message a peer sends, to the registered name or pid it names.
 //! * [`processes`]: the process facade (register, spawn, send, monitor) used by the layers
 //!   above, and the send queues' global budget.
+//! * [`connect_first`]: sends to a node without a connection connect to it first.
+//! * [`spawn`]: spawn requests (erpc, rpc), from `SPAWN_REQUEST` to `SPAWN_REPLY`.
 //! * [`net_kernel`]: the one system process a BEAM peer expects (`net_adm:ping`).
 
+mod connect_first;
 mod net_kernel;
 mod peers;
 mod processes;
 mod registration;
 mod route;
+mod spawn;
 
 pub use registration::StartError;
 
@@ -27,9 +31,12 @@ use super::cookie::Cookie;
 use super::epmd;
 use super::handshake::{self, PeerInfo};
 use super::metrics::NetStats;
+use super::pending::Pending;
+use super::spawn::SpawnService;
+use super::unrouted::Unrouted;
 use crate::etf::Limits;
 use crate::process::{Ids, PeerLimits, Process, Registry};
-use eetf::Atom;
+use eetf::{Atom, Pid};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -77,6 +84,9 @@ pub struct NodeConfig {
     /// Listen and register with epmd. A short-lived client node (the CLI tools) only
     /// connects out, like `erl_call`, and needs neither.
     pub publish: bool,
+    /// Join as a visible node (`DFLAG_PUBLISHED`: in the BEAM nodes' `nodes()`) rather than
+    /// a hidden one, and answer `global`'s sync (see [`crate::net::global`]). Off by default.
+    pub visible: bool,
 }
 
 impl NodeConfig {
@@ -100,6 +110,7 @@ impl NodeConfig {
             peer_limits: PeerLimits::default(),
             connect: Vec::new(),
             publish: true,
+            visible: false,
         }
     }
 }
@@ -159,9 +170,17 @@ struct Inner {
     next_conn: AtomicU64,
     listen_port: u16,
     unrouted: RwLock<Option<UnroutedHook>>,
+    /// Logs messages to unregistered names once per name.
+    unrouted_log: Unrouted,
     /// Bound and registered with epmd, not yet accepting (see `connect_configured`).
     listener: std::sync::Mutex<Option<TcpListener>>,
     net: NetStats,
+    /// The sender of `global`'s `in_sync` answers (visible nodes only).
+    global: Pid,
+    /// What runs spawn requests; without one they are answered `notsup`.
+    spawner: RwLock<Option<Arc<dyn SpawnService>>>,
+    /// Messages for nodes being connected to (see [`super::pending`]).
+    pending: Pending,
 }
 
 /// Called for a message sent to a name nobody registered here (it is then dropped, as a
@@ -199,9 +218,11 @@ fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Node {
     fn assemble(config: NodeConfig, creation: u32, listen_port: u16) -> Node {
         let (shutdown, _) = watch::channel(false);
+        let ids = Ids::new(&config.name, creation);
+        let global = ids.next_pid();
         let inner = Inner {
             name: config.name.clone(),
-            ids: Ids::new(&config.name, creation),
+            ids,
             registry: Registry::with_limits(config.peer_limits),
             peers: RwLock::new(HashMap::new()),
             observers: RwLock::new(Vec::new()),
@@ -213,13 +234,20 @@ impl Node {
             next_conn: AtomicU64::new(1),
             listen_port,
             unrouted: RwLock::new(None),
+            unrouted_log: Unrouted::default(),
             listener: std::sync::Mutex::new(None),
             net: NetStats::default(),
+            global,
+            spawner: RwLock::new(None),
+            pending: Pending::default(),
             config,
         };
         let node = Node(Arc::new(inner));
         let nk: Arc<dyn Process> = Arc::new(net_kernel::NetKernel::new(&node));
         let _ = node.register("net_kernel", nk);
+        node.0
+            .registry
+            .register_pid(&node.0.global, Arc::new(super::global::GlobalSync));
         node
     }
 
@@ -280,6 +308,11 @@ impl Node {
 
     pub fn set_unrouted_hook(&self, hook: UnroutedHook) {
         *wlock(&self.0.unrouted) = Some(hook);
+    }
+
+    /// Serves spawn requests (erpc, rpc, `spawn/4`) with `service`.
+    pub fn set_spawn_service(&self, service: Arc<dyn SpawnService>) {
+        *wlock(&self.0.spawner) = Some(service);
     }
 
     pub fn shutdown_signal(&self) -> ShutdownSignal {

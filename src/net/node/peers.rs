@@ -173,8 +173,8 @@ impl Node {
             &self.0.name,
             self.creation(),
             &cfg.cookie,
-            cfg.first_message_timeout,
-            cfg.handshake_timeout,
+            (cfg.first_message_timeout, cfg.handshake_timeout),
+            cfg.visible,
         )
         .await
         {
@@ -379,6 +379,7 @@ impl Node {
                 self.creation(),
                 &cfg.cookie,
                 cfg.handshake_timeout,
+                cfg.visible,
             )
             .await
             .map_err(|e| {
@@ -435,22 +436,36 @@ impl Node {
             conn_id,
             replaced: AtomicBool::new(false),
         });
-        let old = {
+        // Messages held while the node was being connected go first, before the peer is
+        // visible to other senders (see `pending`).
+        let old = self.0.pending.deliver(&info.name, |held| {
             let mut peers = wlock(&self.0.peers);
             let old = peers.insert(info.name.clone(), Slot::Up(peer.clone()));
-            match old {
+            let (winner, old) = match old {
                 Some(Slot::Up(o)) if direction == Direction::Outgoing => {
                     // The peer connected to us meanwhile: keep that connection.
-                    peers.insert(info.name.clone(), Slot::Up(o));
-                    drop(peers);
-                    if let Some(tx) = ready {
-                        let _ = tx.send(Ok(()));
-                    }
-                    return false;
+                    peers.insert(info.name.clone(), Slot::Up(o.clone()));
+                    (o, None)
                 }
-                Some(Slot::Up(o)) => Some(o),
-                _ => None,
+                Some(Slot::Up(o)) => (peer.clone(), Some(Some(o))),
+                _ => (peer.clone(), Some(None)),
+            };
+            drop(peers);
+            if let Some(frames) = held {
+                if let Err(e) = self.push(&winner, |b| {
+                    b.extend_from_slice(&frames);
+                    Ok(())
+                }) {
+                    tracing::warn!(peer = %info.name, bytes = frames.len(), error = %e, "messages held while connecting dropped: the connection's send queue refused them");
+                }
             }
+            old
+        });
+        let Some(old) = old else {
+            if let Some(tx) = ready {
+                let _ = tx.send(Ok(()));
+            }
+            return false;
         };
         if let Some(o) = old {
             o.replaced.store(true, Ordering::Release);

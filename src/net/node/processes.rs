@@ -132,8 +132,9 @@ impl Node {
     }
 
     /// Sends `message` to `to`. A local pid gets it directly (the message is moved there);
-    /// a remote pid through its node's connection. Not connected: an error, and like the
-    /// BEAM's `noconnect` send the message is dropped.
+    /// a remote pid through its node's connection. Not connected: like `erlang:send/2`,
+    /// the node is connected first and the message delivered then (see
+    /// [`crate::net::pending`]); only a message that cannot be held is an error.
     pub fn send(&self, to: &Pid, message: impl Into<Owned>) -> Result<(), SendError> {
         let message = message.into();
         if self.0.ids.is_local(to) {
@@ -150,9 +151,10 @@ impl Node {
 
     /// Like [`Node::send`] for a remote pid, without taking the message.
     pub fn send_ref(&self, to: &Pid, message: &Term) -> Result<(), SendError> {
+        let fill = |b: &mut Vec<u8>| message::write_send(b, to, message);
         match self.peer(&to.node.name) {
-            Some(p) => self.push(&p, |b| message::write_send(b, to, message)),
-            None => Err(SendError::NotConnected(to.node.name.clone())),
+            Some(p) => self.push(&p, fill),
+            None => self.send_connecting(&to.node.name, fill),
         }
     }
 
@@ -164,13 +166,11 @@ impl Node {
         name: &str,
         message: &Term,
     ) -> Result<(), SendError> {
+        let c = ctl::reg_send(from, name);
+        let fill = |b: &mut Vec<u8>| message::write_frame(b, &c, Some(message));
         match self.peer(node) {
-            Some(p) => {
-                let c = ctl::reg_send(from, name);
-
-                self.push(&p, |b| message::write_frame(b, &c, Some(message)))
-            }
-            None => Err(SendError::NotConnected(node.to_string())),
+            Some(p) => self.push(&p, fill),
+            None => self.send_connecting(node, fill),
         }
     }
 

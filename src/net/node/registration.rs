@@ -91,7 +91,12 @@ impl Node {
 
         let node = Node::assemble(config, creation, listen_port);
         node.0.net.set_epmd_registered(true);
-        tracing::info!(node = %node.name(), port = listen_port, creation, "registered with epmd as a hidden node");
+        let kind = if node.0.config.visible {
+            "a visible node"
+        } else {
+            "a hidden node"
+        };
+        tracing::info!(node = %node.name(), port = listen_port, creation, "registered with epmd as {kind}");
         tokio::spawn(node.clone().keep_epmd(epmd_stream));
         // Accepting starts in `connect_configured`, once observers (the rexi layer) are in
         // place: a peer that connects now waits in the listen backlog, and its names are
@@ -148,7 +153,7 @@ async fn register(config: &NodeConfig, port: u16) -> Result<(TcpStream, u32), St
         node: config.name.clone(),
         source,
     };
-    match epmd::register("127.0.0.1", config.epmd_port, alive, port).await {
+    match epmd::register("127.0.0.1", config.epmd_port, alive, port, config.visible).await {
         Ok(r) => return Ok(r),
         Err(epmd::EpmdError::Unreachable { .. }) if config.start_epmd => {}
         Err(e) => return Err(epmd_err(e)),
@@ -160,7 +165,7 @@ async fn register(config: &NodeConfig, port: u16) -> Result<(TcpStream, u32), St
     let mut last = None;
     for _ in 0..EPMD_START_TRIES {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        match epmd::register("127.0.0.1", config.epmd_port, alive, port).await {
+        match epmd::register("127.0.0.1", config.epmd_port, alive, port, config.visible).await {
             Ok(r) => return Ok(r),
             Err(e) => last = Some(e),
         }

@@ -3,6 +3,7 @@
 
 use super::{rlock, Node, Peer};
 use crate::etf::Owned;
+use crate::net::global;
 use crate::net::message::{ctl, Control};
 use crate::process::ids::key;
 use crate::process::{gen, Effect, MonitorTarget, ProcId, Signal};
@@ -55,13 +56,38 @@ impl Node {
                     from: Some(from),
                     message,
                 }),
+                None if to == global::SERVER && self.0.config.visible => {
+                    self.global_sync(sender, &message)
+                }
                 None => {
-                    tracing::debug!(peer = sender, name = %to, "message to a name not registered here: dropped, as a BEAM node would");
+                    self.0.unrouted_log.dropped(sender, &to);
                     if let Some(h) = rlock(&self.0.unrouted).as_ref() {
                         h(sender, &to);
                     }
                 }
             },
+            Control::SpawnRequest { from, .. } if !speaks_for(&from, "SPAWN_REQUEST") => {}
+            Control::SpawnRequest {
+                req_id,
+                from,
+                module,
+                function,
+                arity,
+                options,
+                args,
+            } => self.spawn_requested(
+                crate::net::spawn::SpawnRequest {
+                    req_id,
+                    from,
+                    module,
+                    function,
+                    args,
+                    link: false,
+                    monitor: false,
+                },
+                arity,
+                &options,
+            ),
             Control::MonitorP {
                 from,
                 to,
@@ -137,6 +163,26 @@ impl Node {
                     p.deliver(Signal::Exit { from, reason });
                 }
             }
+        }
+    }
+
+    /// `global`'s `init_connect` from `peer`: answer `in_sync` at once (see
+    /// [`crate::net::global`]). Anything else global sends is dropped.
+    fn global_sync(&self, peer: &str, message: &crate::etf::Owned) {
+        match global::answer(message, peer, self.atom()) {
+            Some(in_sync) => match self.reg_send(&self.0.global, peer, global::SERVER, &in_sync) {
+                Ok(()) => tracing::info!(
+                    peer,
+                    "global in_sync sent: global:sync() on that node need not wait for this one"
+                ),
+                Err(e) => {
+                    tracing::warn!(peer, error = %e, "global in_sync not sent: global:sync() on that node waits until it loses the connection to this one")
+                }
+            },
+            None => tracing::debug!(
+                peer,
+                "message to global_name_server (not registered here): dropped"
+            ),
         }
     }
 }
