@@ -14,8 +14,8 @@
 %% burst_*: 100 x 100 casts, 1 x 10,000, and 2,000 x 64 KiB to each target.
 %%   Every cast not dropped at the caller is answered exactly once; a hidden
 %%   target loses exactly the casts that found no buffer; visible rexi-node
-%%   loses no more than the BEAM target (within the run-to-run noise of the
-%%   caller, see burst/5). The loss table is printed.
+%%   loses no more than the BEAM target (over 5 rounds, within the caller's
+%%   round-to-round noise, see burst/5). The loss table is printed.
 %% global_sync, global_names: global stays healthy on every BEAM node while
 %%   rexi-node is connected.
 %% no_disconnects: no node saw a nodedown so far.
@@ -37,7 +37,8 @@
 -define(RELEASE, 3).              % CouchDB 2.0+ names: rexi_server_<phash2(Caller)>
 -define(RESULTS, rexi_couch_SUITE_results).
 -define(BUFFER_LIMIT, 2000).      % the caller's send buffer (couch_buffer_limit default)
--define(LOSS_NOISE_PCT, 10).      % see burst/5
+-define(LOSS_NOISE_PCT, 5).       % see burst/5
+-define(ROUNDS_PER_BURST, 5).
 
 suite() ->
     [{timetrap, {minutes, 15}}].
@@ -134,20 +135,42 @@ burst_1x10000(Config) ->
 burst_2000x64k(Config) ->
     burst(Config, "2,000 casts x 64 KiB", 1, 2000, 65536).
 
-%% The same burst from the caller to the BEAM target and to rexi-node --visible
-%% at the same time (so both meet the same conditions on the caller), then to
-%% hidden rexi-node on its own.
+%% ?ROUNDS_PER_BURST rounds of: the same burst from the caller to the BEAM
+%% target and to rexi-node --visible at the same time (so both meet the same
+%% conditions on the caller; which one starts first alternates), then to
+%% hidden rexi-node on its own. The figures are summed over the rounds.
 %%
-%% What is asserted exactly: the buffer path was taken; every cast that left the
-%% caller was answered once (`missing', `duplicates'); what a target with a
-%% buffer lost is what its buffer dropped beyond 2,000, and what the hidden
-%% target lost is what found no buffer. How many casts a buffer drops depends
-%% on how fast the caller drains it while the burst still comes in, and that
-%% varies from run to run: two identical BEAM targets, burst at the same time,
-%% differed by up to 5% of a 10,000-cast burst (up to 14% when burst one after
-%% the other). So "visible loses no more than BEAM" allows ?LOSS_NOISE_PCT of
-%% the burst; with 2,000 casts nothing can be dropped and it is exact.
+%% Asserted exactly, in every round: the buffer path was taken; every cast
+%% that left the caller was answered once (`missing', `duplicates'); what a
+%% target with a buffer lost is what its buffer dropped beyond 2,000, and what
+%% the hidden target lost is what found no buffer.
+%%
+%% How many casts a buffer drops depends on how fast the caller drains it while
+%% the burst still comes in, and that varies from round to round on a busy
+%% machine: two identical BEAM targets burst at the same time differed by up to
+%% 12% of a 10,000-cast round. So "visible loses no more than BEAM" is checked
+%% on the sums of the rounds, allowing ?LOSS_NOISE_PCT of all casts sent; with
+%% 2,000-cast rounds nothing can be dropped and it is exact.
 burst(Config, Label, Procs, PerProc, Bytes) ->
+    Sent = Procs * PerProc,
+    Rounds = [burst_round(Config, Procs, PerProc, Bytes, I) || I <- lists:seq(1, ?ROUNDS_PER_BURST)],
+    Sums = [{K, sum_rounds([maps:get(K, R) || R <- Rounds])} || K <- [beam, visible, hidden]],
+    [record(Label, label(Config, maps:get(node, R)), R) || {_, R} <- Sums],
+    ct:pal("~s", [burst_table(Label)]),
+    #{beam := B, visible := V} = maps:from_list(Sums),
+    Noise = case Sent > ?BUFFER_LIMIT of
+                true -> ?ROUNDS_PER_BURST * Sent * ?LOSS_NOISE_PCT div 100;
+                false -> 0
+            end,
+    Problems = lists:append([round_problems(I, R) || {I, R} <- lists:zip(lists:seq(1, length(Rounds)), Rounds)])
+        ++ [{visible_lost_more_than_beam, maps:get(lost, V), maps:get(lost, B), {noise, Noise}}
+            || maps:get(lost, V) > maps:get(lost, B) + Noise],
+    case Problems of
+        [] -> ok;
+        _ -> ct:fail({burst, Label, Problems})
+    end.
+
+burst_round(Config, Procs, PerProc, Bytes, I) ->
     Run = fun(K) ->
                   rpc:async_call(nname(?config(caller, Config)), rexi_couch_ct, burst,
                                  [nname(?config(K, Config)), Procs, PerProc, Bytes, ?BURST_MS])
@@ -158,19 +181,15 @@ burst(Config, Label, Procs, PerProc, Bytes) ->
                         Other -> ct:fail({burst_rpc, Other})
                     end
             end,
-    [KB, KV] = [Run(K) || K <- [beam, visible]],
-    B = Yield(KB),
-    V = Yield(KV),
-    H = Yield(Run(hidden)),
+    {B, V} = case I rem 2 of
+                 1 -> KB = Run(beam), KV = Run(visible), {Yield(KB), Yield(KV)};
+                 0 -> KV = Run(visible), KB = Run(beam), {Yield(KB), Yield(KV)}
+             end,
+    #{beam => B, visible => V, hidden => Yield(Run(hidden))}.
+
+round_problems(I, #{beam := B, visible := V, hidden := H}) ->
     Rs = [{beam, B}, {visible, V}, {hidden, H}],
-    [record(Label, label(Config, maps:get(node, R)), R) || {_, R} <- Rs],
-    ct:pal("~s", [burst_table(Label)]),
-    Sent = Procs * PerProc,
-    Noise = case Sent > ?BUFFER_LIMIT of
-                true -> Sent * ?LOSS_NOISE_PCT div 100;
-                false -> 0
-            end,
-    Problems =
+    [{round, I, P} || P <-
         %% every cast that left the caller was answered, once
         [{K, missing, M} || {K, #{missing := M}} <- Rs, M =/= 0] ++
         [{K, duplicates, D} || {K, #{duplicates := D}} <- Rs, D =/= 0] ++
@@ -183,14 +202,14 @@ burst(Config, Label, Procs, PerProc, Bytes) ->
         %% a hidden node has none: every hand-off is a lost cast
         [{hidden, handed_to_a_buffer, maps:get(handed, H)} || maps:get(handed, H) =/= 0] ++
         [{hidden, lost_differs_from_unbuffered, maps:get(lost, H), maps:get(unbuffered, H)}
-         || maps:get(lost, H) =/= maps:get(unbuffered, H)] ++
-        %% the point of --visible: no worse than a BEAM node
-        [{visible_lost_more_than_beam, maps:get(lost, V), maps:get(lost, B), {noise, Noise}}
-         || maps:get(lost, V) > maps:get(lost, B) + Noise],
-    case Problems of
-        [] -> ok;
-        _ -> ct:fail({burst, Label, Problems})
-    end.
+         || maps:get(lost, H) =/= maps:get(unbuffered, H)]].
+
+%% Counters summed; `lost_per_round' keeps each round's loss for the table.
+sum_rounds([First | _] = Rs) ->
+    Keys = [sent, answered, lost, handed, unbuffered, dropped, direct, spawned, ms],
+    maps:merge(maps:from_list([{K, lists:sum([maps:get(K, R) || R <- Rs])} || K <- Keys]),
+               #{node => maps:get(node, First), rounds => length(Rs),
+                 lost_per_round => [maps:get(lost, R) || R <- Rs]}).
 
 %% ---- global -----------------------------------------------------------------
 
@@ -343,11 +362,13 @@ burst_table() ->
     burst_table(all).
 
 burst_table(Which) ->
-    Header = ["burst", "target", "sent", "answered", "lost", "handed to buffer",
-              "no buffer (lost)", "buffer dropped", "buffer sent direct/spawned", "ms"],
-    Rows = [[L, T, S, A, Lo, Ha, U, Dr, io_lib:format("~p/~p", [Di, Sp]), Ms]
-            || {L, T, #{sent := S, answered := A, lost := Lo, handed := Ha, unbuffered := U,
-                        dropped := Dr, direct := Di, spawned := Sp, ms := Ms}} <- rows(),
+    Header = ["burst", "target", "rounds", "sent", "answered", "lost", "lost per round",
+              "handed to buffer", "no buffer (lost)", "buffer dropped", "buffer sent direct/spawned"],
+    Rows = [[L, T, N, S, A, Lo, lists:flatten(lists:join("/", [integer_to_list(X) || X <- PerRound])),
+             Ha, U, Dr, lists:flatten(io_lib:format("~p/~p", [Di, Sp]))]
+            || {L, T, #{rounds := N, sent := S, answered := A, lost := Lo, lost_per_round := PerRound,
+                        handed := Ha, unbuffered := U, dropped := Dr, direct := Di, spawned := Sp}}
+                   <- rows(),
                Which =:= all orelse L =:= Which],
-    "burst loss, caller +zdbbl 1 (KiB), CouchDB-style send path:\n" ++
+    "burst loss, caller +zdbbl 1 (KiB), CouchDB-style send path, figures summed over the rounds:\n" ++
         rexi_ct_lib:fmt_table(Header, Rows).
