@@ -14,7 +14,7 @@
 %% burst_*: 100 x 100 casts, 1 x 10,000, and 2,000 x 64 KiB to each target.
 %%   Every cast not dropped at the caller is answered exactly once; a hidden
 %%   target loses exactly the casts that found no buffer; visible rexi-node
-%%   loses no more than the BEAM target (over 5 rounds, within the caller's
+%%   loses no more than the BEAM target (over 20 rounds, within the caller's
 %%   round-to-round noise, see burst/5). The loss table is printed.
 %% global_sync, global_names: global stays healthy on every BEAM node while
 %%   rexi-node is connected.
@@ -37,8 +37,9 @@
 -define(RELEASE, 3).              % CouchDB 2.0+ names: rexi_server_<phash2(Caller)>
 -define(RESULTS, rexi_couch_SUITE_results).
 -define(BUFFER_LIMIT, 2000).      % the caller's send buffer (couch_buffer_limit default)
--define(LOSS_NOISE_PCT, 5).       % see burst/5
--define(ROUNDS_PER_BURST, 5).
+-define(LOSS_NOISE_PCT, 10).      % see burst/5
+-define(ROUNDS_PER_BURST, 20).
+-define(LONG_JOB_MS, 200000).     % outlasts the case, within rexi-node's --worker-timeout (300 s)
 
 suite() ->
     [{timetrap, {minutes, 15}}].
@@ -148,9 +149,11 @@ burst_2000x64k(Config) ->
 %% How many casts a buffer drops depends on how fast the caller drains it while
 %% the burst still comes in, and that varies from round to round on a busy
 %% machine: two identical BEAM targets burst at the same time differed by up to
-%% 12% of a 10,000-cast round. So "visible loses no more than BEAM" is checked
-%% on the sums of the rounds, allowing ?LOSS_NOISE_PCT of all casts sent; with
-%% 2,000-cast rounds nothing can be dropped and it is exact.
+%% 12% of a 10,000-cast round (about 10% as a standard deviation of the
+%% difference). So "visible loses no more than BEAM" is checked on the sums of
+%% 20 rounds (where that noise shrinks to about 2.5%), allowing
+%% ?LOSS_NOISE_PCT of all casts sent; with 2,000-cast rounds nothing can be
+%% dropped and it is exact.
 burst(Config, Label, Procs, PerProc, Bytes) ->
     Sent = Procs * PerProc,
     Rounds = [burst_round(Config, Procs, PerProc, Bytes, I) || I <- lists:seq(1, ?ROUNDS_PER_BURST)],
@@ -268,7 +271,7 @@ kill_restart(Config) ->
     Logged = [{N, length(rpc:call(N, rexi_couch_ct, nodelog, []))} || N <- beam_nodes(Config)],
     Running0 = jobs_running(Visible),
     Key = rpc:async_call(Caller, rexi_couch_coordinator, call,
-                         [[Visible], {rexi_node, sleep, [600000]}, 120000]),
+                         [[Visible], {rexi_node, sleep, [?LONG_JOB_MS]}, 120000]),
     ok = wait_until(fun() -> jobs_running(Visible) > Running0 end, 10000, job_not_started),
     ok = rexi_ct_lib:kill_rust(V1),
     {value, Result} = rpc:nb_yield(Key, 30000),
@@ -362,9 +365,9 @@ burst_table() ->
     burst_table(all).
 
 burst_table(Which) ->
-    Header = ["burst", "target", "rounds", "sent", "answered", "lost", "lost per round",
+    Header = ["burst", "target", "rounds", "sent", "answered", "lost", "lost per round min/median/max",
               "handed to buffer", "no buffer (lost)", "buffer dropped", "buffer sent direct/spawned"],
-    Rows = [[L, T, N, S, A, Lo, lists:flatten(lists:join("/", [integer_to_list(X) || X <- PerRound])),
+    Rows = [[L, T, N, S, A, Lo, spread(PerRound),
              Ha, U, Dr, lists:flatten(io_lib:format("~p/~p", [Di, Sp]))]
             || {L, T, #{rounds := N, sent := S, answered := A, lost := Lo, lost_per_round := PerRound,
                         handed := Ha, unbuffered := U, dropped := Dr, direct := Di, spawned := Sp}}
@@ -372,3 +375,8 @@ burst_table(Which) ->
                Which =:= all orelse L =:= Which],
     "burst loss, caller +zdbbl 1 (KiB), CouchDB-style send path, figures summed over the rounds:\n" ++
         rexi_ct_lib:fmt_table(Header, Rows).
+
+spread(Xs) ->
+    Sorted = lists:sort(Xs),
+    lists:flatten(io_lib:format("~p/~p/~p", [hd(Sorted), lists:nth((length(Sorted) + 1) div 2, Sorted),
+                                           lists:last(Sorted)])).
