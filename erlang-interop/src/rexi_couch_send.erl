@@ -14,9 +14,10 @@
 
 -define(TABLE, rexi_couch_send).
 
-%% @doc Cast `{M, F, A}' to the server on `Node' that handles this node's
-%% requests (`rexi_server_<phash2(node())>', the only name CouchDB 2.0+
-%% callers use). Replies go to `Caller'. Returns the reply tag.
+%% @doc Cast `{M, F, A}' to the per-node server on `Node' that handles this
+%% node's requests (rexi_utils:per_node_id/1; CouchDB 2.0+ callers use
+%% `rexi_server_<node()>': run with the env `per_node_name' = `nodename').
+%% Replies go to `Caller'. Returns the reply tag.
 -spec cast(node(), pid(), {module(), atom(), list()}) -> reference().
 cast(Node, Caller, MFA) ->
     Ref = make_ref(),

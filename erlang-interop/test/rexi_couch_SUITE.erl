@@ -6,6 +6,8 @@
 %% (rexi_couch_monitor, rexi_couch_send, rexi_couch_buffer[_mon|_sup],
 %% rexi_couch_coordinator) with `+zdbbl 1': a 1 KiB distribution buffer
 %% limit, so a burst really meets a busy connection and takes the buffer path.
+%% Caller and BEAM target name per-node servers as CouchDB 2.0+ does,
+%% `rexi_server_<CallerNode>' (env per_node_name = nodename).
 %%
 %% coordinator_*: 20 fan-outs per target, like fabric_doc_open: the BEAM
 %%   target and visible rexi-node answer 20/20; hidden rexi-node is reported
@@ -34,7 +36,8 @@
 -define(CALL_MS, 10000).          % a coordinator's deadline for one fan-out
 -define(BURST_MS, 180000).        % a burst's deadline: sent, buffered out, answered
 -define(SYNC_LIMIT_US, 1000000).  % global:sync() must return within 1 s
--define(RELEASE, 3).              % CouchDB 2.0+ names: rexi_server_<phash2(Caller)>
+-define(RELEASE, 3).              % per-node servers only, as in CouchDB 2.0+
+-define(COUCH_ENV, [{release, ?RELEASE}, {per_node_name, nodename}]). % rexi_server_<Caller>
 -define(RESULTS, rexi_couch_SUITE_results).
 -define(BUFFER_LIMIT, 2000).      % the caller's send buffer (couch_buffer_limit default)
 -define(LOSS_NOISE_PCT, 10).      % see burst/5
@@ -52,9 +55,9 @@ all() ->
 init_per_suite(Config) ->
     ok = start_results(),
     {ok, _} = rexi_couch_ct:nodelog_start(),
-    Beam = rexi_ct_lib:start_beam(couch_beam, [{release, ?RELEASE}, {check_at_init, true},
-                                               {check_interval_ms, 500}]),
-    Caller = rexi_ct_lib:start_beam(couch_caller, [{release, ?RELEASE}, {couch_buffers, true}],
+    Beam = rexi_ct_lib:start_beam(couch_beam, ?COUCH_ENV ++ [{check_at_init, true},
+                                                             {check_interval_ms, 500}]),
+    Caller = rexi_ct_lib:start_beam(couch_caller, ?COUCH_ENV ++ [{couch_buffers, true}],
                                     ["+zdbbl", "1"]),
     Hidden = rexi_ct_lib:start_rust(couch_hidden, ?RELEASE),
     Visible = rexi_ct_lib:start_rust(couch_visible, ?RELEASE, ["--visible"]),
@@ -95,7 +98,7 @@ coordinator_visible(Config) ->
 %% while the node does receive and serve every cast.
 coordinator_hidden_noconnect(Config) ->
     Hidden = nname(?config(hidden, Config)),
-    Casts0 = casts_phash2(Hidden),
+    Casts0 = casts_nodename(Hidden),
     Results = [begin
                    {Us, R} = timer:tc(fun() -> coordinate(Config, [Hidden], {round, I}) end),
                    {R, Us}
@@ -106,7 +109,7 @@ coordinator_hidden_noconnect(Config) ->
            "(deadline ~p ms)", [length(Results), ?ROUNDS, MaxMs, ?CALL_MS]),
     true = MaxMs < ?CALL_MS div 10,
     %% the casts did arrive: the node was serving all along
-    ok = wait_until(fun() -> casts_phash2(Hidden) >= Casts0 + ?ROUNDS end, 10000,
+    ok = wait_until(fun() -> casts_nodename(Hidden) >= Casts0 + ?ROUNDS end, 10000,
                     {hidden_did_not_get_the_casts, Casts0}).
 
 answered_rounds(Config, Target) ->
@@ -122,8 +125,9 @@ answered_rounds(Config, Target) ->
 coordinate(Config, Nodes, Payload) ->
     rpc(Config, rexi_couch_coordinator, call, [Nodes, {rexi_node, echo, [Payload]}, ?CALL_MS]).
 
-casts_phash2(RustNode) ->
-    proplists:get_value(casts_phash2, gen_server:call({rexi_server_mon, RustNode}, stats)).
+%% casts rexi-node received through `rexi_server_<CallerNode>'
+casts_nodename(RustNode) ->
+    proplists:get_value(casts_nodename, gen_server:call({rexi_server_mon, RustNode}, stats)).
 
 %% ---- bursts -----------------------------------------------------------------
 
