@@ -20,6 +20,9 @@
 %%   round-to-round noise, see burst/5). The loss table is printed.
 %% global_sync, global_names: global stays healthy on every BEAM node while
 %%   rexi-node is connected.
+%% rpc_and_erpc: from the caller, erpc/rpc to rexi-node --visible (a served and
+%%   an unknown MFA), and rpc:multicall/erpc:multicall over nodes(), which
+%%   includes it.
 %% no_disconnects: no node saw a nodedown so far.
 %% kill_restart: rexi-node --visible killed (SIGKILL) -> a coordinator waiting
 %%   on it gets rexi_DOWN; restarted -> it serves again and global still syncs.
@@ -30,7 +33,7 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
 -export([coordinator_beam/1, coordinator_visible/1, coordinator_hidden_noconnect/1,
          burst_100x100/1, burst_1x10000/1, burst_2000x64k/1,
-         global_sync/1, global_names/1, no_disconnects/1, kill_restart/1]).
+         global_sync/1, global_names/1, rpc_and_erpc/1, no_disconnects/1, kill_restart/1]).
 
 -define(ROUNDS, 20).
 -define(CALL_MS, 10000).          % a coordinator's deadline for one fan-out
@@ -50,7 +53,7 @@ suite() ->
 all() ->
     [coordinator_beam, coordinator_visible, coordinator_hidden_noconnect,
      burst_100x100, burst_1x10000, burst_2000x64k,
-     global_sync, global_names, no_disconnects, kill_restart].
+     global_sync, global_names, rpc_and_erpc, no_disconnects, kill_restart].
 
 init_per_suite(Config) ->
     ok = start_results(),
@@ -254,6 +257,26 @@ global_names(Config) ->
     _ = rpc:call(Beam, global, unregister_name, [Name], 30000),
     exit(Pid, kill),
     ok.
+
+%% ---- rpc and erpc -----------------------------------------------------------
+
+%% rexi-node answers as the BEAM node does, value for value and error for error.
+rpc_and_erpc(Config) ->
+    Visible = nname(?config(visible, Config)),
+    T = {term, make_ref(), <<"bin">>, [1, 2.5]},
+    H = erlang:phash2(T),
+    R = rpc(Config, rexi_couch_ct, rpc_calls, [Visible, T]),
+    RB = rpc(Config, rexi_couch_ct, rpc_calls, [nname(?config(beam, Config)), T]),
+    ct:log("rpc/erpc from the caller to rexi-node --visible: ~p~nto the BEAM node: ~p", [R, RB]),
+    #{erpc := H, rpc := H, nodes := Nodes, rpc_multicall := {Values, BadNodes},
+      erpc_multicall := EValues,
+      erpc_undef := {error, {exception, undef, [{no_such_module_rexi_couch, f, [T], _} | _]}},
+      rpc_undef := {badrpc, {'EXIT', {undef, [{no_such_module_rexi_couch, f, [T], _} | _]}}}} = R,
+    [{K, V} = {K, maps:get(K, RB)} || K <- [erpc, rpc, erpc_undef, rpc_undef], V <- [maps:get(K, R)]],
+    true = lists:member(Visible, Nodes),
+    [] = BadNodes,
+    true = [H || _ <- Nodes] =:= Values,
+    true = [{ok, H} || _ <- Nodes] =:= EValues.
 
 %% ---- no disconnects ---------------------------------------------------------
 

@@ -3,7 +3,7 @@
 %% send path (rexi_couch_send, rexi_couch_buffer).
 -module(rexi_couch_ct).
 
--export([nodelog_start/0, nodelog/0, burst/5, buffer_ready/1]).
+-export([nodelog_start/0, nodelog/0, burst/5, buffer_ready/1, rpc_calls/2]).
 -export([nodelog_init/1]).
 
 %% ---- node events ------------------------------------------------------------
@@ -40,6 +40,22 @@ nodelog_loop(Log) ->
 %% asynchronously, on nodeup).
 buffer_ready(Node) ->
     whereis(rexi_couch_buffer:name(Node)) =/= undefined.
+
+%% ---- rpc and erpc ---------------------------------------------------------
+
+%% @doc From this node: erpc, rpc and both multicalls over `nodes()' with
+%% `erlang:phash2(T)' (served by rexi-node and by every BEAM node), and erpc
+%% and rpc of an MFA `Node' does not serve; what each returned or raised.
+rpc_calls(Node, T) ->
+    Undef = {no_such_module_rexi_couch, f, [T]},
+    #{erpc => erpc:call(Node, erlang, phash2, [T], 10000),
+      rpc => rpc:call(Node, erlang, phash2, [T], 10000),
+      erpc_undef => try erpc:call(Node, element(1, Undef), element(2, Undef), element(3, Undef), 10000)
+                    catch C:R -> {C, R} end,
+      rpc_undef => rpc:call(Node, element(1, Undef), element(2, Undef), element(3, Undef), 10000),
+      nodes => nodes(),
+      rpc_multicall => rpc:multicall(nodes(), erlang, phash2, [T], 10000),
+      erpc_multicall => erpc:multicall(nodes(), erlang, phash2, [T], 10000)}.
 
 %% ---- bursts -----------------------------------------------------------------
 
