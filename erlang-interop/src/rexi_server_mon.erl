@@ -1,4 +1,4 @@
-%% @doc Starts a per-node server `rexi_server_<phash2(N)>' for every node N in
+%% @doc Starts a per-node server (rexi_utils:per_node_id/1) for every node N in
 %% `[node() | nodes()]' (releases 1..3).
 %%
 %% Seed design ([1/3]): servers are started on `{nodeup, N}' and on a periodic

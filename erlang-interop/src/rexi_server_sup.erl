@@ -1,4 +1,4 @@
-%% @doc Supervisor of the per-node servers `rexi_server_<phash2(Node)>'.
+%% @doc Supervisor of the per-node servers (rexi_utils:per_node_id/1).
 %% It starts empty; rexi_server_mon adds one child per node.
 -module(rexi_server_sup).
 -behaviour(supervisor).

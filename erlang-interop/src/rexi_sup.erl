@@ -50,7 +50,24 @@ stop(Id) ->
     end.
 
 wanted(Release) ->
-    lists:append([specs(S) || S <- rexi_release:servers(Release)]).
+    lists:append([specs(S) || S <- rexi_release:servers(Release)]) ++ couch_specs().
+
+%% The CouchDB-style per-node send buffers (application env `couch_buffers',
+%% default false), whatever the release: they serve this node as a caller.
+couch_specs() ->
+    case application:get_env(rexi, couch_buffers, false) of
+        true ->
+            [#{id => rexi_couch_buffer_sup,
+               start => {rexi_couch_buffer_sup, start_link, []},
+               restart => permanent, shutdown => infinity, type => supervisor,
+               modules => [rexi_couch_buffer_sup]},
+             #{id => rexi_couch_buffer_mon,
+               start => {rexi_couch_buffer_mon, start_link, []},
+               restart => permanent, shutdown => 2000, type => worker,
+               modules => [rexi_couch_buffer_mon]}];
+        false ->
+            []
+    end.
 
 specs(singleton) ->
     [#{id => rexi_server,

@@ -20,10 +20,17 @@ server_id(Node) ->
 server_pid(Node) ->
     {server_id(node()), Node}.
 
-%% @doc The seed-scheme per-node name, whatever the release.
+%% @doc The per-node server name for `Node', whatever the release:
+%% `rexi_server_<phash2(Node)>' (the seed scheme, the default), or, with the
+%% application env `per_node_name' set to `nodename', `rexi_server_<Node>'
+%% (the name CouchDB 2.0+ callers and servers use). Callers and servers of
+%% one cluster must agree on it.
 -spec per_node_id(node()) -> atom().
 per_node_id(Node) ->
-    list_to_atom("rexi_server_" ++ integer_to_list(erlang:phash2(Node))).
+    case application:get_env(rexi, per_node_name, phash2) of
+        nodename -> list_to_atom("rexi_server_" ++ atom_to_list(Node));
+        phash2 -> list_to_atom("rexi_server_" ++ integer_to_list(erlang:phash2(Node)))
+    end.
 
 singleton_pid(Node) ->
     {rexi_server, Node}.

@@ -9,7 +9,8 @@
 %% can add a Rust target to a BEAM cluster by adding one map.
 -module(rexi_ct_lib).
 
--export([ebin/0, start_beam/2, start_rust/2, rust_bin/0, stop/1,
+-export([ebin/0, start_beam/2, start_beam/3, start_rust/2, start_rust/3, rust_bin/0, stop/1,
+         kill_rust/1, load_on/2,
          set_release/2, release/1, status/1, wait_ready/2, wait_ready/3,
          connect/2, mesh/1, is_beam/1, callers/1, per_node_name/1,
          nodename_name/1, fmt_table/2]).
@@ -25,13 +26,17 @@ ebin() ->
 %% the given app env (e.g. [{release, 2}, {check_interval_ms, 500}]), and
 %% load the test helper modules into it.
 start_beam(Name, Env) ->
+    start_beam(Name, Env, []).
+
+%% @doc start_beam/2 with more `erl' arguments, e.g. ["+zdbbl", "1"].
+start_beam(Name, Env, ExtraArgs) ->
     EnvArgs = lists:append([["-rexi", atom_to_list(K), lists:flatten(io_lib:format("~p", [V]))]
                             || {K, V} <- Env]),
     {ok, Peer, Node} =
         peer:start(#{name => Name, host => ?HOST, longnames => true,
                      args => ["-pa", ebin(),
                               "-setcookie", atom_to_list(erlang:get_cookie())
-                              | EnvArgs]}),
+                              | EnvArgs ++ ExtraArgs]}),
     [load_on(Node, M) || M <- [rexi_traffic, ?MODULE]],
     {ok, _} = rpc:call(Node, application, ensure_all_started, [rexi]),
     #{kind => beam, node => Node, peer => Peer}.
@@ -60,11 +65,15 @@ rust_bin() ->
 %% is owned by a keeper process that outlives the calling process (e.g.
 %% init_per_suite) and logs the daemon's output.
 start_rust(Name, Release) ->
+    start_rust(Name, Release, []).
+
+%% @doc start_rust/2 with more `rexi-node run' arguments, e.g. ["--visible"].
+start_rust(Name, Release, ExtraArgs) ->
     Bin = rust_bin(),
     Node = list_to_atom(atom_to_list(Name) ++ "@" ++ ?HOST),
     Args = ["run", "--name", atom_to_list(Node),
             "--cookie", atom_to_list(erlang:get_cookie()),
-            "--release", integer_to_list(Release)],
+            "--release", integer_to_list(Release) | ExtraArgs],
     Parent = self(),
     Ref = make_ref(),
     Keeper = spawn(fun() -> keeper(Parent, Ref, Bin, Args) end),
@@ -131,6 +140,15 @@ stop(#{kind := rust, keeper := Keeper}) ->
     Mon = erlang:monitor(process, Keeper),
     Keeper ! stop,
     receive {'DOWN', Mon, _, _, _} -> ok after 5000 -> ok end.
+
+%% @doc Kill the daemon with SIGKILL (a crash: no goodbye on any connection)
+%% and wait until its keeper has seen it exit.
+kill_rust(#{kind := rust, os_pid := OsPid, keeper := Keeper}) ->
+    Mon = erlang:monitor(process, Keeper),
+    _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),   % only the pid we started
+    receive {'DOWN', Mon, _, _, _} -> ok
+    after 10000 -> erlang:error({rexi_node_did_not_exit, OsPid})
+    end.
 
 %% @doc Change a target's release at runtime.
 set_release(#{kind := beam, node := Node}, R) ->
