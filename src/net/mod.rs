@@ -16,9 +16,12 @@ pub mod epmd;
 pub mod epmd_server;
 pub mod flags;
 pub mod handshake;
+pub mod handshake_stream;
 pub mod message;
 pub mod metrics;
 pub mod node;
+pub mod stream;
+pub mod tls;
 
 pub use connect_error::ConnectError;
 pub use cookie::Cookie;

@@ -27,6 +27,7 @@ use super::cookie::Cookie;
 use super::epmd;
 use super::handshake::{self, PeerInfo};
 use super::metrics::NetStats;
+use super::tls::Tls;
 use crate::etf::Limits;
 use crate::process::{Ids, PeerLimits, Process, Registry};
 use eetf::Atom;
@@ -77,6 +78,8 @@ pub struct NodeConfig {
     /// Listen and register with epmd. A short-lived client node (the CLI tools) only
     /// connects out, like `erl_call`, and needs neither.
     pub publish: bool,
+    /// TLS distribution (like `-proto_dist inet_tls`) both ways; `None`: plain TCP.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl NodeConfig {
@@ -100,6 +103,7 @@ impl NodeConfig {
             peer_limits: PeerLimits::default(),
             connect: Vec::new(),
             publish: true,
+            tls: None,
         }
     }
 }
