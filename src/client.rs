@@ -41,6 +41,93 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// A message to a registered name on one peer, encoded once and sent many times with a
+/// few bytes patched in each time: a load generator's cast, whose reference alone changes
+/// from one send to the next, costs one copy instead of an encode.
+pub struct FrameTemplate {
+    peer: Arc<crate::net::node::Peer>,
+    frame: Vec<u8>,
+    patch_at: usize,
+    patch_len: usize,
+}
+
+/// Why a [`FrameTemplate`] could not be made.
+#[derive(Debug)]
+pub enum TemplateError {
+    /// No connection to that node.
+    NotConnected(String),
+    Encode(etf::EncodeError),
+    /// The marker bytes are not (exactly once) in the encoded message.
+    Marker,
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateError::NotConnected(n) => write!(f, "not connected to {n}"),
+            TemplateError::Encode(e) => write!(f, "cannot encode the message: {e}"),
+            TemplateError::Marker => {
+                f.write_str("the marker occurs not exactly once in the encoded message")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+impl FrameTemplate {
+    /// `{name, node} ! message` from `from`, with the bytes `marker` (which must occur
+    /// exactly once in the encoded frame, e.g. the words of a placeholder reference) as the
+    /// part [`FrameTemplate::send`] replaces.
+    pub fn reg_send(
+        local: &Node,
+        from: &Pid,
+        node: &str,
+        name: &str,
+        message: &Term,
+        marker: &[u8],
+    ) -> Result<FrameTemplate, TemplateError> {
+        let peer = local
+            .peer(node)
+            .ok_or_else(|| TemplateError::NotConnected(node.to_string()))?;
+        let mut frame = Vec::new();
+        let ctl = crate::net::message::ctl::reg_send(from, name);
+        crate::net::message::write_frame(&mut frame, &ctl, Some(message))
+            .map_err(TemplateError::Encode)?;
+        let mut at = frame
+            .windows(marker.len().max(1))
+            .enumerate()
+            .filter(|(_, w)| *w == marker)
+            .map(|(i, _)| i);
+        let (Some(patch_at), None) = (at.next(), at.next()) else {
+            return Err(TemplateError::Marker);
+        };
+        Ok(FrameTemplate {
+            peer,
+            frame,
+            patch_at,
+            patch_len: marker.len(),
+        })
+    }
+
+    /// Queues the frame with `patch` (as long as the marker) in the marker's place.
+    pub fn send(&self, patch: &[u8]) -> Result<(), SendError> {
+        if patch.len() != self.patch_len {
+            return Err(SendError::Encode(etf::EncodeError(format!(
+                "a patch of {} bytes for a marker of {}",
+                patch.len(),
+                self.patch_len
+            ))));
+        }
+        self.peer.outbox.push(|b| {
+            let p = b.len() + self.patch_at;
+            b.extend_from_slice(&self.frame);
+            b[p..p + patch.len()].copy_from_slice(patch);
+            Ok(())
+        })
+    }
+}
+
 /// A hidden node with one process (its own mailbox) for a tool.
 pub struct Client {
     node: Node,

@@ -11,6 +11,7 @@
 
 use super::release::Release;
 use super::stats::{bump, Stats};
+use crate::log_limit;
 use crate::net::handshake::PeerInfo;
 use crate::net::{Node, NodeObserver};
 use crate::phash2;
@@ -92,9 +93,13 @@ impl Names {
             let Some(s) = weak.upgrade() else { return };
             if name == SINGLETON {
                 bump(&s.stats().dropped_retired);
-                tracing::warn!(sender = peer, release = s.release().get(), "cast to the retired singleton rexi_server dropped (release 3); that caller is still at release 0 or 1");
+                if let Some(suppressed) = log_limit::global().admit("cast to the retired singleton", peer) {
+                    tracing::warn!(peer, release = s.release().get(), suppressed, "cast to the retired singleton rexi_server dropped (release 3); that caller is still at release 0 or 1");
+                }
             } else if name.starts_with("rexi_server_") {
-                tracing::warn!(sender = peer, name, "message to a rexi server name this node does not serve dropped");
+                if let Some(suppressed) = log_limit::global().admit("message to an unserved rexi server name", peer) {
+                    tracing::warn!(peer, name, suppressed, "message to a rexi server name this node does not serve dropped");
+                }
             }
         }));
     }

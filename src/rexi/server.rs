@@ -13,6 +13,7 @@ use super::release::Release;
 use super::stats::{bump, Stats};
 use super::worker::{Ctx, Failure, JobState};
 use crate::etf::{summary, Owned, SummaryLimits};
+use crate::log_limit;
 use crate::net::Node;
 use crate::process::refkey::{KeyMap, RefKey};
 use crate::process::{gen, Signal};
@@ -303,7 +304,11 @@ impl RexiServer {
                 reason,
             } => {
                 bump(&self.stats.malformed);
-                tracing::warn!(caller = %caller.node.name, "malformed doit answered with rexi_EXIT {reason:?}");
+                if let Some(suppressed) =
+                    log_limit::global().admit("malformed doit", &caller.node.name)
+                {
+                    tracing::warn!(peer = %caller.node.name, suppressed, "malformed doit answered with rexi_EXIT {reason:?}");
+                }
                 let msg = protocol::rexi_exit(reference.into_term(), tuple(vec![reason, nil()]));
                 let _ = self.node.send(&caller, msg);
             }
@@ -318,8 +323,12 @@ impl RexiServer {
             Request::Call(call) => self.call(call),
             Request::Unknown(why, t) => {
                 bump(&self.stats.malformed);
-                let sender = from.as_ref().map(|p| p.node.name.as_str()).unwrap_or("?");
-                tracing::warn!(sender, "ignored message to a rexi server: {why}");
+                let peer = from.as_ref().map(|p| p.node.name.as_str()).unwrap_or("?");
+                if let Some(suppressed) =
+                    log_limit::global().admit("ignored rexi server message", peer)
+                {
+                    tracing::warn!(peer, suppressed, "ignored message to a rexi server: {why}");
+                }
                 drop(t);
             }
         }
@@ -330,7 +339,7 @@ impl RexiServer {
         let key = RefKey::of(&d.reference);
         if lock(&self.tombstones).take(&key, self.cfg.tombstone_ttl) {
             bump(&self.stats.tombstones_hit);
-            tracing::debug!(caller = %d.caller.node.name, "doit arrived after its kill: not run");
+            tracing::debug!(peer = %d.caller.node.name, "doit arrived after its kill: not run");
             return;
         }
         let hkey = (d.module, d.function, d.args.len());
@@ -361,7 +370,7 @@ impl RexiServer {
         };
         if let Some((which, cap)) = refused {
             bump(&self.stats.overloaded);
-            tracing::debug!(caller = %d.caller.node.name, peer = %owner, cap, "overloaded ({which}): doit refused");
+            tracing::debug!(peer = %owner, caller_node = %d.caller.node.name, cap, "overloaded ({which}): doit refused");
             let msg = protocol::rexi_exit(
                 Term::Reference(Box::new(d.reference)),
                 tuple(vec![atom("overloaded"), nil()]),
@@ -380,7 +389,12 @@ impl RexiServer {
             },
         ) {
             bump(&self.stats.jobs_ended);
-            tracing::warn!(caller = %old.state.caller.node.name, "a doit reused the Ref of a running job; the older job can no longer be killed");
+            let peer = &old.state.caller.node.name;
+            if let Some(suppressed) =
+                log_limit::global().admit("doit reused a running job's Ref", peer)
+            {
+                tracing::warn!(peer = %peer, suppressed, "a doit reused the Ref of a running job; the older job can no longer be killed");
+            }
         }
         let ctx = Ctx::new(
             self.node.clone(),

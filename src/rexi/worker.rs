@@ -113,7 +113,7 @@ impl JobState {
             return Sent::Killed;
         }
         if let Err(e) = node.send(&self.caller, message) {
-            tracing::debug!(caller = %self.caller.node.name, error = %e, "reply not sent");
+            tracing::debug!(peer = %self.caller.node.name, error = %e, "reply not sent");
             return Sent::Dropped;
         }
         Sent::Queued

@@ -1,14 +1,13 @@
-//! The caller connections of a run. Each one encodes its doit frame once and sends a cast
-//! by copying it into the connection's outbox with the two reference words that carry the
-//! cast's sequence number patched in; replies are timed on the connection's reader, where
+//! The caller connections of a run. Each one encodes its doit frame once (a
+//! [`FrameTemplate`]) and sends a cast by queueing a copy of it with the two reference words
+//! that carry the cast's sequence number patched in; replies are timed on the connection's reader, where
 //! they arrive (no mailbox hop), and in the closed loop the next cast leaves from there.
 
 use super::hist::Hist;
 use super::{caller_name, start_client, Args, BenchError};
 use eetf::{Atom, Binary, FixInteger, List, Pid, Reference, Term, Tuple};
-use rexi_node::client::Client;
-use rexi_node::net::node::Peer;
-use rexi_node::net::{message, Cookie, Node};
+use rexi_node::client::{Client, FrameTemplate};
+use rexi_node::net::{Cookie, Node};
 use rexi_node::process::{Process, Signal};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -44,13 +43,10 @@ impl Shared {
     }
 }
 
-/// One caller connection: its frame template and outbox.
+/// One caller connection: its doit, encoded once.
 pub(super) struct Lane {
     shared: Arc<Shared>,
-    peer: Arc<Peer>,
-    frame: Vec<u8>,
-    /// Offset of the first patched ref word in `frame`.
-    ref_at: usize,
+    doit: FrameTemplate,
 }
 
 impl Lane {
@@ -61,15 +57,10 @@ impl Lane {
         self.shared.sent_at[slot].store(at + 1, Ordering::Relaxed);
         let w0 = (seq & 0x3FFFF) as u32;
         let w1 = (seq >> 18) as u32;
-        let r = self.peer.outbox.push(|b| {
-            let s = b.len();
-            b.extend_from_slice(&self.frame);
-            let p = s + self.ref_at;
-            b[p..p + 4].copy_from_slice(&w0.to_be_bytes());
-            b[p + 4..p + 8].copy_from_slice(&w1.to_be_bytes());
-            Ok(())
-        });
-        if r.is_err() {
+        let mut words = [0u8; 8];
+        words[..4].copy_from_slice(&w0.to_be_bytes());
+        words[4..].copy_from_slice(&w1.to_be_bytes());
+        if self.doit.send(&words).is_err() {
             self.shared.send_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -126,13 +117,15 @@ fn tuple(v: Vec<Term>) -> Term {
     Term::Tuple(Tuple::from(v))
 }
 
-/// The whole REG_SEND frame of one doit from `from`, with the template ref.
-fn doit_frame(
+/// The doit cast from `from` to `server` on `target`, encoded once; its reference's first
+/// two words are what each send replaces.
+fn doit_template(
     node: &Node,
     from: &Pid,
+    target: &str,
     server: &str,
     mfa: Term,
-) -> Result<(Vec<u8>, usize), String> {
+) -> Result<FrameTemplate, String> {
     let r = Reference {
         node: node.atom().clone(),
         id: TPL.to_vec(),
@@ -147,18 +140,12 @@ fn doit_frame(
             mfa,
         ]),
     ]);
-    let ctl = message::ctl::reg_send(from, server);
-    let mut frame = Vec::new();
-    message::write_frame(&mut frame, &ctl, Some(&msg)).map_err(|e| e.to_string())?;
-    let mut pat = Vec::new();
-    for w in TPL {
-        pat.extend_from_slice(&w.to_be_bytes());
+    let mut marker = Vec::new();
+    for w in &TPL[..2] {
+        marker.extend_from_slice(&w.to_be_bytes());
     }
-    let at = frame
-        .windows(pat.len())
-        .position(|w| w == pat.as_slice())
-        .ok_or("cannot find the reference in the encoded doit")?;
-    Ok((frame, at))
+    FrameTemplate::reg_send(node, from, target, server, &msg, &marker)
+        .map_err(|e| format!("the doit for {target}: {e}"))
 }
 
 pub(super) fn echo_mfa(payload: usize) -> Term {
@@ -224,15 +211,10 @@ pub(super) async fn open(
         });
         let s2 = sink.clone();
         let pid = node.spawn_process(move |_| s2.clone() as Arc<dyn Process>);
-        let (frame, ref_at) = doit_frame(&node, &pid, &a.server, mfa.clone())?;
-        let peer = node
-            .peer(&a.target)
-            .ok_or("the connection to the target dropped")?;
+        let doit = doit_template(&node, &pid, &a.target, &a.server, mfa.clone())?;
         let lane = Arc::new(Lane {
             shared: shared.clone(),
-            peer,
-            frame,
-            ref_at,
+            doit,
         });
         let _ = sink.lane.set(lane.clone());
         lanes.push(lane);

@@ -135,7 +135,7 @@ impl std::fmt::Display for Direction {
 pub struct Peer {
     pub info: PeerInfo,
     pub direction: Direction,
-    pub outbox: Outbox,
+    pub(crate) outbox: Outbox,
     conn_id: u64,
     pub(crate) replaced: AtomicBool,
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
 
 /// A connection's view of its node and peer (see [`connection::Link`]).
 struct PeerLink<'a> {
@@ -472,6 +473,9 @@ impl Node {
         if let Some(tx) = ready {
             let _ = tx.send(Ok(()));
         }
+        // Every line logged while this connection's reader or writer runs (decode errors,
+        // refused frames, routing) carries the peer's name and the direction.
+        let span = tracing::info_span!("connection", peer = %info.name, %direction);
         let reason = connection::run(
             &PeerLink {
                 node: self,
@@ -479,6 +483,7 @@ impl Node {
             },
             stream,
         )
+        .instrument(span)
         .await;
         let still_ours = {
             let mut peers = wlock(&self.0.peers);
