@@ -3,6 +3,7 @@
 
 use crate::etf;
 use crate::net::connection::SendError;
+use crate::net::tls::Tls;
 use crate::net::{epmd, ConnectError, Cookie, Node, NodeConfig};
 use crate::process::ProcId;
 use crate::process::{gen, Mailbox, Process, Signal};
@@ -141,8 +142,18 @@ pub struct Client {
 impl Client {
     /// Starts a client node named `name` (for example `rexi_cli_1234@127.0.0.1`).
     pub async fn start(name: String, cookie: Cookie) -> Result<Client, ConnectError> {
+        Client::start_tls(name, cookie, None).await
+    }
+
+    /// Starts a client node that dials over TLS distribution when `tls` is given.
+    pub async fn start_tls(
+        name: String,
+        cookie: Cookie,
+        tls: Option<Arc<Tls>>,
+    ) -> Result<Client, ConnectError> {
         let mut cfg = NodeConfig::new(name, cookie);
         cfg.publish = false;
+        cfg.tls = tls;
         let node = Node::start(cfg)
             .await
             .map_err(|e| ConnectError::NodeStart {

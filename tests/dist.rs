@@ -207,6 +207,8 @@ fn garbage_after_the_handshake_closes_only_that_connection() {
         let cookie = rexi_node::net::Cookie::new(COOKIE);
         let (s, _) = rexi_node::net::handshake::connect(
             s,
+            None,
+            "127.0.0.1",
             "garbage@127.0.0.1",
             77,
             &cookie,
@@ -215,6 +217,9 @@ fn garbage_after_the_handshake_closes_only_that_connection() {
         )
         .await
         .expect("handshake");
+        let rexi_node::net::stream::DistStream::Tcp(s) = s else {
+            panic!("a plain handshake gives a plain TCP stream")
+        };
         s.into_std().expect("std")
     });
     stream.set_nonblocking(false).expect("blocking");

@@ -166,6 +166,8 @@ async fn handshake_from(from: &str, port: u16, name: &str, cookie: &str) -> Resu
     let s = connect_from(from, port).await.map_err(|e| e.to_string())?;
     rexi_node::net::handshake::connect(
         s,
+        None,
+        "127.0.0.1",
         name,
         1,
         &rexi_node::Cookie::new(cookie),

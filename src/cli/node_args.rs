@@ -1,8 +1,11 @@
-//! Who a node is and how it proves it: `--name`/`--sname` and `--cookie`/`--cookie-file`,
-//! the same flags for the daemon (`run`), every tool and the load generator (`bench`).
+//! Who a node is and how it proves it: `--name`/`--sname`, `--cookie`/`--cookie-file` and,
+//! for TLS distribution, its certificate (`--tls-*` or `--ssl-dist-optfile`); the same
+//! flags for the daemon (`run`), every tool and the load generator (`bench`).
 
+use rexi_node::net::tls::{optfile, Tls};
 use rexi_node::net::{cookie, Cookie};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Name and cookie options, shared by every subcommand that joins the cluster.
 #[derive(clap::Args, Debug, Clone)]
@@ -19,6 +22,21 @@ pub struct NodeArgs {
     /// File holding the cookie [default: $HOME/.erlang.cookie, created like erl does].
     #[arg(long)]
     pub cookie_file: Option<PathBuf>,
+    /// TLS distribution (like erl -proto_dist inet_tls): this node's certificate chain
+    /// (PEM), presented to peers both ways. Needs --tls-key and --tls-cacert.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "tls_cacert"], conflicts_with = "ssl_dist_optfile")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "tls_cacert"])]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signs the peers' certificates (PEM): peers are verified against it
+    /// both ways, and must present a certificate (mutual TLS).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_cacert: Option<PathBuf>,
+    /// TLS distribution configured by the BEAM's own option file (erl -ssl_dist_optfile):
+    /// [{server, [...]}, {client, [...]}]. Unsupported options are refused by name.
+    #[arg(long, value_name = "FILE")]
+    pub ssl_dist_optfile: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -63,6 +81,29 @@ impl NodeArgs {
             }
         };
         cookie::load_or_create(&path)
+    }
+}
+
+impl NodeArgs {
+    /// TLS distribution as the flags ask, or `None` for plain TCP. Reads every file now,
+    /// so a bad path or option stops the command at start with the file named.
+    pub fn load_tls(&self) -> Result<Option<Arc<Tls>>, String> {
+        if let Some(path) = &self.ssl_dist_optfile {
+            let opts = optfile::read(path)?;
+            let tls = Tls::new(&opts)
+                .map_err(|e| format!("--ssl-dist-optfile {}: {e}", path.display()))?;
+            for w in Tls::warnings(&opts) {
+                tracing::warn!("--ssl-dist-optfile {}: {w}", path.display());
+            }
+            return Ok(Some(Arc::new(tls)));
+        }
+        match (&self.tls_cert, &self.tls_key, &self.tls_cacert) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(Arc::new(Tls::mutual(cert, key, ca)?))),
+            (None, None, None) => Ok(None),
+            // clap's `requires_all` keeps the flags together; this is for callers that build
+            // NodeArgs themselves.
+            _ => Err("--tls-cert, --tls-key and --tls-cacert go together".into()),
+        }
     }
 }
 

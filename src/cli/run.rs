@@ -183,7 +183,15 @@ pub fn main(a: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
     };
+    let tls = match a.node.load_tls() {
+        Ok(t) => t,
+        Err(e) => return super::fail(&e),
+    };
+    if let Some(t) = &tls {
+        tracing::info!("{}", t.summary());
+    }
     let mut cfg = NodeConfig::new(name, cookie);
+    cfg.tls = tls;
     cfg.connect = a.connect.clone();
     cfg.visible = a.visible;
     cfg.net_ticktime = Duration::from_secs(a.net_ticktime.max(1));

@@ -75,7 +75,8 @@ async fn start_client(args: &ToolArgs, first_target: &str) -> Result<Client, Exi
         .node
         .load_cookie()
         .map_err(|e| Exit::Failure.with(&e))?;
-    Client::start(name, cookie)
+    let tls = args.node.load_tls().map_err(|e| Exit::Failure.with(&e))?;
+    Client::start_tls(name, cookie, tls)
         .await
         .map_err(|e| connect_failed(&e))
 }
@@ -291,6 +292,10 @@ mod tests {
             sname: None,
             cookie: None,
             cookie_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_cacert: None,
+            ssl_dist_optfile: None,
         };
         let long = client_name(&a, "rexi_cli", "x@127.0.0.1").unwrap_or_default();
         assert!(long.starts_with("rexi_cli_"), "{long}");

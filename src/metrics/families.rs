@@ -129,6 +129,7 @@ pub const FIGURES: &[Figure] = &[
     fig("handshake_failures_timeout", "handshake_failures", C, Some(("reason", "timeout")), HANDSHAKE),
     fig("handshake_failures_refused", "handshake_failures", C, Some(("reason", "refused")), HANDSHAKE),
     fig("handshake_failures_unreachable", "handshake_failures", C, Some(("reason", "unreachable")), HANDSHAKE),
+    fig("handshake_failures_tls", "handshake_failures", C, Some(("reason", "tls")), HANDSHAKE),
     fig("handshake_failures_other", "handshake_failures", C, Some(("reason", "other")), HANDSHAKE),
     bytes("dist_bytes_in", "dist_received", C, "Bytes read from distribution connections."),
     bytes("dist_bytes_out", "dist_sent", C, "Bytes written to distribution connections."),

@@ -15,14 +15,14 @@
 
 use super::message;
 use super::metrics::{ConnStats, FrameLimit};
+use super::stream::DistStream;
 use crate::etf::Limits;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -229,38 +229,92 @@ enum WriteEnd {
     Stalled(Duration),
 }
 
-/// Writes `data`, giving up when no byte goes out for `stall`. Writes straight away while
-/// the socket takes bytes; only a full socket arms the stall timer.
+/// The writing half of a connection. Plain TCP writes straight into the socket and arms
+/// a timer only when the socket is full; TLS writes through rustls, which seals the bytes
+/// into records and buffers what the socket did not take, so it is flushed after each
+/// batch.
+trait WriteHalf: Send {
+    /// Writes some of `data` (at least one byte); gives up when nothing could be written
+    /// for `stall`.
+    fn write_some(
+        &mut self,
+        data: &[u8],
+        stall: Duration,
+    ) -> impl Future<Output = Result<usize, WriteEnd>> + Send;
+    /// Pushes out what the transport holds back, under the same stall rule.
+    fn flush(&mut self, stall: Duration) -> impl Future<Output = Result<(), WriteEnd>> + Send;
+    fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+impl WriteHalf for OwnedWriteHalf {
+    async fn write_some(&mut self, data: &[u8], stall: Duration) -> Result<usize, WriteEnd> {
+        loop {
+            match self.try_write(data) {
+                Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(WriteEnd::Io(e)),
+            }
+            match tokio::time::timeout(stall, self.writable()).await {
+                Err(_) => return Err(WriteEnd::Stalled(stall)),
+                Ok(Err(e)) => return Err(WriteEnd::Io(e)),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    async fn flush(&mut self, _stall: Duration) -> Result<(), WriteEnd> {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = AsyncWriteExt::shutdown(self).await;
+    }
+}
+
+/// The TLS writer: bytes count as written once rustls took them (it holds at most its
+/// buffer limit, 64 KiB by default, before the socket must take some).
+impl<S: AsyncWrite + Send> WriteHalf for tokio::io::WriteHalf<S> {
+    async fn write_some(&mut self, data: &[u8], stall: Duration) -> Result<usize, WriteEnd> {
+        match tokio::time::timeout(stall, self.write(data)).await {
+            Err(_) => Err(WriteEnd::Stalled(stall)),
+            Ok(Ok(0)) => Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(WriteEnd::Io(e)),
+        }
+    }
+
+    async fn flush(&mut self, stall: Duration) -> Result<(), WriteEnd> {
+        match tokio::time::timeout(stall, AsyncWriteExt::flush(self)).await {
+            Err(_) => Err(WriteEnd::Stalled(stall)),
+            Ok(r) => r.map_err(WriteEnd::Io),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = AsyncWriteExt::shutdown(self).await;
+    }
+}
+
+/// Writes `data`, giving up when no byte goes out for `stall`.
 async fn write_with_progress(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut impl WriteHalf,
     data: &[u8],
     batch: &mut Batch<'_>,
     stall: Duration,
 ) -> Result<(), WriteEnd> {
     let mut off = 0;
     while off < data.len() {
-        match wr.try_write(&data[off..]) {
-            Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
-            Ok(n) => {
-                off += n;
-                batch.written(n);
-                continue;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(WriteEnd::Io(e)),
-        }
-        match tokio::time::timeout(stall, wr.writable()).await {
-            Err(_) => return Err(WriteEnd::Stalled(stall)),
-            Ok(Err(e)) => return Err(WriteEnd::Io(e)),
-            Ok(Ok(())) => {}
-        }
+        let n = wr.write_some(&data[off..], stall).await?;
+        off += n;
+        batch.written(n);
     }
-    Ok(())
+    wr.flush(stall).await
 }
 
 /// Runs the writer until the outbox is closed, the socket fails or a write stalls.
 async fn writer(
-    mut wr: OwnedWriteHalf,
+    mut wr: impl WriteHalf,
     outbox: &Outbox,
     tick_every: Duration,
     stall: Duration,
@@ -300,7 +354,7 @@ async fn writer(
             }
         }
         if outbox.is_closed() {
-            let _ = wr.shutdown().await;
+            wr.shutdown().await;
             return Ok(());
         }
     }
@@ -387,9 +441,25 @@ pub trait Link: Sync {
 }
 
 /// Serves one established connection until it ends, and says why.
-pub async fn run(link: &impl Link, stream: TcpStream) -> DownReason {
+pub async fn run(link: &impl Link, stream: DistStream) -> DownReason {
+    match stream {
+        DistStream::Tcp(s) => {
+            let (rd, wr) = s.into_split();
+            run_halves(link, rd, wr).await
+        }
+        DistStream::Tls(s) => {
+            let (rd, wr) = tokio::io::split(*s);
+            run_halves(link, rd, wr).await
+        }
+    }
+}
+
+async fn run_halves(
+    link: &impl Link,
+    rd: impl AsyncRead + Unpin,
+    wr: impl WriteHalf,
+) -> DownReason {
     let ticktime = link.ticktime();
-    let (rd, wr) = stream.into_split();
     let outbox = link.outbox();
     let write = writer(wr, outbox, ticktime / 4, ticktime);
     let read = reader(link, rd, ticktime, link.max_frame());
@@ -421,7 +491,7 @@ pub async fn run(link: &impl Link, stream: TcpStream) -> DownReason {
 
 async fn reader(
     link: &impl Link,
-    mut rd: OwnedReadHalf,
+    mut rd: impl AsyncRead + Unpin,
     ticktime: Duration,
     max_frame: usize,
 ) -> DownReason {
@@ -500,6 +570,9 @@ async fn reader(
                     stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     last_heard = Instant::now()
                 }
+                // A TLS peer that closes without close_notify (as the BEAM does when it
+                // halts) has closed all the same.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return DownReason::Closed,
                 Err(e) => return DownReason::Io(e.to_string()),
             },
             _ = check.tick() => {

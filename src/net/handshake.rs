@@ -12,6 +12,9 @@
 //! is checked.
 
 use super::flags;
+use super::handshake_stream::{FirstByte, HandshakeStream};
+use super::stream::DistStream;
+use super::tls::{self, Tls};
 use crate::net::cookie::Cookie;
 use erl_dist::handshake::{
     ClientSideHandshake, HandshakeError, HandshakeStatus, ServerSideHandshake,
@@ -43,6 +46,8 @@ pub enum Refusal {
     ClosedByPeer,
     /// We refused the peer's name (control characters, or our own name).
     BadName(String),
+    /// TLS failed: a certificate was refused, or one side does not speak TLS.
+    Tls(String),
     Other(String),
 }
 
@@ -67,6 +72,7 @@ impl std::fmt::Display for Refusal {
                 "the peer closed the connection during the handshake: most likely a wrong cookie",
             ),
             Refusal::BadName(w) => write!(f, "peer name refused: {w}"),
+            Refusal::Tls(w) => f.write_str(w),
             Refusal::Other(w) => f.write_str(w),
         }
     }
@@ -78,6 +84,9 @@ fn classify(e: HandshakeError) -> Refusal {
         HandshakeError::OngoingHandshake => Refusal::Simultaneous,
         HandshakeError::AlreadyActive => Refusal::Alive,
         HandshakeError::NotAllowed => Refusal::NotAllowed("the peer refused the connection".into()),
+        // With TLS 1.3 a server checks the client's certificate after the client finished
+        // its part, so its refusal arrives while the distribution handshake reads.
+        HandshakeError::Io(e) if tls::is_tls_error(&e) => Refusal::Tls(tls::describe(&e)),
         // A BEAM node that rejects our challenge reply just closes the socket.
         HandshakeError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Refusal::ClosedByPeer
@@ -103,18 +112,27 @@ fn peer_info(p: erl_dist::node::PeerNode) -> PeerInfo {
     }
 }
 
-/// Runs the client side on a fresh connection to `peer`; `visible` publishes us (see
-/// [`flags::advertised`]).
+/// Runs the client side on a fresh connection to a node on `host`: TLS first when
+/// configured, then the distribution handshake, all within `deadline`. `visible`
+/// publishes us (see [`flags::advertised`]).
 pub async fn connect(
-    stream: TcpStream,
+    tcp: TcpStream,
+    tls: Option<&Tls>,
+    host: &str,
     local: &str,
     creation: u32,
     cookie: &Cookie,
     deadline: Duration,
     visible: bool,
-) -> Result<(TcpStream, PeerInfo), Refusal> {
+) -> Result<(DistStream, PeerInfo), Refusal> {
     let local = local_node(local, creation, visible)?;
+    let first_byte = FirstByte::default();
     let run = async {
+        let stream = match tls {
+            Some(tls) => DistStream::from(tls.connect(host, tcp).await.map_err(Refusal::Tls)?),
+            None => DistStream::Tcp(tcp),
+        };
+        let stream = HandshakeStream::new(stream, tls.is_some(), &first_byte);
         let mut hs = ClientSideHandshake::new(stream.compat(), local, cookie.expose());
         let status = hs
             .execute_send_name(erl_dist::LOWEST_DISTRIBUTION_PROTOCOL_VERSION)
@@ -134,17 +152,34 @@ pub async fn connect(
             }
         }
         let (s, peer) = hs.execute_rest(true).await.map_err(classify)?;
-        Ok((s.into_inner(), peer_info(peer)))
+        Ok((s.into_inner().into_inner(), peer_info(peer)))
     };
     tokio::time::timeout(deadline, run)
         .await
-        .map_err(|_| Refusal::Timeout)?
+        .map_err(|_| Refusal::Timeout)
+        .and_then(|r| r)
+        .map_err(|e| plain_meets_tls(e, &first_byte))
+}
+
+/// Over plain TCP, a handshake that failed after the peer opened with a TLS record failed
+/// because the peer runs TLS distribution.
+fn plain_meets_tls(e: Refusal, first_byte: &FirstByte) -> Refusal {
+    if first_byte.was_tls() {
+        Refusal::Tls(
+            "the peer speaks TLS: it runs TLS distribution (-proto_dist inet_tls) and this \
+             node does not; give this node --tls-cert/--tls-key/--tls-cacert or \
+             --ssl-dist-optfile"
+                .into(),
+        )
+    } else {
+        e
+    }
 }
 
 /// The server side, in two steps, because the status we answer depends on the peer's name
 /// (simultaneous connects) and that is only known after the first message.
 pub struct Accepting {
-    hs: ServerSideHandshake<tokio_util::compat::Compat<TcpStream>>,
+    hs: ServerSideHandshake<tokio_util::compat::Compat<HandshakeStream>>,
     pub peer_name: String,
     deadline: tokio::time::Instant,
 }
@@ -152,8 +187,12 @@ pub struct Accepting {
 /// Reads the peer's name (v6 `N` or the older `n` message) within `first_message`, and
 /// refuses a name that is ours or has control characters; the whole handshake must end
 /// within `deadline`. `visible` publishes us (see [`flags::advertised`]).
+///
+/// With TLS, the peer's first bytes (its ClientHello) must come within `first_message`,
+/// the TLS handshake within `deadline`, and the name within `first_message` after it.
 pub async fn accept(
-    stream: TcpStream,
+    tcp: TcpStream,
+    tls: Option<&Tls>,
     local: &str,
     creation: u32,
     cookie: &Cookie,
@@ -164,14 +203,32 @@ pub async fn accept(
     let local = local_node(local, creation, visible)?;
     let started = tokio::time::Instant::now();
     let deadline = started + deadline;
+    let (stream, talking) = match tls {
+        None => (DistStream::Tcp(tcp), started),
+        Some(tls) => {
+            let mut first = [0u8; 1];
+            tokio::time::timeout_at(deadline.min(started + first_message), tcp.peek(&mut first))
+                .await
+                .map_err(|_| Refusal::Timeout)?
+                .map_err(|e| Refusal::Other(format!("socket error: {e}")))?;
+            let s = tokio::time::timeout_at(deadline, tls.accept(tcp))
+                .await
+                .map_err(|_| Refusal::Timeout)?
+                .map_err(Refusal::Tls)?;
+            (DistStream::from(s), tokio::time::Instant::now())
+        }
+    };
+    let first_byte = FirstByte::default();
+    let stream = HandshakeStream::new(stream, tls.is_some(), &first_byte);
     let mut hs = ServerSideHandshake::new(stream.compat(), local, cookie.expose());
     let name = tokio::time::timeout_at(
-        deadline.min(started + first_message),
+        deadline.min(talking + first_message),
         hs.execute_recv_name(),
     )
     .await
-    .map_err(|_| Refusal::Timeout)?
-    .map_err(classify)?;
+    .map_err(|_| Refusal::Timeout)
+    .and_then(|r| r.map_err(classify))
+    .map_err(|e| plain_meets_tls(e, &first_byte))?;
     let Some(n) = name else {
         return Err(Refusal::NotAllowed(
             "the peer asked for a dynamic name, which a hidden C-node does not hand out".into(),
@@ -208,12 +265,12 @@ pub fn check_peer_name(peer: &str, local: &str) -> Result<(), String> {
 
 impl Accepting {
     /// Answers `ok`, `ok_simultaneous` or `nok` and finishes the handshake.
-    pub async fn finish(self, status: HandshakeStatus) -> Result<(TcpStream, PeerInfo), Refusal> {
+    pub async fn finish(self, status: HandshakeStatus) -> Result<(DistStream, PeerInfo), Refusal> {
         let (s, peer) = tokio::time::timeout_at(self.deadline, self.hs.execute_rest(status))
             .await
             .map_err(|_| Refusal::Timeout)?
             .map_err(classify)?;
-        Ok((s.into_inner(), peer_info(peer)))
+        Ok((s.into_inner().into_inner(), peer_info(peer)))
     }
 }
 

@@ -113,16 +113,19 @@ pub enum HandshakeFailure {
     Refused,
     /// Outgoing only: the peer's epmd or port could not be reached.
     Unreachable,
+    /// TLS failed: a certificate refused (either way), or one side without TLS.
+    Tls,
     /// A socket error or a protocol violation in the middle of the handshake.
     Other,
 }
 
 impl HandshakeFailure {
-    pub const ALL: [HandshakeFailure; 5] = [
+    pub const ALL: [HandshakeFailure; 6] = [
         HandshakeFailure::WrongCookie,
         HandshakeFailure::Timeout,
         HandshakeFailure::Refused,
         HandshakeFailure::Unreachable,
+        HandshakeFailure::Tls,
         HandshakeFailure::Other,
     ];
     pub fn label(self) -> &'static str {
@@ -131,6 +134,7 @@ impl HandshakeFailure {
             HandshakeFailure::Timeout => "timeout",
             HandshakeFailure::Refused => "refused",
             HandshakeFailure::Unreachable => "unreachable",
+            HandshakeFailure::Tls => "tls",
             HandshakeFailure::Other => "other",
         }
     }
@@ -145,6 +149,7 @@ impl HandshakeFailure {
             | Refusal::Alive
             | Refusal::NotAllowed(_)
             | Refusal::BadName(_) => HandshakeFailure::Refused,
+            Refusal::Tls(_) => HandshakeFailure::Tls,
             Refusal::Other(_) => HandshakeFailure::Other,
         }
     }
@@ -439,6 +444,7 @@ const HANDSHAKE_KEYS: [&str; HandshakeFailure::ALL.len()] = [
     "handshake_failures_timeout",
     "handshake_failures_refused",
     "handshake_failures_unreachable",
+    "handshake_failures_tls",
     "handshake_failures_other",
 ];
 

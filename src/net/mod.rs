@@ -20,11 +20,14 @@ pub mod epmd_server;
 pub mod flags;
 pub mod global;
 pub mod handshake;
+pub mod handshake_stream;
 pub mod message;
 pub mod metrics;
 pub mod node;
 pub mod pending;
 pub mod spawn;
+pub mod stream;
+pub mod tls;
 pub mod unrouted;
 
 pub use connect_error::ConnectError;

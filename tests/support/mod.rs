@@ -292,9 +292,24 @@ impl Erl {
         func: &str,
         args: &[&str],
     ) -> Erl {
+        Erl::start_with(epmd_port, alive, cookie, &[], module, func, args)
+    }
+
+    /// As [`Erl::start_run`], with more `erl` arguments (e.g. `-proto_dist inet_tls`).
+    pub fn start_with(
+        epmd_port: u16,
+        alive: &str,
+        cookie: &str,
+        erl_args: &[&str],
+        module: &str,
+        func: &str,
+        args: &[&str],
+    ) -> Erl {
         let name = format!("{alive}@127.0.0.1");
         let mut cmd = Command::new("erl");
-        cmd.args(["-noshell", "-name", &name, "-setcookie", cookie, "-pa"])
+        cmd.args(["-noshell", "-name", &name, "-setcookie", cookie])
+            .args(erl_args)
+            .arg("-pa")
             .arg(erl_beams());
         cmd.args(["-run", module, func]).args(args);
         cmd.env("ERL_EPMD_PORT", epmd_port.to_string());

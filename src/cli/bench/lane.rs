@@ -204,7 +204,7 @@ pub(super) async fn open(
     let mut clients = Vec::new();
     let mut lanes = Vec::new();
     for i in 0..conns {
-        let c = start_client(caller_name(base, i), cookie.clone(), &a.target).await?;
+        let c = start_client(a, caller_name(base, i), cookie.clone()).await?;
         let node = c.node().clone();
         let sink = Arc::new(Sink {
             lane: OnceLock::new(),

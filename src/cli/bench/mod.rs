@@ -20,8 +20,10 @@ mod peers;
 use super::exit::Exit;
 use super::node_args::NodeArgs;
 use rexi_node::client::Client;
+use rexi_node::net::tls::Tls;
 use rexi_node::net::{ConnectError, Cookie};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
@@ -33,6 +35,9 @@ pub struct Args {
     /// after its alive part; by default `rexi_bench_<pid>_K`.
     #[command(flatten)]
     pub node: NodeArgs,
+    /// TLS distribution as --tls-*/--ssl-dist-optfile ask, read once at start.
+    #[arg(skip)]
+    pub tls: Option<Arc<Tls>>,
     /// Registered name the doits go to.
     #[arg(long, default_value = "rexi_server")]
     pub server: String,
@@ -68,9 +73,13 @@ pub struct Args {
     pub peers: Option<usize>,
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub fn main(mut a: Args) -> ExitCode {
     let cookie = match a.node.load_cookie() {
         Ok(c) => c,
+        Err(e) => return Exit::Failure.with(&e),
+    };
+    a.tls = match a.node.load_tls() {
+        Ok(t) => t,
         Err(e) => return Exit::Failure.with(&e),
     };
     let base = match super::tool::client_name(&a.node, "rexi_bench", &a.target) {
@@ -130,14 +139,14 @@ pub(super) fn caller_name(base: &str, k: impl std::fmt::Display) -> String {
 }
 
 pub(super) async fn start_client(
+    a: &Args,
     name: String,
     cookie: Cookie,
-    target: &str,
 ) -> Result<Client, BenchError> {
-    let c = Client::start(name, cookie)
+    let c = Client::start_tls(name, cookie, a.tls.clone())
         .await
         .map_err(BenchError::Connect)?;
-    if let Err(e) = c.connect(target).await {
+    if let Err(e) = c.connect(&a.target).await {
         c.stop().await;
         return Err(BenchError::Connect(e));
     }

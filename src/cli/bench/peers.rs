@@ -16,13 +16,7 @@ pub(super) async fn run(a: &Args, base: &str, cookie: Cookie, n: usize) -> Resul
     let mut i = 0;
     while i < n {
         let batch: Vec<_> = (i..(i + DIAL_AT_ONCE).min(n))
-            .map(|k| {
-                start_client(
-                    caller_name(base, format!("p{k}")),
-                    cookie.clone(),
-                    &a.target,
-                )
-            })
+            .map(|k| start_client(a, caller_name(base, format!("p{k}")), cookie.clone()))
             .collect();
         for r in futures::future::join_all(batch).await {
             clients.push(r?);

@@ -33,6 +33,7 @@ use super::handshake::{self, PeerInfo};
 use super::metrics::NetStats;
 use super::pending::Pending;
 use super::spawn::SpawnService;
+use super::tls::Tls;
 use super::unrouted::Unrouted;
 use crate::etf::Limits;
 use crate::process::{Ids, PeerLimits, Process, Registry};
@@ -87,6 +88,8 @@ pub struct NodeConfig {
     /// Join as a visible node (`DFLAG_PUBLISHED`: in the BEAM nodes' `nodes()`) rather than
     /// a hidden one, and answer `global`'s sync (see [`crate::net::global`]). Off by default.
     pub visible: bool,
+    /// TLS distribution (like `-proto_dist inet_tls`) both ways; `None`: plain TCP.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl NodeConfig {
@@ -111,6 +114,7 @@ impl NodeConfig {
             connect: Vec::new(),
             publish: true,
             visible: false,
+            tls: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::net::epmd;
 use crate::net::handshake::{self, PeerInfo, Refusal};
 use crate::net::message::Control;
 use crate::net::metrics::{FrameLimit, HandshakeFailure};
+use crate::net::stream::DistStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +172,7 @@ impl Node {
         }
         let acc = match handshake::accept(
             stream,
+            cfg.tls.as_deref(),
             &self.0.name,
             self.creation(),
             &cfg.cookie,
@@ -376,6 +378,8 @@ impl Node {
             let _ = stream.set_nodelay(true);
             handshake::connect(
                 stream,
+                cfg.tls.as_deref(),
+                host,
                 &self.0.name,
                 self.creation(),
                 &cfg.cookie,
@@ -417,14 +421,14 @@ impl Node {
             .await)
     }
 
-    async fn serve(&self, stream: TcpStream, info: PeerInfo, direction: Direction) {
+    async fn serve(&self, stream: DistStream, info: PeerInfo, direction: Direction) {
         self.serve_then(stream, info, direction, None).await;
     }
 
     /// Registers the peer, tells observers, runs the connection, then cleans up.
     async fn serve_then(
         &self,
-        stream: TcpStream,
+        stream: DistStream,
         info: PeerInfo,
         direction: Direction,
         ready: Option<tokio::sync::oneshot::Sender<Result<(), ConnectError>>>,
