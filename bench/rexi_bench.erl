@@ -21,7 +21,9 @@
 %% With TargetOsPid (the target's OS process on this machine) the generator also reads the
 %% target's CPU time and context switches from /proc at the start and the end of the measured
 %% window, and reports them per cast measured in that window: server_cpu_100k (CPU seconds
-%% per 100k casts), server_cs_per_cast. CPU is the sum over the target's threads of
+%% per 100k casts), server_cs_per_cast, and server_busy_pct (CPU seconds per second of the
+%% window, in % of one core: well below 100 on a pinned target means the generator, not the
+%% server, set the pace). CPU is the sum over the target's threads of
 %% /proc/PID/task/TID/schedstat (nanoseconds, unlike the 10 ms ticks of /proc/PID/stat, so
 %% 1k casts/s for a few seconds still measures); a thread that exits inside the window takes
 %% its share with it, which neither server does under load.
@@ -172,8 +174,9 @@ report(Target, C, W, Secs, Payload, Rate, Results, Server, GenCpu) ->
                      none -> "";
                      {Cpu, Cs} when Measured > 0 ->
                          io_lib:format(" server_cpu_s=~.4f server_cpu_100k=~.4f "
-                                       "server_cs_per_cast=~.3f",
-                                       [Cpu, Cpu / Measured * 100000, Cs / Measured]);
+                                       "server_cs_per_cast=~.3f server_busy_pct=~.1f",
+                                       [Cpu, Cpu / Measured * 100000, Cs / Measured,
+                                        100 * Cpu / Secs]);
                      {Cpu, _} ->
                          io_lib:format(" server_cpu_s=~.4f server_cpu_100k=0 "
                                        "server_cs_per_cast=0", [Cpu])
