@@ -272,6 +272,8 @@ fn beam_and_rexi_node_serve_each_other_over_tls() {
             "lists",
             "reverse",
             "[1, 2, 3]",
+            "--via",
+            "singleton",
             "--ssl-dist-optfile",
             &c.good,
         ],
