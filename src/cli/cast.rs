@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The node to run the job on, NAME@HOST.
     pub node: String,
     /// Module (an atom).
@@ -62,7 +62,7 @@ pub struct Args {
 
 /// The rexi server name forms a caller may send to.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
+pub(crate) enum Via {
     Node,
     Phash2,
     Singleton,
@@ -122,7 +122,7 @@ fn same_ref(t: &Term, r: &Reference) -> bool {
     matches!(t, Term::Reference(x) if x.id == r.id && x.node == r.node && x.creation == r.creation)
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     let mut fargs = Vec::with_capacity(a.args.len());
     for (i, s) in a.args.iter().enumerate() {
         match term_text::parse(s) {

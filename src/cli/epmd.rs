@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Port to listen on [default: ERL_EPMD_PORT or 4369].
     #[arg(long)]
     pub port: Option<u16>,
@@ -23,7 +23,7 @@ pub struct Args {
     pub allow_remote_commands: bool,
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     super::run::init_logging(super::run::LogFormat::Text);
     let port = a.port.unwrap_or_else(rexi_node::net::epmd::default_port);
     let config = Config {

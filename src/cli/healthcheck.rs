@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The daemon's --metrics-addr, e.g. 127.0.0.1:9568.
     pub addr: SocketAddr,
     /// The path to ask: /readyz (ready to serve), /healthz (alive) or /metrics.
@@ -58,7 +58,7 @@ fn ask(a: &Args) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     match ask(&a) {
         Ok((200, body)) => {
             if !a.quiet {

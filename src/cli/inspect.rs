@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// What was read from one node.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     pub node: String,
     pub kind: NodeKind,
     /// `None`: the node runs no rexi at all.
@@ -59,7 +59,11 @@ async fn mon_status(
 }
 
 /// Reads `node`, which must be connected.
-pub async fn inspect(client: &mut Client, node: &str, timeout: Duration) -> Result<Report, String> {
+pub(crate) async fn inspect(
+    client: &mut Client,
+    node: &str,
+    timeout: Duration,
+) -> Result<Report, String> {
     match rex_call(client, node, "erlang", "registered", vec![], timeout).await {
         Ok(names) => inspect_beam(client, node, &names, timeout).await,
         Err(RexError::NoRex) => inspect_rexi_node(client, node, timeout).await,
@@ -215,7 +219,7 @@ async fn inspect_rexi_node(
 }
 
 /// `nodes()` of `seed`, through rex: the visible members of its cluster.
-pub async fn visible_nodes(
+pub(crate) async fn visible_nodes(
     client: &mut Client,
     seed: &str,
     timeout: Duration,
@@ -224,7 +228,7 @@ pub async fn visible_nodes(
 }
 
 /// `nodes(hidden)` of `seed`: where rexi-nodes (and tools like this one) are.
-pub async fn hidden_nodes(
+pub(crate) async fn hidden_nodes(
     client: &mut Client,
     seed: &str,
     timeout: Duration,

@@ -14,7 +14,7 @@ use rexi_node::migrate::{assess, describe, warnings, Matrix, Member, NodeKind, V
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The nodes to check, NAME@HOST (BEAM nodes and rexi-nodes).
     pub nodes: Vec<String>,
     /// Also check SEED and every node in its nodes() (the visible cluster), plus the
@@ -42,7 +42,7 @@ fn matrix_json(m: &Matrix) -> String {
     jarr(cells)
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     if a.nodes.is_empty() && a.cluster.is_none() {
         return Exit::Usage
             .with("name the nodes to check, or a seed node with --cluster SEED_NODE");

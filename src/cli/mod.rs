@@ -6,23 +6,23 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-pub mod bench;
-pub mod cast;
-pub mod epmd;
-pub mod exit;
-pub mod healthcheck;
-pub mod inspect;
-pub mod migrate_check;
-pub mod names;
-pub mod node_args;
-pub mod phash2;
-pub mod ping;
-pub mod release;
-pub mod run;
-pub mod server_id;
-pub mod status;
+pub(crate) mod bench;
+pub(crate) mod cast;
+pub(crate) mod epmd;
+pub(crate) mod exit;
+pub(crate) mod healthcheck;
+pub(crate) mod inspect;
+pub(crate) mod migrate_check;
+pub(crate) mod names;
+pub(crate) mod node_args;
+pub(crate) mod phash2;
+pub(crate) mod ping;
+pub(crate) mod release;
+pub(crate) mod run;
+pub(crate) mod server_id;
+pub(crate) mod status;
 
-pub mod tool;
+pub(crate) mod tool;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,13 +30,13 @@ pub mod tool;
     version,
     about = "A hidden Erlang C-node that serves rexi RPC"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the daemon: join the cluster as a hidden node and serve rexi.
     Run(run::Args),
     /// Run an epmd-compatible port mapper (started automatically by `run` when none answers).
@@ -63,7 +63,7 @@ pub enum Command {
     Healthcheck(healthcheck::Args),
 }
 
-pub fn dispatch(cli: Cli) -> ExitCode {
+pub(crate) fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(a) => run::main(a),
         Command::Epmd(a) => epmd::main(a),
@@ -81,6 +81,6 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 }
 
 /// Prints an operator-facing error and returns [`exit::Exit::Failure`].
-pub fn fail(msg: &str) -> ExitCode {
+pub(crate) fn fail(msg: &str) -> ExitCode {
     exit::Exit::Failure.with(msg)
 }

@@ -10,7 +10,7 @@ use rexi_node::net::epmd;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Host whose epmd to ask.
     #[arg(default_value = "127.0.0.1")]
     pub host: String,
@@ -36,7 +36,7 @@ fn kind_label(t: NodeType) -> String {
     }
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     let rt = match super::tool::runtime() {
         Ok(rt) => rt,
         Err(c) => return c,

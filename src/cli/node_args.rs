@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 /// Name and cookie options, shared by every subcommand that joins the cluster.
 #[derive(clap::Args, Debug, Clone)]
-pub struct NodeArgs {
+pub(crate) struct NodeArgs {
     /// Long node name, NAME@HOST (like erl -name).
     #[arg(long, conflicts_with = "sname")]
     pub name: Option<String>,
@@ -41,7 +41,7 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     /// The full node name, with `default_alive` when neither --name nor --sname is given.
-    pub fn node_name(&self, default_alive: &str) -> Result<String, String> {
+    pub(crate) fn node_name(&self, default_alive: &str) -> Result<String, String> {
         if let Some(n) = &self.name {
             if !n.contains('@') {
                 return Err(format!(
@@ -60,7 +60,7 @@ impl NodeArgs {
         Ok(format!("{alive}@{}", short_host_name()))
     }
 
-    pub fn load_cookie(&self) -> Result<Cookie, String> {
+    pub(crate) fn load_cookie(&self) -> Result<Cookie, String> {
         if let Some(c) = &self.cookie {
             if cookie_on_command_line() {
                 static ONCE: std::sync::Once = std::sync::Once::new();
@@ -87,7 +87,7 @@ impl NodeArgs {
 impl NodeArgs {
     /// TLS distribution as the flags ask, or `None` for plain TCP. Reads every file now,
     /// so a bad path or option stops the command at start with the file named.
-    pub fn load_tls(&self) -> Result<Option<Arc<Tls>>, String> {
+    pub(crate) fn load_tls(&self) -> Result<Option<Arc<Tls>>, String> {
         if let Some(path) = &self.ssl_dist_optfile {
             let opts = optfile::read(path)?;
             let tls = Tls::new(&opts)
@@ -116,7 +116,7 @@ fn cookie_on_command_line() -> bool {
 }
 
 /// This machine's host name up to the first dot, as `erl -sname` uses.
-pub fn short_host_name() -> String {
+pub(crate) fn short_host_name() -> String {
     let full = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_else(|_| "localhost".into());

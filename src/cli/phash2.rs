@@ -20,7 +20,7 @@ use rexi_node::term;
     rexi-node phash2 \"'a@127.0.0.1'\"\n  \
     rexi-node phash2 '{ok, <<\"db\">>, [1,2|x]}' --range 16\n  \
     cut -f1,4 vectors.tsv | rexi-node phash2 --batch")]
-pub struct Args {
+pub(crate) struct Args {
     /// The term, in Erlang syntax (quote it for the shell), e.g. '{ok, <<"db">>}'.
     #[arg(
         required_unless_present = "batch",
@@ -52,7 +52,7 @@ fn parse_range(s: &str) -> Result<u64, String> {
         })
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     // Parsing, decoding (etf::), hashing and disposing are all iterative: a term nested a
     // million deep needs no big stack.
     run(a)

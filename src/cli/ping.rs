@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The node to ping, NAME@HOST.
     pub node: String,
     #[command(flatten)]
     pub tool: ToolArgs,
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     // Not `with_connected_client`: a node that cannot be reached is an answer here (pang,
     // exit 1), as with net_adm:ping/1.
     tool::with_client(&a.tool, &a.node, async |client| {

@@ -9,13 +9,13 @@ use rexi_node::client::CallError;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub action: Action,
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Change the release of a running rexi-node.
     Set {
         /// The new release, 0..3.
@@ -36,7 +36,7 @@ pub enum Action {
     },
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     let (node, tool, new) = match a.action {
         Action::Set {
             release,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub node: NodeArgs,
     /// A node to connect to and stay connected with (repeatable). Reconnects with capped
@@ -123,18 +123,18 @@ pub struct Args {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 /// Stack of every thread that decodes terms (see `etf::DEFAULT_MAP_KEY_DEPTH`).
-pub const WORKER_STACK: usize = 16 << 20;
+pub(crate) const WORKER_STACK: usize = 16 << 20;
 
 /// Text logs escape control characters in every field (`\n`, `\u{1b}`): node names and
 /// atoms come from peers, and a name with a newline or an ANSI escape must not forge or
 /// hide a log line. JSON logs need no such care: the JSON encoder escapes them.
-pub fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     use tracing_subscriber::field::MakeExt;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -173,7 +173,7 @@ impl<W: std::fmt::Write> std::fmt::Write for Escaped<W> {
     }
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     init_logging(a.log_format);
     let name = match a.node.node_name("rexi_node") {
         Ok(n) => n,

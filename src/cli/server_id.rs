@@ -16,7 +16,7 @@ use rexi_node::term::{self, MAX_ATOM_CHARS};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  rexi-node server-id a@127.0.0.1\n  \
     rexi_server_41428801\n  rexi_server_a@127.0.0.1")]
-pub struct Args {
+pub(crate) struct Args {
     /// The caller's node name, e.g. couchdb@db1.example.com, bare or as a quoted Erlang
     /// atom ('couchdb@db1.example.com', with escapes).
     pub node: String,
@@ -39,7 +39,7 @@ fn node_name(arg: &str) -> Result<String, String> {
     }
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     let name = match node_name(&a.node) {
         Ok(n) => n,
         Err(e) => {

@@ -10,14 +10,14 @@ use rexi_node::migrate::NodeKind;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The node to read, NAME@HOST.
     pub node: String,
     #[command(flatten)]
     pub tool: ToolArgs,
 }
 
-pub fn report_json(r: &Report) -> String {
+pub(crate) fn report_json(r: &Report) -> String {
     let release = match &r.release {
         Some(rs) => match rs.exact() {
             Some(x) => x.get().to_string(),
@@ -73,7 +73,7 @@ pub fn report_json(r: &Report) -> String {
     jobj(&fields)
 }
 
-pub fn report_text(r: &Report) -> String {
+pub(crate) fn report_text(r: &Report) -> String {
     let mut out = String::new();
     let kind = match r.kind {
         NodeKind::Beam => "BEAM node",
@@ -129,7 +129,7 @@ pub fn report_text(r: &Report) -> String {
     out
 }
 
-pub fn main(a: Args) -> ExitCode {
+pub(crate) fn main(a: Args) -> ExitCode {
     tool::with_connected_client(&a.tool, &a.node, async |client| {
         match inspect(client, &a.node, a.tool.call_timeout()).await {
             Ok(r) => {

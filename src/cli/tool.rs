@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// Options every tool takes: who we are (a short-lived hidden node), the cookie, output.
 #[derive(clap::Args, Debug, Clone)]
-pub struct ToolArgs {
+pub(crate) struct ToolArgs {
     #[command(flatten)]
     pub node: NodeArgs,
     /// Print JSON (one object) instead of text, for scripts.
@@ -29,7 +29,7 @@ pub struct ToolArgs {
 }
 
 impl ToolArgs {
-    pub fn call_timeout(&self) -> Duration {
+    pub(crate) fn call_timeout(&self) -> Duration {
         Duration::from_secs(self.call_timeout.max(1))
     }
 }
@@ -37,7 +37,7 @@ impl ToolArgs {
 /// The name our client node takes: `--name`/`--sname` if given, else `<prefix>_<pid>` on a
 /// host of the same kind as the target's (a long-name cluster refuses short names, and
 /// the other way round). The client never listens, so the host is only a label.
-pub fn client_name(args: &NodeArgs, prefix: &str, target: &str) -> Result<String, String> {
+pub(crate) fn client_name(args: &NodeArgs, prefix: &str, target: &str) -> Result<String, String> {
     if args.name.is_some() || args.sname.is_some() {
         return args.node_name(prefix);
     }
@@ -60,7 +60,7 @@ fn full_host_name() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,14 +82,14 @@ async fn start_client(args: &ToolArgs, first_target: &str) -> Result<Client, Exi
 }
 
 /// Prints why a connection could not be made and returns the matching exit code.
-pub fn connect_failed(e: &ConnectError) -> ExitCode {
+pub(crate) fn connect_failed(e: &ConnectError) -> ExitCode {
     Exit::for_connect(e).with(&e.to_string())
 }
 
 /// Runs `body` with a tool's client node (named for `first_target`, see [`client_name`])
 /// on a fresh runtime, and stops the node whatever `body` returns, so no tool leaves a
 /// half-closed connection behind on the peer.
-pub fn with_client(
+pub(crate) fn with_client(
     args: &ToolArgs,
     first_target: &str,
     body: impl AsyncFnOnce(&mut Client) -> ExitCode,
@@ -111,7 +111,7 @@ pub fn with_client(
 
 /// [`with_client`], connected to `node` before `body` runs. A node that cannot be reached
 /// ends the tool with [`Exit::Unreachable`] and the reason, typed by `ConnectError`.
-pub fn with_connected_client(
+pub(crate) fn with_connected_client(
     args: &ToolArgs,
     node: &str,
     body: impl AsyncFnOnce(&mut Client) -> ExitCode,
@@ -126,7 +126,7 @@ pub fn with_connected_client(
 
 /// Why a call through `rex` failed.
 #[derive(Debug)]
-pub enum RexError {
+pub(crate) enum RexError {
     /// No `rex` server: the node is not a BEAM node (a rexi-node or another C-node).
     NoRex,
     /// `{badrpc, Reason}`: the function raised, or is undefined there.
@@ -148,7 +148,7 @@ impl std::fmt::Display for RexError {
 /// spawn remotely: `gen_server:call({rex, Node}, {call, M, F, A, user})`. `user` makes the
 /// call's group leader the target's own `user` process (verified on OTP 25), so output of
 /// the function stays on the target.
-pub async fn rex_call(
+pub(crate) async fn rex_call(
     client: &mut Client,
     node: &str,
     m: &str,
@@ -175,34 +175,34 @@ pub async fn rex_call(
 
 // ---- terms ---------------------------------------------------------------------------------
 
-pub fn atom(name: &str) -> Term {
+pub(crate) fn atom(name: &str) -> Term {
     gen::atom(name)
 }
 
-pub fn tuple(v: Vec<Term>) -> Term {
+pub(crate) fn tuple(v: Vec<Term>) -> Term {
     Term::Tuple(Tuple::from(v))
 }
 
-pub fn list(v: Vec<Term>) -> Term {
+pub(crate) fn list(v: Vec<Term>) -> Term {
     Term::List(List::from(v))
 }
 
-pub fn int(i: i32) -> Term {
+pub(crate) fn int(i: i32) -> Term {
     Term::FixInteger(FixInteger::from(i))
 }
 
-pub fn is_atom(t: &Term, name: &str) -> bool {
+pub(crate) fn is_atom(t: &Term, name: &str) -> bool {
     matches!(t, Term::Atom(a) if a.name == name)
 }
 
-pub fn atom_name(t: &Term) -> Option<&str> {
+pub(crate) fn atom_name(t: &Term) -> Option<&str> {
     match t {
         Term::Atom(Atom { name }) => Some(name),
         _ => None,
     }
 }
 
-pub fn small_int(t: &Term) -> Option<i64> {
+pub(crate) fn small_int(t: &Term) -> Option<i64> {
     match t {
         Term::FixInteger(i) => Some(i.value as i64),
         Term::BigInteger(b) => i64::try_from(&b.value).ok(),
@@ -212,7 +212,7 @@ pub fn small_int(t: &Term) -> Option<i64> {
 
 /// The elements of a proper list (`[]` included). A list of small integers that arrived
 /// as a string (`ByteList`) is not a list of atoms or tuples, which is all callers expect.
-pub fn list_items(t: &Term) -> Option<&[Term]> {
+pub(crate) fn list_items(t: &Term) -> Option<&[Term]> {
     match t {
         Term::List(l) => Some(&l.elements),
         _ => None,
@@ -220,7 +220,7 @@ pub fn list_items(t: &Term) -> Option<&[Term]> {
 }
 
 /// `[{Key, Value}]` with atom keys and integer values, as `rexi_server_mon`'s `stats`.
-pub fn int_proplist(t: &Term) -> Option<Vec<(String, i64)>> {
+pub(crate) fn int_proplist(t: &Term) -> Option<Vec<(String, i64)>> {
     let mut out = Vec::new();
     for item in list_items(t)? {
         match item {
@@ -239,7 +239,7 @@ pub fn int_proplist(t: &Term) -> Option<Vec<(String, i64)>> {
 // ---- JSON ----------------------------------------------------------------------------------
 
 /// A JSON string literal.
-pub fn js(s: &str) -> String {
+pub(crate) fn js(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -258,7 +258,7 @@ pub fn js(s: &str) -> String {
 }
 
 /// A JSON object from already-encoded values.
-pub fn jobj(fields: &[(&str, String)]) -> String {
+pub(crate) fn jobj(fields: &[(&str, String)]) -> String {
     let inner: Vec<String> = fields
         .iter()
         .map(|(k, v)| format!("{}:{}", js(k), v))
@@ -266,7 +266,7 @@ pub fn jobj(fields: &[(&str, String)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-pub fn jarr(items: impl IntoIterator<Item = String>) -> String {
+pub(crate) fn jarr(items: impl IntoIterator<Item = String>) -> String {
     let v: Vec<String> = items.into_iter().collect();
     format!("[{}]", v.join(","))
 }

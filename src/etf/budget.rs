@@ -41,7 +41,7 @@ use super::{DecodeError, Limits};
 pub(crate) const TERM: usize = std::mem::size_of::<eetf::Term>();
 
 /// Granularity of reservations from the shared in-flight counter.
-pub const CHUNK: usize = 64 << 10;
+pub(super) const CHUNK: usize = 64 << 10;
 
 /// Bytes reserved by every decode in progress in this process.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);

@@ -7,7 +7,7 @@
 //! deadline, never a fixed sleep: the tests share two cores with each other.
 #![allow(dead_code)]
 
-pub mod raw_peer;
+pub(crate) mod raw_peer;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const COOKIE: &str = "rexi_test_cookie";
+pub(crate) const COOKIE: &str = "rexi_test_cookie";
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
@@ -34,7 +34,7 @@ fn signal(pid: u32, sig: &str) {
 }
 
 /// A real epmd in the foreground on a private port.
-pub struct Epmd {
+pub(crate) struct Epmd {
     child: Child,
     pub port: u16,
 }
@@ -44,7 +44,7 @@ impl Epmd {
     /// free when chosen but not held (epmd must bind it itself), so another test may take
     /// it first: epmd then exits at once, and another port is tried. Panics when no epmd
     /// comes up, rather than letting the test run against nothing.
-    pub fn start() -> Epmd {
+    pub(crate) fn start() -> Epmd {
         for _ in 0..10 {
             let port = free_port();
             let mut child = Command::new("epmd")
@@ -67,7 +67,7 @@ impl Epmd {
     }
 
     /// What `epmd -names` prints.
-    pub fn names(&self) -> String {
+    pub(crate) fn names(&self) -> String {
         let out = Command::new("epmd")
             .args(["-port", &self.port.to_string(), "-names"])
             .output()
@@ -77,7 +77,7 @@ impl Epmd {
 }
 
 /// Whether an epmd answers `epmd -names` on `port`.
-pub fn epmd_answers(port: u16) -> bool {
+pub(crate) fn epmd_answers(port: u16) -> bool {
     Command::new("epmd")
         .args(["-port", &port.to_string(), "-names"])
         .stdout(Stdio::null())
@@ -92,7 +92,7 @@ impl Drop for Epmd {
     }
 }
 
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
     while t.elapsed() < limit {
         if f() {
@@ -105,14 +105,14 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// Collects a child's stderr/stdout lines as they come.
 #[derive(Clone, Default)]
-pub struct Lines {
+pub(crate) struct Lines {
     lines: Arc<Mutex<Vec<String>>>,
     /// Reader threads still running (their pipe not yet at end of file).
     open: Arc<AtomicUsize>,
 }
 
 impl Lines {
-    pub fn follow(&self, r: impl std::io::Read + Send + 'static) {
+    pub(crate) fn follow(&self, r: impl std::io::Read + Send + 'static) {
         let me = self.clone();
         self.open.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
@@ -129,31 +129,31 @@ impl Lines {
 
     /// Waits until every followed pipe reached end of file (the child and anything it
     /// started have closed it), so the lines are complete.
-    pub fn wait_closed(&self, limit: Duration) -> bool {
+    pub(crate) fn wait_closed(&self, limit: Duration) -> bool {
         wait_until(limit, || self.open.load(Ordering::SeqCst) == 0)
     }
 
-    pub fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.all().join("\n")
     }
 
     /// The lines that contain every one of `needles`.
-    pub fn with(&self, needles: &[&str]) -> Vec<String> {
+    pub(crate) fn with(&self, needles: &[&str]) -> Vec<String> {
         self.all()
             .into_iter()
             .filter(|l| needles.iter().all(|n| l.contains(n)))
             .collect()
     }
 
-    pub fn contains(&self, needle: &str) -> bool {
+    pub(crate) fn contains(&self, needle: &str) -> bool {
         self.all().iter().any(|l| l.contains(needle))
     }
 
-    pub fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+    pub(crate) fn wait_for(&self, needle: &str, limit: Duration) -> bool {
         wait_until(limit, || self.contains(needle))
     }
 }
@@ -177,21 +177,21 @@ fn strip_ansi(s: &str) -> String {
 
 /// The daemon under test: this build's, or `REXI_NODE_BIN` (to show that a regression
 /// test fails against an older binary).
-pub fn daemon_bin() -> PathBuf {
+pub(crate) fn daemon_bin() -> PathBuf {
     std::env::var_os("REXI_NODE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rexi-node")))
 }
 
 /// The daemon, `rexi-node run`, with its log.
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub child: Child,
     pub name: String,
     pub log: Lines,
 }
 
 impl Daemon {
-    pub fn start(epmd_port: u16, alive: &str, extra: &[&str]) -> Daemon {
+    pub(crate) fn start(epmd_port: u16, alive: &str, extra: &[&str]) -> Daemon {
         let name = format!("{alive}@127.0.0.1");
         let mut cmd = Command::new(daemon_bin());
         cmd.args(["run", "--name", &name, "--cookie", COOKIE])
@@ -219,12 +219,12 @@ impl Daemon {
         d
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM, then the exit status.
-    pub fn stop(mut self) -> Option<i32> {
+    pub(crate) fn stop(mut self) -> Option<i32> {
         signal(self.child.id(), "-TERM");
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(10) {
@@ -246,7 +246,7 @@ impl Drop for Daemon {
 }
 
 /// Compiles tests/erl/*.erl once into target/test-erl and returns that directory.
-pub fn erl_beams() -> PathBuf {
+pub(crate) fn erl_beams() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/erl");
@@ -271,20 +271,26 @@ pub fn erl_beams() -> PathBuf {
 
 /// A real `erl` node running `Module:Function(Args...)` (strings, passed as atoms/strings by
 /// the probe module itself), with its stdout collected.
-pub struct Erl {
+pub(crate) struct Erl {
     pub child: Child,
     pub out: Lines,
     pub name: String,
 }
 
 impl Erl {
-    pub fn start(epmd_port: u16, alive: &str, cookie: &str, func: &str, args: &[&str]) -> Erl {
+    pub(crate) fn start(
+        epmd_port: u16,
+        alive: &str,
+        cookie: &str,
+        func: &str,
+        args: &[&str],
+    ) -> Erl {
         Erl::start_run(epmd_port, alive, cookie, "rn_probe", func, args)
     }
 
     /// A real `erl` node running `Module:Function([Args...])` from any module of tests/erl
     /// (`-run`), and staying up afterwards unless that function halts it.
-    pub fn start_run(
+    pub(crate) fn start_run(
         epmd_port: u16,
         alive: &str,
         cookie: &str,
@@ -296,7 +302,7 @@ impl Erl {
     }
 
     /// As [`Erl::start_run`], with more `erl` arguments (e.g. `-proto_dist inet_tls`).
-    pub fn start_with(
+    pub(crate) fn start_with(
         epmd_port: u16,
         alive: &str,
         cookie: &str,
@@ -330,7 +336,7 @@ impl Erl {
     }
 
     /// Waits for the node to halt; its exit code.
-    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+    pub(crate) fn wait(&mut self, limit: Duration) -> Option<i32> {
         let t = Instant::now();
         while t.elapsed() < limit {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -349,7 +355,7 @@ impl Erl {
     }
 
     /// Runs to completion; panics with the output unless it printed `PASS` and exited 0.
-    pub fn run_ok(
+    pub(crate) fn run_ok(
         epmd_port: u16,
         alive: &str,
         func: &str,
@@ -372,15 +378,15 @@ impl Erl {
         e.out.clone()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn sigkill(&mut self) {
+    pub(crate) fn sigkill(&mut self) {
         kill(&mut self.child);
     }
 
-    pub fn sigstop(&self) {
+    pub(crate) fn sigstop(&self) {
         signal(self.child.id(), "-STOP");
     }
 }
@@ -397,7 +403,7 @@ impl Drop for Erl {
 // ---- the rexi-node tool, run as an operator would ----------------------------------------
 
 /// What one `rexi-node ...` run printed, and how it ended.
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub out: String,
     pub err: String,
@@ -406,14 +412,14 @@ pub struct Run {
 
 impl Run {
     /// Everything, for assertion messages.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!(
             "exit {}\nstdout:\n{}\nstderr:\n{}",
             self.code, self.out, self.err
         )
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.out.trim())
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.text()))
     }
@@ -421,7 +427,7 @@ impl Run {
 
 /// Runs `rexi-node ARGS...` to completion with `env` set (and `REXI_NODE_COOKIE` removed,
 /// so a cookie in the developer's environment changes nothing), feeding it `stdin` if any.
-pub fn rexi_node(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> Run {
+pub(crate) fn rexi_node(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> Run {
     let t = Instant::now();
     let mut cmd = Command::new(daemon_bin());
     cmd.args(args)
@@ -461,7 +467,7 @@ pub fn rexi_node(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> 
 
 /// Runs `f` on a thread with a stack of `mib` MiB and returns its result (a panic in `f`
 /// fails the test with its message).
-pub fn on_stack<T: Send + 'static>(mib: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn on_stack<T: Send + 'static>(mib: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
     match std::thread::Builder::new()
         .stack_size(mib << 20)
         .spawn(f)
@@ -478,13 +484,13 @@ pub fn on_stack<T: Send + 'static>(mib: usize, f: impl FnOnce() -> T + Send + 's
 /// Why a big stack: the codec decodes and disposes iteratively, but tests drop terms the
 /// ordinary way, through eetf's derived `Drop`, which recurses; their inputs nest up to
 /// 100,000 levels. The stack is reserved address space, touched only as deep as used.
-pub fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     on_stack(512, f)
 }
 
 /// A random seed, or the one in the environment variable `var` to replay a run. Callers
 /// print it (and put it in every failure message): that is what makes a run repeatable.
-pub fn seed(var: &str) -> u64 {
+pub(crate) fn seed(var: &str) -> u64 {
     if let Ok(s) = std::env::var(var) {
         if !s.trim().is_empty() {
             return s

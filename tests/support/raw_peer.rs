@@ -26,7 +26,7 @@ fn flags() -> erl_dist::DistributionFlags {
 
 /// One frame read from the node.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Frame {
+pub(crate) enum Frame {
     /// A 4-byte zero-length frame.
     Tick,
     /// The bytes after the length (for a pass-through frame: `p`, control, payload).
@@ -34,7 +34,7 @@ pub enum Frame {
 }
 
 /// An established distribution connection driven by hand.
-pub struct RawPeer {
+pub(crate) struct RawPeer {
     stream: TcpStream,
     /// Our full node name, `alive@127.0.0.1`.
     pub name: String,
@@ -50,7 +50,7 @@ pub struct RawPeer {
 impl RawPeer {
     /// Looks `target` (`alive@host`) up in the epmd on `epmd_port` and shakes hands as
     /// `alive@127.0.0.1` with `cookie`.
-    pub fn connect(
+    pub(crate) fn connect(
         epmd_port: u16,
         target: &str,
         alive: &str,
@@ -128,12 +128,12 @@ impl RawPeer {
     }
 
     /// Writes `bytes` as they are (no length prefix added).
-    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
     }
 
     /// Writes one frame: a 4-byte length, then `body`.
-    pub fn send_frame(&mut self, body: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn send_frame(&mut self, body: &[u8]) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(4 + body.len());
         out.extend_from_slice(&(body.len() as u32).to_be_bytes());
         out.extend_from_slice(body);
@@ -141,21 +141,25 @@ impl RawPeer {
     }
 
     /// Writes a pass-through frame (see [`pass_through`]).
-    pub fn send_control(&mut self, control: &[u8], payload: Option<&[u8]>) -> std::io::Result<()> {
+    pub(crate) fn send_control(
+        &mut self,
+        control: &[u8],
+        payload: Option<&[u8]>,
+    ) -> std::io::Result<()> {
         let mut out = Vec::new();
         pass_through(&mut out, control, payload);
         self.stream.write_all(&out)
     }
 
     /// Sends a tick (a zero-length frame).
-    pub fn tick(&mut self) -> std::io::Result<()> {
+    pub(crate) fn tick(&mut self) -> std::io::Result<()> {
         self.stream.write_all(&[0, 0, 0, 0])
     }
 
     /// Reads one frame, ticks included (answered if [`RawPeer::answer_ticks`]). `Ok(None)`
     /// when nothing complete arrived before `limit`; an error when the node closed the
     /// connection (`UnexpectedEof`) or the socket failed.
-    pub fn read_any(&mut self, limit: Duration) -> std::io::Result<Option<Frame>> {
+    pub(crate) fn read_any(&mut self, limit: Duration) -> std::io::Result<Option<Frame>> {
         let deadline = Instant::now() + limit;
         loop {
             if self.buf.len() >= 4 {
@@ -194,7 +198,7 @@ impl RawPeer {
     }
 
     /// Reads the next data frame before `limit`, skipping (and answering) ticks.
-    pub fn read_frame(&mut self, limit: Duration) -> std::io::Result<Option<Vec<u8>>> {
+    pub(crate) fn read_frame(&mut self, limit: Duration) -> std::io::Result<Option<Vec<u8>>> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -208,7 +212,7 @@ impl RawPeer {
 
     /// Waits until the node closes the connection (true) or `limit` passes (false).
     /// Frames read meanwhile are discarded.
-    pub fn wait_closed(&mut self, limit: Duration) -> bool {
+    pub(crate) fn wait_closed(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -221,17 +225,17 @@ impl RawPeer {
     }
 
     /// A pid of this peer (NEW_PID_EXT, without the version byte).
-    pub fn pid(&self, id: u32) -> Vec<u8> {
+    pub(crate) fn pid(&self, id: u32) -> Vec<u8> {
         etf::pid(&self.name, id, 0, self.creation)
     }
 
     /// A reference of this peer (NEWER_REFERENCE_EXT, without the version byte).
-    pub fn reference(&self, ids: [u32; 3]) -> Vec<u8> {
+    pub(crate) fn reference(&self, ids: [u32; 3]) -> Vec<u8> {
         etf::reference(&self.name, self.creation, &ids)
     }
 
     /// The underlying socket, for tests that need more (e.g. shutting one direction).
-    pub fn stream(&self) -> &TcpStream {
+    pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
     }
 }
@@ -240,7 +244,7 @@ impl RawPeer {
 /// payload if any. Both are complete external terms (starting with 131), as built by
 /// [`etf::versioned`] or [`etf::compressed`]. Many frames appended to one buffer and sent
 /// with [`RawPeer::send_raw`] arrive together, so the node routes them in one burst.
-pub fn pass_through(out: &mut Vec<u8>, control: &[u8], payload: Option<&[u8]>) {
+pub(crate) fn pass_through(out: &mut Vec<u8>, control: &[u8], payload: Option<&[u8]>) {
     let payload = payload.unwrap_or_default();
     out.extend_from_slice(&((1 + control.len() + payload.len()) as u32).to_be_bytes());
     out.push(b'p');
@@ -251,10 +255,10 @@ pub fn pass_through(out: &mut Vec<u8>, control: &[u8], payload: Option<&[u8]>) {
 /// External term format built by hand, as bytes. Every builder returns a term *without*
 /// the version byte 131 so that they nest; [`etf::versioned`] or [`etf::compressed`] make
 /// a complete external term of one.
-pub mod etf {
+pub(crate) mod etf {
     use std::io::Write;
 
-    pub fn atom(name: &str) -> Vec<u8> {
+    pub(crate) fn atom(name: &str) -> Vec<u8> {
         let b = name.as_bytes();
         let mut out = Vec::with_capacity(3 + b.len());
         if b.len() < 256 {
@@ -268,7 +272,7 @@ pub mod etf {
         out
     }
 
-    pub fn int(i: i32) -> Vec<u8> {
+    pub(crate) fn int(i: i32) -> Vec<u8> {
         if (0..256).contains(&i) {
             vec![97, i as u8]
         } else {
@@ -278,18 +282,18 @@ pub mod etf {
         }
     }
 
-    pub fn nil() -> Vec<u8> {
+    pub(crate) fn nil() -> Vec<u8> {
         vec![106]
     }
 
-    pub fn binary(b: &[u8]) -> Vec<u8> {
+    pub(crate) fn binary(b: &[u8]) -> Vec<u8> {
         let mut out = vec![109];
         out.extend_from_slice(&(b.len() as u32).to_be_bytes());
         out.extend_from_slice(b);
         out
     }
 
-    pub fn tuple(elems: &[Vec<u8>]) -> Vec<u8> {
+    pub(crate) fn tuple(elems: &[Vec<u8>]) -> Vec<u8> {
         let mut out = Vec::new();
         if elems.len() < 256 {
             out.push(104);
@@ -305,7 +309,7 @@ pub mod etf {
     }
 
     /// A proper list of `elems`.
-    pub fn list(elems: &[Vec<u8>]) -> Vec<u8> {
+    pub(crate) fn list(elems: &[Vec<u8>]) -> Vec<u8> {
         if elems.is_empty() {
             return nil();
         }
@@ -319,7 +323,7 @@ pub mod etf {
     }
 
     /// NEW_PID_EXT.
-    pub fn pid(node: &str, id: u32, serial: u32, creation: u32) -> Vec<u8> {
+    pub(crate) fn pid(node: &str, id: u32, serial: u32, creation: u32) -> Vec<u8> {
         let mut out = vec![88];
         out.extend_from_slice(&atom(node));
         out.extend_from_slice(&id.to_be_bytes());
@@ -329,7 +333,7 @@ pub mod etf {
     }
 
     /// NEWER_REFERENCE_EXT.
-    pub fn reference(node: &str, creation: u32, ids: &[u32]) -> Vec<u8> {
+    pub(crate) fn reference(node: &str, creation: u32, ids: &[u32]) -> Vec<u8> {
         let mut out = vec![90];
         out.extend_from_slice(&(ids.len() as u16).to_be_bytes());
         out.extend_from_slice(&atom(node));
@@ -341,7 +345,7 @@ pub mod etf {
     }
 
     /// `leaf` wrapped in `depth` 1-tuples: `{{{...leaf...}}}`. Built without recursion.
-    pub fn deep_tuple(depth: usize, leaf: &[u8]) -> Vec<u8> {
+    pub(crate) fn deep_tuple(depth: usize, leaf: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 * depth + leaf.len());
         for _ in 0..depth {
             out.extend_from_slice(&[104, 1]);
@@ -351,7 +355,7 @@ pub mod etf {
     }
 
     /// `leaf` wrapped in `depth` one-element lists: `[[[...leaf...]]]`.
-    pub fn deep_list(depth: usize, leaf: &[u8]) -> Vec<u8> {
+    pub(crate) fn deep_list(depth: usize, leaf: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(6 * depth + leaf.len());
         for _ in 0..depth {
             out.extend_from_slice(&[108, 0, 0, 0, 1]);
@@ -362,7 +366,7 @@ pub mod etf {
     }
 
     /// `131` + `term`.
-    pub fn versioned(term: &[u8]) -> Vec<u8> {
+    pub(crate) fn versioned(term: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + term.len());
         out.push(131);
         out.extend_from_slice(term);
@@ -371,7 +375,7 @@ pub mod etf {
 
     /// `131, 80, UncompressedSize:32, zlib(term)`: how `term_to_binary(T, [compressed])`
     /// writes it. A term nested a million deep compresses to about 2 KB.
-    pub fn compressed(term: &[u8]) -> Vec<u8> {
+    pub(crate) fn compressed(term: &[u8]) -> Vec<u8> {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         z.write_all(term).expect("zlib");
         let z = z.finish().expect("zlib");

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The node to load, NAME@HOST.
     #[arg(long, value_name = "NODE")]
     pub target: String,
@@ -73,7 +73,7 @@ pub struct Args {
     pub peers: Option<usize>,
 }
 
-pub fn main(mut a: Args) -> ExitCode {
+pub(crate) fn main(mut a: Args) -> ExitCode {
     let cookie = match a.node.load_cookie() {
         Ok(c) => c,
         Err(e) => return Exit::Failure.with(&e),
