@@ -336,6 +336,35 @@ fn beam_and_rexi_node_serve_each_other_over_tls() {
     assert!(refusals(&d).is_empty(), "{}", d.log.text());
 }
 
+/// A reduced rolling upgrade over TLS: a BEAM caller casts steadily through the per-node
+/// names while the daemon goes from release 1 to 2 to 3, and through the singleton at
+/// each step; as over TCP (tests/rexi.rs), nothing is lost but the singleton casts that
+/// release 3 drops and counts.
+#[test]
+fn release_switch_over_tls_loses_nothing_but_counted_singleton_casts() {
+    let c = cluster("switch");
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "t_tls_sw", &["--ssl-dist-optfile", &c.good]);
+    let out = probe_ok(
+        epmd.port,
+        "t_tls_swc",
+        &c.good,
+        "release_switch",
+        &[&d.name],
+    );
+    assert!(
+        out.contains("r1=200/200 r2=200/200 r3=0/200 dropped_counted=200"),
+        "{}",
+        out.text()
+    );
+    assert!(
+        d.log
+            .contains("cast to the retired singleton rexi_server dropped"),
+        "{}",
+        d.log.text()
+    );
+}
+
 fn atom(s: &str) -> Term {
     Term::Atom(Atom::from(s))
 }
