@@ -104,9 +104,10 @@ pub(crate) struct Args {
     /// Unacked rows a rexi:stream (v1) job sends before it waits for an ack (rexi: 10).
     #[arg(long, default_value_t = rexi_node::rexi::StreamLimits::default().stream, value_name = "N")]
     pub stream_limit: usize,
-    /// Worker threads [default: one per CPU]. One thread spends less CPU per cast when a
-    /// single busy connection carries the load (it stops hopping between threads); more
-    /// threads serve many busy connections in parallel.
+    /// Connection threads [default: one per CPU]. Each connection, and the jobs its
+    /// casts start, runs on one of them (the least busy when it connects), so one peer's
+    /// casts never wake a second thread; more threads serve more busy peers in parallel.
+    /// Accepting, epmd and /metrics run on one more thread of their own.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Log format.
@@ -129,7 +130,7 @@ pub(crate) enum LogFormat {
 }
 
 /// Stack of every thread that decodes terms (see `etf::DEFAULT_MAP_KEY_DEPTH`).
-pub(crate) const WORKER_STACK: usize = 16 << 20;
+pub(crate) const WORKER_STACK: usize = rexi_node::net::threads::STACK_SIZE;
 
 /// Text logs escape control characters in every field (`\n`, `\u{1b}`): node names and
 /// atoms come from peers, and a name with a newline or an ANSI escape must not forge or
@@ -194,6 +195,10 @@ pub(crate) fn main(a: Args) -> ExitCode {
     cfg.tls = tls;
     cfg.connect = a.connect.clone();
     cfg.visible = a.visible;
+    cfg.connection_threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     cfg.net_ticktime = Duration::from_secs(a.net_ticktime.max(1));
     cfg.dist_port = a.dist_port;
     cfg.max_connections = a.max_connections;
@@ -218,11 +223,12 @@ pub(crate) fn main(a: Args) -> ExitCode {
     // 16 MiB stacks: map keys may nest etf::DEFAULT_MAP_KEY_DEPTH levels, and eetf hashes
     // them by recursion (about 1.5 MiB in a release build, 12 MiB in a debug build). The
     // stack is reserved address space; only what is used is ever touched.
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = a.threads {
-        builder.worker_threads(n.max(1));
-    }
-    let rt = match builder.thread_stack_size(WORKER_STACK).enable_all().build() {
+    // The runtime of this thread: accepting, epmd, /metrics. Connections run on the node's
+    // connection threads (`NodeConfig::connection_threads`, see net::threads).
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
     };

@@ -5,6 +5,7 @@
 //!   promise when they do;
 //! * [`message`]: control messages in and out, through the guarded codec;
 //! * [`connection`]: one peer's reader, writer and ticks;
+//! * [`threads`]: the threads connections run on, one connection on one thread;
 //! * [`metrics`]: the layer's figures, bumped by connections and read by reports;
 //! * [`node`]: the local node, its peers, and routing into [`crate::process`];
 //! * [`global`], [`spawn`], [`pending`], [`unrouted`]: what the node owes other nodes
@@ -27,6 +28,7 @@ pub mod node;
 pub mod pending;
 pub mod spawn;
 pub mod stream;
+pub mod threads;
 pub mod tls;
 pub mod unrouted;
 

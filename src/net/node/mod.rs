@@ -33,6 +33,7 @@ use super::handshake::{self, PeerInfo};
 use super::metrics::NetStats;
 use super::pending::Pending;
 use super::spawn::SpawnService;
+use super::threads::ConnectionThreads;
 use super::tls::Tls;
 use super::unrouted::Unrouted;
 use crate::etf::Limits;
@@ -90,6 +91,10 @@ pub struct NodeConfig {
     pub visible: bool,
     /// TLS distribution (like `-proto_dist inet_tls`) both ways; `None`: plain TCP.
     pub tls: Option<Arc<Tls>>,
+    /// Threads of the node's own that run connections, each connection on one of them
+    /// (see [`crate::net::threads`]); 0 (the default): connections run on the runtime of
+    /// whoever starts them. `rexi-node run` uses one per CPU.
+    pub connection_threads: usize,
 }
 
 impl NodeConfig {
@@ -115,6 +120,7 @@ impl NodeConfig {
             publish: true,
             visible: false,
             tls: None,
+            connection_threads: 0,
         }
     }
 }
@@ -185,6 +191,8 @@ struct Inner {
     spawner: RwLock<Option<Arc<dyn SpawnService>>>,
     /// Messages for nodes being connected to (see [`super::pending`]).
     pending: Pending,
+    /// Where connections run (see [`super::threads`]).
+    threads: ConnectionThreads,
 }
 
 /// Called for a message sent to a name nobody registered here (it is then dropped, as a
@@ -220,7 +228,12 @@ fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Node {
-    fn assemble(config: NodeConfig, creation: u32, listen_port: u16) -> Node {
+    fn assemble(
+        config: NodeConfig,
+        creation: u32,
+        listen_port: u16,
+        threads: ConnectionThreads,
+    ) -> Node {
         let (shutdown, _) = watch::channel(false);
         let ids = Ids::new(&config.name, creation);
         let global = ids.next_pid();
@@ -244,6 +257,7 @@ impl Node {
             global,
             spawner: RwLock::new(None),
             pending: Pending::default(),
+            threads,
             config,
         };
         let node = Node(Arc::new(inner));
@@ -269,7 +283,8 @@ impl Node {
             tokio::spawn(self.clone().flush_warnings());
         }
         for peer in self.0.config.connect.clone() {
-            tokio::spawn(self.clone().stay_connected(peer));
+            let node = self.clone();
+            self.0.threads.spawn(move || node.stay_connected(peer));
         }
     }
 

@@ -77,10 +77,7 @@ impl Node {
             // it: a client holding idle sockets locks out neither other addresses nor the
             // slots of authenticated peers.
             match self.0.admission.enter(addr.ip()) {
-                Ok(ticket) => {
-                    let node = self.clone();
-                    tokio::spawn(async move { node.incoming(stream, addr, ticket).await });
-                }
+                Ok(ticket) => self.place_incoming(stream, addr, ticket),
                 Err(Refused::Budget) => {
                     drop(stream);
                     self.0.net.handshake_refused_at_cap();
@@ -103,6 +100,31 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Runs an accepted socket's handshake and connection on a connection thread (see
+    /// [`crate::net::threads`]): the socket leaves this runtime and joins that thread's.
+    fn place_incoming(&self, stream: TcpStream, addr: std::net::SocketAddr, ticket: Ticket) {
+        let node = self.clone();
+        if self.0.threads.is_empty() {
+            tokio::spawn(async move { node.incoming(stream, addr, ticket).await });
+            return;
+        }
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "incoming connection dropped: its socket could not be handed to a connection thread");
+                return;
+            }
+        };
+        self.0.threads.spawn(move || async move {
+            match TcpStream::from_std(std_stream) {
+                Ok(stream) => node.incoming(stream, addr, ticket).await,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "incoming connection dropped: its connection thread could not take its socket")
+                }
+            }
+        });
     }
 
     /// Logs a warning about `addr`, at most one line per address and kind per interval
@@ -260,7 +282,7 @@ impl Node {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let node = self.clone();
         let name = peer.to_string();
-        tokio::spawn(async move {
+        self.0.threads.spawn(move || async move {
             let r = node.dial(&name, Some(tx)).await;
             if let Err(e) = r {
                 tracing::debug!(peer = %name, error = %e, "connect failed");

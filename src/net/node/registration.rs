@@ -7,6 +7,7 @@
 //! configuration allows it.
 
 use super::{client_creation, split_name, Node, NodeConfig};
+use crate::net::threads::{self, ConnectionThreads};
 use crate::net::{epmd, epmd_server};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +26,11 @@ pub enum StartError {
     },
     /// No epmd answered, and starting one failed.
     EpmdLaunch { port: u16, reason: String },
+    /// The connection threads (`NodeConfig::connection_threads`) could not be started.
+    Threads {
+        count: usize,
+        source: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -44,6 +50,10 @@ impl std::fmt::Display for StartError {
                 f,
                 "no epmd answers on port {port} and starting one failed: {reason} (start epmd, or `rexi-node epmd --port {port}`)"
             ),
+            StartError::Threads { count, source } => write!(
+                f,
+                "cannot start {count} connection threads: {source} (lower --threads, or raise the process's thread limit)"
+            ),
         }
     }
 }
@@ -53,6 +63,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Listen { source, .. } => Some(source),
             StartError::Epmd { source, .. } => Some(source),
+            StartError::Threads { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -71,8 +82,13 @@ impl Node {
     /// peer's names exist before its first message.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         split_name(&config.name)?;
+        let threads = match config.connection_threads {
+            0 => ConnectionThreads::none(),
+            n => ConnectionThreads::start(n, "rexi-conn", threads::STACK_SIZE)
+                .map_err(|source| StartError::Threads { count: n, source })?,
+        };
         if !config.publish {
-            return Ok(Node::assemble(config, client_creation(), 0));
+            return Ok(Node::assemble(config, client_creation(), 0, threads));
         }
         let listener = TcpListener::bind(("0.0.0.0", config.dist_port))
             .await
@@ -89,7 +105,7 @@ impl Node {
             .port();
         let (epmd_stream, creation) = register(&config, listen_port).await?;
 
-        let node = Node::assemble(config, creation, listen_port);
+        let node = Node::assemble(config, creation, listen_port, threads);
         node.0.net.set_epmd_registered(true);
         let kind = if node.0.config.visible {
             "a visible node"
