@@ -76,7 +76,11 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
         match message::decode(&frame[1..], &limits) {
-            Ok(ctl) => route(&ids, &reg, ctl),
+            Ok(ctl) => {
+                if !route(&ids, &reg, ctl) {
+                    break;
+                }
+            }
             Err(e) => {
                 assert!(!e.0.is_empty());
                 break;
@@ -87,8 +91,9 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// `Node::dispatch`'s decisions, without the node: which registry call each control
-/// message makes; effects for the peer are dropped instead of sent.
-fn route(ids: &Ids, reg: &Registry, control: Control) {
+/// message makes; effects for the peer are dropped instead of sent. `false` when the
+/// message did not decode where it was delivered (the connection would close).
+fn route(ids: &Ids, reg: &Registry, control: Control) -> bool {
     match control {
         Control::Send { from, to, message } => {
             match ids.is_local(&to).then(|| reg.lookup_pid(&to)).flatten() {
@@ -96,13 +101,14 @@ fn route(ids: &Ids, reg: &Registry, control: Control) {
                 None => drop(message),
             }
         }
-        Control::RegSend { from, to, message } => match reg.whereis(&to) {
-            Some(p) => p.deliver(Signal::Message {
-                from: Some(from),
-                message,
-            }),
-            None => drop(message),
-        },
+        // A registered name decodes its own messages; an unregistered name's are decoded
+        // and dropped.
+        Control::RegSend { from, to, message } => {
+            return match reg.whereis(&to) {
+                Some(p) => p.deliver_encoded(from, message).is_ok(),
+                None => message.decode().is_ok(),
+            }
+        }
         Control::MonitorP {
             from,
             to,
@@ -146,4 +152,5 @@ fn route(ids: &Ids, reg: &Registry, control: Control) {
             None => drop(reason),
         },
     }
+    true
 }

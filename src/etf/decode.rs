@@ -85,6 +85,21 @@ pub(super) fn decode_prefix(
     }
 }
 
+/// Decodes the bare term (no version byte) that starts at `bytes[pos]`, inside an
+/// uncompressed term that the caller reads itself, `depth` containers deep in it.
+pub(super) fn decode_at(
+    bytes: &[u8],
+    pos: usize,
+    depth: usize,
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<(Term, usize), DecodeError> {
+    budget.charge(TERM, pos)?;
+    let mut d = Decoder::new(bytes, pos, limits, budget);
+    let term = d.rec(depth)?;
+    Ok((term, d.rd.pos))
+}
+
 /// `131, 80, Size:32, ZlibData`. The declared size is checked against the limit before
 /// anything is inflated, and inflation stops one byte past it: `eetf` ignored the size
 /// and inflated a 1 MB bomb into 1 GiB.

@@ -434,8 +434,9 @@ pub trait Link: Sync {
     fn is_shutting_down(&self) -> bool;
     /// Completes when the node shuts down.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
-    /// Routes one decoded control message (runs on the reader task: must not block).
-    fn dispatch(&self, control: message::Control);
+    /// Routes one decoded control message (runs on the reader task: must not block). A
+    /// message payload that does not decode where it is delivered is an error.
+    fn dispatch(&self, control: message::Control<'_>) -> Result<(), message::FrameError>;
     /// Counts a frame refused by a limit (for the node's metrics).
     fn frame_refused(&self, limit: FrameLimit);
 }
@@ -537,8 +538,8 @@ async fn reader(
                 link.frame_refused(FrameLimit::FrameType);
                 return DownReason::BadFrame(format!("frame type {} is not a pass-through frame ('p'); atom cache and fragments are not negotiated", frame[0]));
             }
-            match message::decode(&frame[1..], &limits) {
-                Ok(ctl) => link.dispatch(ctl),
+            match message::decode(&frame[1..], &limits).and_then(|ctl| link.dispatch(ctl)) {
+                Ok(()) => {}
                 Err(e) => {
                     link.frame_refused(FrameLimit::Term);
                     return DownReason::BadFrame(e.0);

@@ -7,14 +7,17 @@
 //! The hot outgoing path (`SEND` to a pid) is encoded by hand straight into the
 //! connection's write buffer.
 
-use crate::etf::{self, Limits, Owned};
+use crate::etf::{self, Encoded, Limits, Owned};
 use eetf::{Atom, Pid, Reference, Term};
 
 pub use crate::process::ProcId;
 
 /// The control messages rexi-node acts on. Trace tokens are accepted and dropped.
+/// A `REG_SEND`'s message is left encoded, in the frame: registered names are where the
+/// traffic goes (every rexi doit is a `REG_SEND`), and the process behind the name knows
+/// what it expects (see [`Encoded`] and `Process::deliver_encoded`).
 #[derive(Debug)]
-pub enum Control {
+pub enum Control<'a> {
     Link {
         from: Pid,
         to: Pid,
@@ -44,7 +47,7 @@ pub enum Control {
     RegSend {
         from: Pid,
         to: String,
-        message: Owned,
+        message: Encoded<'a>,
     },
     MonitorP {
         from: Pid,
@@ -91,6 +94,14 @@ pub enum Control {
     },
 }
 
+/// The frame error for a message payload that does not decode (`after`: the control
+/// message's size).
+pub fn payload_error(after: usize, e: etf::DecodeError) -> FrameError {
+    bad(format!(
+        "message payload (after {after} control bytes): {e}"
+    ))
+}
+
 /// Why a frame could not be understood. The connection that sent it is closed.
 #[derive(Debug)]
 pub struct FrameError(pub String);
@@ -107,7 +118,7 @@ fn bad(what: impl Into<String>) -> FrameError {
 
 /// Decodes the body of a pass-through frame (the bytes after the `p` byte).
 /// Both terms are charged to one memory budget (`Limits::max_term_memory`).
-pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
+pub fn decode<'a>(body: &'a [u8], limits: &'a Limits) -> Result<Control<'a>, FrameError> {
     let mut budget = etf::Budget::new(limits);
     let (ctrl, used) = etf::decode_prefix_in(body, limits, &mut budget)
         .map_err(|e| bad(format!("control message: {e}")))?;
@@ -188,12 +199,17 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
             }
         }
         5 | 7 => Control::Ignored { op },
-        6 => {
-            arity(4)?;
+        6 | 16 => {
+            arity(if op == 6 { 4 } else { 5 })?;
             Control::RegSend {
                 from: pid(elems, 1)?,
                 to: atom(elems, 3)?,
-                message: payload(rest)?,
+                message: Encoded::new(
+                    rest,
+                    used,
+                    limits,
+                    std::mem::replace(&mut budget, etf::Budget::new(limits)),
+                ),
             }
         }
         8 => {
@@ -223,14 +239,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Control, FrameError> {
                 reason: take_owned(elems, 4),
             }
         }
-        16 => {
-            arity(5)?;
-            Control::RegSend {
-                from: pid(elems, 1)?,
-                to: atom(elems, 3)?,
-                message: payload(rest)?,
-            }
-        }
+
         18 => {
             arity(5)?;
             no_payload(rest)?;

@@ -19,7 +19,7 @@ pub use proc_id::ProcId;
 pub use refkey::RefKey;
 pub use registry::{Effect, MonitorTarget, PeerLimits, Registry};
 
-use crate::etf::Owned;
+use crate::etf::{DecodeError, Encoded, Owned};
 use eetf::{Pid, Reference, Term};
 
 /// What a process can be sent. Every term in a signal may come from a peer, so each is an
@@ -44,4 +44,17 @@ pub enum Signal {
 /// connection's reader): it must not block.
 pub trait Process: Send + Sync {
     fn deliver(&self, signal: Signal);
+
+    /// A message a peer sent to this process's registered name, still encoded (see
+    /// [`Encoded`]). By default it is decoded whole and delivered as [`Signal::Message`];
+    /// a process that expects one shape may read it in place. A message that does not
+    /// decode is an error: the connection that sent it closes.
+    fn deliver_encoded(&self, from: Pid, message: Encoded<'_>) -> Result<(), DecodeError> {
+        let message = message.decode()?;
+        self.deliver(Signal::Message {
+            from: Some(from),
+            message,
+        });
+        Ok(())
+    }
 }

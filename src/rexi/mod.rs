@@ -4,6 +4,7 @@
 //! * [`names`]: which `rexi_server*` names exist, registered for each peer before its
 //!   first message is dispatched; the singleton follows the [`release`].
 //! * [`protocol`]: the request shapes in and the reply shapes out (docs/design/protocol.md).
+//! * [`wire`]: a doit read in place from the frame's bytes (the common request's fast path).
 //! * [`server`]: the one job table behind every name; doit, kill, kill_all, the error ring.
 //! * [`worker`]: a job's task, its pid, and the [`Ctx`] handlers use to answer.
 //! * [`handler`]: the table of Rust handlers by `{Module, Function, Arity}`.
@@ -22,6 +23,7 @@ pub mod protocol;
 pub mod release;
 pub mod server;
 pub mod stats;
+pub mod wire;
 pub mod worker;
 
 pub use handler::{Args, Handlers};

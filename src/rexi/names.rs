@@ -11,12 +11,14 @@
 
 use super::release::Release;
 use super::stats::{bump, Stats};
+use super::wire;
+use crate::etf::{Budget, DecodeError, Encoded};
 use crate::log_limit;
 use crate::net::handshake::PeerInfo;
 use crate::net::{Node, NodeObserver};
 use crate::phash2;
 use crate::process::{Process, Signal};
-use eetf::{Atom, Term};
+use eetf::{Atom, Pid, Term};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -39,6 +41,8 @@ pub(crate) trait NameOwner: Send + Sync + 'static {
     fn owner(&self) -> Weak<dyn NameOwner>;
     /// A signal sent to one of the names.
     fn handle(&self, kind: NameKind, signal: Signal);
+    /// A doit read in place ([`super::wire`]) from `from`.
+    fn handle_doit(&self, kind: NameKind, doit: super::protocol::Doit, from: Option<Pid>);
     fn cancel_jobs_of(&self, peer: &str);
 }
 
@@ -54,6 +58,32 @@ impl Process for NameProc {
             Some(s) => s.handle(self.kind, signal),
             None => drop(signal),
         }
+    }
+
+    /// A doit is read in place ([`super::wire`]); anything else is decoded whole and
+    /// handled as [`Self::deliver`] would. The in-place reader gets a memory budget of its
+    /// own (the frame's limit, not counting the few bytes of the control message), so a
+    /// message it leaves to the whole decoder is not charged twice.
+    fn deliver_encoded(&self, from: Pid, message: Encoded<'_>) -> Result<(), DecodeError> {
+        let Some(server) = self.server.upgrade() else {
+            return message.decode().map(drop);
+        };
+        let mut trial = Budget::new(message.limits());
+        match wire::read(message.bytes(), message.limits(), &mut trial) {
+            Some(d) => server.handle_doit(self.kind, d, Some(from)),
+            None => {
+                drop(trial);
+                let message = message.decode()?;
+                server.handle(
+                    self.kind,
+                    Signal::Message {
+                        from: Some(from),
+                        message,
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 }
 

@@ -125,12 +125,17 @@ impl Jobs {
         Some(e)
     }
 
+    /// A count that falls to zero stays (a peer's next job then allocates nothing); the
+    /// entry goes when its node goes down ([`Jobs::forget_owner`]).
     fn uncount(&mut self, owner: &str) {
         if let Some(c) = self.per_owner.get_mut(owner) {
-            *c -= 1;
-            if *c == 0 {
-                self.per_owner.remove(owner);
-            }
+            *c = c.saturating_sub(1);
+        }
+    }
+
+    fn forget_owner(&mut self, owner: &str) {
+        if self.of(owner) == 0 {
+            self.per_owner.remove(owner);
         }
     }
 }
@@ -212,6 +217,9 @@ impl NameOwner for RexiServer {
     fn handle(&self, kind: NameKind, signal: Signal) {
         RexiServer::handle(self, kind, signal)
     }
+    fn handle_doit(&self, kind: NameKind, doit: Doit, from: Option<eetf::Pid>) {
+        RexiServer::handle_doit(self, kind, doit, from)
+    }
     fn cancel_jobs_of(&self, peer: &str) {
         RexiServer::cancel_jobs_of(self, peer)
     }
@@ -292,19 +300,7 @@ impl RexiServer {
             _ => return,
         };
         match protocol::parse(message) {
-            Request::Doit(d) => {
-                bump(match kind {
-                    NameKind::Singleton => &self.stats.casts_singleton,
-                    NameKind::Phash2 => &self.stats.casts_phash2,
-                    NameKind::NodeName => &self.stats.casts_nodename,
-                });
-                // The job belongs to the node whose connection carried it: `from` of a
-                // REG_SEND, which the distribution layer checked is a pid of the sending
-                // node. A caller pid of some other node is served, but counted against
-                // and tied to the sender (see `cancel_jobs_of`). Local sends have no
-                // `from`: the caller's node then.
-                self.doit(d, from.map(|p| p.node.name));
-            }
+            Request::Doit(d) => self.handle_doit(kind, d, from),
             Request::BadDoit {
                 caller,
                 reference,
@@ -339,6 +335,20 @@ impl RexiServer {
                 drop(t);
             }
         }
+    }
+
+    /// A doit that came to the name `kind` from `from`.
+    pub(crate) fn handle_doit(&self, kind: NameKind, d: Doit, from: Option<eetf::Pid>) {
+        bump(match kind {
+            NameKind::Singleton => &self.stats.casts_singleton,
+            NameKind::Phash2 => &self.stats.casts_phash2,
+            NameKind::NodeName => &self.stats.casts_nodename,
+        });
+        // The job belongs to the node whose connection carried it: `from` of a REG_SEND,
+        // which the distribution layer checked is a pid of the sending node. A caller pid
+        // of some other node is served, but counted against and tied to the sender (see
+        // `cancel_jobs_of`). Local sends have no `from`: the caller's node then.
+        self.doit(d, from.map(|p| p.node.name));
     }
 
     /// Runs a doit that `sender` (the node of the connection, if any) carried.
@@ -540,7 +550,9 @@ impl RexiServer {
                 .filter(|(_, e)| e.state.owner() == peer || e.state.caller.node.name == peer)
                 .map(|(k, _)| *k)
                 .collect();
-            keys.into_iter().filter_map(|k| jobs.remove(&k)).collect()
+            let gone = keys.into_iter().filter_map(|k| jobs.remove(&k)).collect();
+            jobs.forget_owner(peer);
+            gone
         };
         for e in gone {
             let worker = e.state.kill();

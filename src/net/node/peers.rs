@@ -48,7 +48,7 @@ impl connection::Link for PeerLink<'_> {
         let mut signal = self.node.shutdown_signal();
         async move { signal.wait().await }
     }
-    fn dispatch(&self, control: Control) {
+    fn dispatch(&self, control: Control<'_>) -> Result<(), crate::net::message::FrameError> {
         self.node.dispatch(self.peer, control)
     }
     fn frame_refused(&self, limit: FrameLimit) {

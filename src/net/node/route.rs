@@ -2,9 +2,10 @@
 //! it names, after checking that the peer may speak for the sender pid it claims.
 
 use super::{rlock, Node, Peer};
+use crate::etf::Encoded;
 use crate::etf::Owned;
 use crate::net::global;
-use crate::net::message::{ctl, Control};
+use crate::net::message::{self, ctl, Control, FrameError};
 use crate::process::ids::key;
 use crate::process::{gen, Effect, MonitorTarget, ProcId, Signal};
 use eetf::Pid;
@@ -25,7 +26,57 @@ impl Node {
     /// only knows the connection's own node. (rexi jobs, whose caller pid is part of the
     /// message payload, not of the distribution header, are attributed to the sender
     /// instead: see the rexi server.)
-    pub fn dispatch(&self, peer: &Peer, control: Control) {
+    ///
+    /// A registered name's message is decoded by the process behind the name (see
+    /// [`crate::net::message::Encoded`]); one that does not decode is returned as an
+    /// error, and the connection closes as for any malformed frame.
+    pub fn dispatch(&self, peer: &Peer, control: Control<'_>) -> Result<(), FrameError> {
+        match control {
+            Control::RegSend { from, to, message } => self.reg_send_in(peer, from, &to, message),
+            other => {
+                self.route(peer, other);
+                Ok(())
+            }
+        }
+    }
+
+    /// `{Name, Node} ! Message` from `from`, a process of `peer`.
+    fn reg_send_in(
+        &self,
+        peer: &Peer,
+        from: Pid,
+        to: &str,
+        message: Encoded<'_>,
+    ) -> Result<(), FrameError> {
+        let after = message.offset();
+        let bad = |e| message::payload_error(after, e);
+        let sender = peer.info.name.as_str();
+        if from.node.name != sender {
+            tracing::warn!(peer = sender, op = "REG_SEND", claimed = %from.node.name, "control message refused: its sender pid belongs to another node");
+            // Refused, but still a frame that must decode.
+            message.decode().map_err(bad)?;
+            return Ok(());
+        }
+        match self.0.registry.whereis(to) {
+            Some(p) => p.deliver_encoded(from, message).map_err(bad),
+            None if to == global::SERVER && self.0.config.visible => {
+                self.global_sync(sender, &message.decode().map_err(bad)?);
+                Ok(())
+            }
+            None => {
+                // Dropped as a BEAM node drops it, once it decoded.
+                message.decode().map_err(bad)?;
+                self.0.unrouted_log.dropped(sender, to);
+                if let Some(h) = rlock(&self.0.unrouted).as_ref() {
+                    h(sender, to);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every control message but `REG_SEND`.
+    fn route(&self, peer: &Peer, control: Control<'_>) {
         let reg = &self.0.registry;
         let sender = peer.info.name.as_str();
         let speaks_for = |pid: &Pid, op: &str| -> bool {
@@ -50,22 +101,8 @@ impl Node {
                     }
                 }
             }
-            Control::RegSend { from, .. } if !speaks_for(&from, "REG_SEND") => {}
-            Control::RegSend { from, to, message } => match reg.whereis(&to) {
-                Some(p) => p.deliver(Signal::Message {
-                    from: Some(from),
-                    message,
-                }),
-                None if to == global::SERVER && self.0.config.visible => {
-                    self.global_sync(sender, &message)
-                }
-                None => {
-                    self.0.unrouted_log.dropped(sender, &to);
-                    if let Some(h) = rlock(&self.0.unrouted).as_ref() {
-                        h(sender, &to);
-                    }
-                }
-            },
+            // Routed by `reg_send_in`.
+            Control::RegSend { .. } => {}
             Control::SpawnRequest { from, .. } if !speaks_for(&from, "SPAWN_REQUEST") => {}
             Control::SpawnRequest {
                 req_id,

@@ -1,0 +1,261 @@
+//! Reading a doit in place, from the bytes of the frame that carried it.
+//!
+//! Nearly every message a rexi server gets is a doit:
+//! `{'$gen_cast', {doit, {CallerPid, Ref}, Nonce, {M, F, Args}}}`. Decoded whole, its
+//! envelope costs four tuples, four atoms (a `String` each) and a walk to free them, all
+//! thrown away by [`super::protocol::parse`] a moment later. Here the envelope is walked
+//! as bytes: the tuple headers and the atoms `'$gen_cast'` and `doit` are compared in
+//! place, M and F are read as strings, and only what the job keeps (the caller's pid, the
+//! reference, the nonce, the arguments) goes through the guarded decoder
+//! ([`crate::etf::decode_at`]), with the frame's limits and memory budget.
+//!
+//! Anything else (a kill, a call, a compressed payload, a doit of an unusual shape) is
+//! `None`: the caller decodes the message whole and takes the ordinary path, so
+//! every answer stays the one [`super::protocol::parse`] gives. This reader only ever
+//! says "a well-formed doit" or "not for me"; bytes that do not decode at all are the
+//! whole decoder's to report.
+
+use super::protocol::{list_elements, Args, Doit};
+use crate::etf::{self, dispose, tags, Budget, Limits, Owned};
+use eetf::{Atom, Term};
+
+/// A cursor over the payload.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+
+    /// A `SMALL_TUPLE_EXT` header; its arity.
+    fn tuple(&mut self) -> Option<u8> {
+        (self.byte()? == tags::SMALL_TUPLE_EXT).then_some(())?;
+        self.byte()
+    }
+
+    /// An atom's text, when it is plain ASCII (every atom rexi sends, and the names of
+    /// every handler; others take the whole decoder, which knows Latin-1).
+    fn atom(&mut self) -> Option<&'a str> {
+        let n = match self.byte()? {
+            tags::SMALL_ATOM_UTF8_EXT | tags::SMALL_ATOM_EXT => self.byte()? as usize,
+            tags::ATOM_UTF8_EXT | tags::ATOM_EXT => {
+                let b = self.take(2)?;
+                u16::from_be_bytes([b[0], b[1]]) as usize
+            }
+            _ => return None,
+        };
+        let text = self.take(n)?;
+        if !text.is_ascii() {
+            return None;
+        }
+        std::str::from_utf8(text).ok()
+    }
+
+    /// The next term, decoded by the guarded decoder, `depth` containers deep.
+    fn term(&mut self, depth: usize, limits: &Limits, budget: &mut Budget) -> Option<Term> {
+        let (t, end) = etf::decode_at(self.bytes, self.pos, depth, limits, budget).ok()?;
+        self.pos = end;
+        Some(t)
+    }
+}
+
+/// Reads `bytes` (a message payload, version byte first) as a doit if it is one; `None`:
+/// not a well-formed doit, decode the whole message and parse it as a term. What it
+/// decodes is charged to `budget`; on `None` it is freed (without recursion: everything
+/// decoded is held in an [`Owned`], is shallow, or goes through [`dispose`]).
+pub fn read(bytes: &[u8], limits: &Limits, budget: &mut Budget) -> Option<Doit> {
+    let c = &mut Cursor { bytes, pos: 0 };
+    (c.byte()? == tags::VERSION).then_some(())?;
+    // {'$gen_cast', {doit, From, Nonce, MFA}} or the pre-2010 {doit, From, MFA}.
+    (c.tuple()? == 2 && c.atom()? == "$gen_cast").then_some(())?;
+    let n = c.tuple()?;
+    (matches!(n, 3 | 4) && c.atom()? == "doit").then_some(())?;
+    // From = {CallerPid, Ref}: depths as the whole decoder counts them (the outer tuple
+    // is 0, the doit tuple 1, From 2, its elements 3).
+    (c.tuple()? == 2).then_some(())?;
+    let caller = match c.term(3, limits, budget)? {
+        Term::Pid(p) => p,
+        other => return dispose_none(other),
+    };
+    let reference = match c.term(3, limits, budget)? {
+        Term::Reference(r) => *r,
+        other => return dispose_none(other),
+    };
+    let nonce = match n {
+        4 => Owned::new(c.term(2, limits, budget)?),
+        _ => Owned::new(Term::Atom(Atom::from("undefined"))),
+    };
+    (c.tuple()? == 3).then_some(())?;
+    let module = c.atom()?.to_string();
+    let function = c.atom()?.to_string();
+    let args = c.term(3, limits, budget)?;
+    if c.pos != c.bytes.len() {
+        // Trailing bytes: the whole decoder says what is wrong.
+        return dispose_none(args);
+    }
+    let args = match list_elements(args) {
+        Ok(v) => v,
+        Err(other) => return dispose_none(other),
+    };
+    Some(Doit {
+        caller,
+        reference,
+        nonce,
+        module,
+        function,
+        args: Args::new(args),
+    })
+}
+
+/// Frees a term that may be deep (without recursion) and gives up.
+fn dispose_none(t: Term) -> Option<Doit> {
+    dispose(t);
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rexi::protocol::{self, Request};
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    fn encode(t: &Term) -> Vec<u8> {
+        let mut v = Vec::new();
+        etf::encode(t, &mut v).expect("encode");
+        v
+    }
+
+    fn read_bytes(b: &[u8]) -> Option<Doit> {
+        read(b, &limits(), &mut Budget::new(&limits()))
+    }
+
+    fn doit_term(nonce: Option<Term>, m: &str, args: Term) -> Term {
+        let from = protocol::tuple(vec![
+            Term::Pid(eetf::Pid::new("caller@127.0.0.1", 7, 1, 3)),
+            Term::Reference(Box::new(eetf::Reference {
+                node: Atom::from("caller@127.0.0.1"),
+                id: vec![1, 2, 3],
+                creation: 3,
+            })),
+        ]);
+        let mfa = protocol::tuple(vec![protocol::atom(m), protocol::atom("echo"), args]);
+        let mut body = vec![protocol::atom("doit"), from];
+        body.extend(nonce);
+        body.push(mfa);
+        protocol::tuple(vec![protocol::atom("$gen_cast"), protocol::tuple(body)])
+    }
+
+    /// What the whole decoder and `protocol::parse` make of the same bytes.
+    fn parsed(b: &[u8]) -> Request {
+        protocol::parse(Owned::new(etf::decode(b, &limits()).expect("decodes")))
+    }
+
+    fn same_doit(a: &Doit, b: &Doit) {
+        assert_eq!(a.caller, b.caller);
+        assert_eq!(a.reference, b.reference);
+        assert_eq!(*a.nonce, *b.nonce);
+        assert_eq!((&a.module, &a.function), (&b.module, &b.function));
+        assert_eq!(
+            a.args.iter().collect::<Vec<_>>(),
+            b.args.iter().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_doit_reads_as_the_whole_decoder_parses_it() {
+        let args = [
+            Term::List(eetf::List::nil()),
+            Term::List(eetf::List::from(vec![Term::Binary(eetf::Binary::from(
+                vec![1u8; 16],
+            ))])),
+            // A list of small integers travels as STRING_EXT.
+            Term::ByteList(eetf::ByteList::from(vec![1u8, 2, 3])),
+        ];
+        for a in args {
+            for nonce in [
+                None,
+                Some(protocol::atom("undefined")),
+                Some(protocol::tuple(vec![])),
+            ] {
+                let b = encode(&doit_term(nonce, "rexi_node", a.clone()));
+                let (Some(fast), Request::Doit(whole)) = (read_bytes(&b), parsed(&b)) else {
+                    panic!("both read a doit");
+                };
+                same_doit(&fast, &whole);
+            }
+        }
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_the_whole_decoder() {
+        let list = Term::List(eetf::List::nil());
+        let improper = Term::ImproperList(eetf::ImproperList::from((
+            vec![protocol::atom("a")],
+            protocol::atom("b"),
+        )));
+        let mut trailing = encode(&doit_term(None, "m", list.clone()));
+        trailing.push(106);
+        let cases = [
+            encode(&doit_term(None, "m", improper)),
+            // A non-ASCII module name: Latin-1 or UTF-8, the whole decoder knows.
+            encode(&doit_term(None, "mödule", list.clone())),
+            trailing,
+            encode(&protocol::tuple(vec![
+                protocol::atom("$gen_cast"),
+                protocol::tuple(vec![protocol::atom("kill"), list.clone()]),
+            ])),
+            encode(&protocol::atom("doit")),
+            vec![131],
+            vec![],
+        ];
+        for b in cases {
+            assert!(read_bytes(&b).is_none(), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn every_cut_of_a_doit_is_other_and_never_panics() {
+        let b = encode(&doit_term(
+            Some(protocol::atom("n")),
+            "rexi_node",
+            Term::List(eetf::List::from(vec![protocol::atom("x")])),
+        ));
+        for end in 0..b.len() {
+            assert!(read_bytes(&b[..end]).is_none(), "cut at {end}");
+        }
+        assert!(read_bytes(&b).is_some());
+    }
+
+    #[test]
+    fn the_frame_budget_bounds_what_the_arguments_may_allocate() {
+        let big = Term::List(eetf::List::from(vec![Term::List(eetf::List::from(
+            (0..1000)
+                .map(|i| Term::FixInteger(eetf::FixInteger::from(i)))
+                .collect::<Vec<_>>(),
+        ))]));
+        let b = encode(&doit_term(None, "rexi_node", big));
+        let tight = Limits {
+            max_term_memory: 4096,
+            ..Limits::default()
+        };
+        assert!(read(&b, &tight, &mut Budget::new(&tight)).is_none());
+        assert!(
+            etf::decode(&b, &tight).is_err(),
+            "and the whole decoder refuses it too"
+        );
+    }
+}
