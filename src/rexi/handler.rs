@@ -32,7 +32,10 @@ impl Handlers {
     /// answers at once (an echo, a hash) cost no spawn and no thread hop, but it also
     /// means the connection reads nothing else while a handler computes without
     /// awaiting: do long CPU work in `tokio::task::spawn_blocking` (or yield first), as a
-    /// busy distribution connection makes CouchDB 2.0+ callers drop casts silently.
+    /// busy distribution connection makes CouchDB 2.0+ callers drop casts silently. The
+    /// spawned task stays on the connection's thread (see [`crate::net::threads`]), so a
+    /// handler that blocks between awaits also stalls the other connections of that
+    /// thread.
     ///
     /// ```no_run
     /// # use rexi_node::rexi::Handlers;

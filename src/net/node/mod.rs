@@ -2,18 +2,18 @@
 //!
 //! The roles live in their own files, in the order a message meets them:
 //!
-//! * [`registration`]: binding the listener and registering with epmd, at start and again
+//! * `registration`: binding the listener and registering with epmd, at start and again
 //!   whenever the registration is lost (one loop for both).
-//! * [`peers`]: the accept loop, dialling out with backoff, the table of connected peers,
+//! * `peers`: the accept loop, dialling out with backoff, the table of connected peers,
 //!   nodeup/nodedown. Peers are announced to observers (the rexi layer) with `node_up`
 //!   *before* the first frame of the new connection is read, so a name the observer
 //!   registers for that peer exists when the peer's first message is dispatched.
-//! * [`route`]: every control message a peer sends, to the registered name or pid it names.
-//! * [`processes`]: the process facade (register, spawn, send, monitor) used by the layers
+//! * `route`: every control message a peer sends, to the registered name or pid it names.
+//! * `processes`: the process facade (register, spawn, send, monitor) used by the layers
 //!   above, and the send queues' global budget.
-//! * [`connect_first`]: sends to a node without a connection connect to it first.
-//! * [`spawn`]: spawn requests (erpc, rpc), from `SPAWN_REQUEST` to `SPAWN_REPLY`.
-//! * [`net_kernel`]: the one system process a BEAM peer expects (`net_adm:ping`).
+//! * `connect_first`: sends to a node without a connection connect to it first.
+//! * `spawn`: spawn requests (erpc, rpc), from `SPAWN_REQUEST` to `SPAWN_REPLY`.
+//! * `net_kernel`: the one system process a BEAM peer expects (`net_adm:ping`).
 
 mod connect_first;
 mod net_kernel;

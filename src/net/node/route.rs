@@ -28,7 +28,7 @@ impl Node {
     /// instead: see the rexi server.)
     ///
     /// A registered name's message is decoded by the process behind the name (see
-    /// [`crate::net::message::Encoded`]); one that does not decode is returned as an
+    /// [`crate::etf::Encoded`]); one that does not decode is returned as an
     /// error, and the connection closes as for any malformed frame.
     pub fn dispatch(&self, peer: &Peer, control: Control<'_>) -> Result<(), FrameError> {
         match control {
