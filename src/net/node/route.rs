@@ -51,8 +51,7 @@ impl Node {
         let after = message.offset();
         let bad = |e| message::payload_error(after, e);
         let sender = peer.info.name.as_str();
-        if from.node.name != sender {
-            tracing::warn!(peer = sender, op = "REG_SEND", claimed = %from.node.name, "control message refused: its sender pid belongs to another node");
+        if !speaks_for(sender, &from, "REG_SEND") {
             // Refused, but still a frame that must decode.
             message.decode().map_err(bad)?;
             return Ok(());
@@ -79,13 +78,7 @@ impl Node {
     fn route(&self, peer: &Peer, control: Control<'_>) {
         let reg = &self.0.registry;
         let sender = peer.info.name.as_str();
-        let speaks_for = |pid: &Pid, op: &str| -> bool {
-            if pid.node.name == sender {
-                return true;
-            }
-            tracing::warn!(peer = sender, op, claimed = %pid.node.name, "control message refused: its sender pid belongs to another node");
-            false
-        };
+        let speaks_for = |pid: &Pid, op: &str| speaks_for(sender, pid, op);
         match control {
             Control::Send { from, to, message } => {
                 match self
@@ -222,4 +215,15 @@ impl Node {
             ),
         }
     }
+}
+
+/// Whether `pid`, the sender pid a control message `op` claims, is a process of `sender`,
+/// the peer whose connection carried it; if not, the message is refused with a log line
+/// (see [`Node::dispatch`]).
+fn speaks_for(sender: &str, pid: &Pid, op: &str) -> bool {
+    if pid.node.name == sender {
+        return true;
+    }
+    tracing::warn!(peer = sender, op, claimed = %pid.node.name, "control message refused: its sender pid belongs to another node");
+    false
 }
