@@ -158,7 +158,6 @@ impl SpawnService for ErpcService {
                 state,
                 key,
                 handler,
-                mfa,
                 args: Args::new(t.args),
             }),
         })
@@ -171,14 +170,13 @@ struct Job {
     state: Arc<JobState>,
     key: RefKey,
     handler: (super::handler::HandlerFn, usize),
-    mfa: (String, String, usize),
     args: Args,
 }
 
 impl SpawnedJob for Job {
     fn start(self: Box<Self>) {
         let j = *self;
-        j.server.launch(j.state, j.key, j.handler, j.mfa, j.args);
+        j.server.launch(j.state, j.key, j.handler, j.args);
     }
     fn abandon(self: Box<Self>) {
         self.server.forget(&self.key, &self.state);

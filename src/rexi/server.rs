@@ -12,19 +12,20 @@ use super::outcome::Outcome;
 use super::protocol::{self, atom, nil, tuple, Doit, Request};
 use super::release::Release;
 use super::stats::{bump, Stats};
-use super::worker::{Answer, Ctx, Failure, JobState, StreamLimits};
+use super::worker::{Answer, Ctx, Failure, JobEnv, JobState, StreamLimits};
 use crate::etf::{summary, summary_list, Owned, SummaryLimits};
 use crate::log_limit;
 use crate::net::Node;
 use crate::process::refkey::{KeyMap, RefKey};
 use crate::process::{gen, Signal};
 use eetf::Term;
-use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Settings of the rexi layer.
@@ -188,6 +189,11 @@ pub struct RexiServer {
     /// (the default, as in rexi) no job keeps a copy of its arguments.
     error_limit: AtomicUsize,
     pub stats: Arc<Stats>,
+    /// What every job's [`Ctx`] points at.
+    env: Arc<JobEnv>,
+    /// Every handler's `{M, F, Arity}`, by handler index: a job keeps the index, not the
+    /// names.
+    mfas: Vec<(String, String, usize)>,
     /// Job durations by MFA, one series per handler.
     pub durations: JobDurations,
     pub(crate) names: Names,
@@ -227,9 +233,19 @@ impl NameOwner for RexiServer {
 
 impl RexiServer {
     pub fn new(node: Node, handlers: Handlers, cfg: RexiConfig) -> Arc<RexiServer> {
+        let stats = Arc::new(Stats::default());
+        let env = Arc::new(JobEnv {
+            node: node.clone(),
+            stats: stats.clone(),
+            timeout: cfg.worker_timeout,
+            limits: cfg.stream_limits,
+        });
+        let mfas = handlers.mfas();
         Arc::new_cyclic(|me| RexiServer {
             node,
-            durations: JobDurations::new(&handlers.mfas()),
+            durations: JobDurations::new(&mfas),
+            mfas,
+            env,
             handlers,
             release: Mutex::new(cfg.release),
             cfg,
@@ -240,7 +256,7 @@ impl RexiServer {
                 entries: VecDeque::new(),
             }),
             error_limit: AtomicUsize::new(0),
-            stats: Arc::new(Stats::default()),
+            stats,
             names: Names::default(),
             me: me.clone(),
         })
@@ -388,7 +404,7 @@ impl RexiServer {
         }
         let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce, other_owner));
         self.enter(key, &state);
-        self.launch(state, key, (handler, index), hkey, d.args);
+        self.launch(state, key, (handler, index), d.args);
     }
 
     /// Whether a job of `owner` may start now: `Err((flag, cap))` at `max_jobs` or at the
@@ -441,37 +457,27 @@ impl RexiServer {
         state: Arc<JobState>,
         key: RefKey,
         (handler, index): (super::handler::HandlerFn, usize),
-        (m, f, arity): (String, String, usize),
         args: super::handler::Args,
     ) {
         let Some(me) = self.me.upgrade() else { return };
-        let ctx = Ctx::new(
-            self.node.clone(),
-            self.stats.clone(),
-            state.clone(),
-            self.cfg.worker_timeout,
-            self.cfg.stream_limits,
-        );
-        let kept = self.kept_args(&args);
-        // The handler's future is made here, so the job's own future does not also keep
-        // room for the Ctx and the arguments (they live in the handler's future only).
-        let work = handler(ctx, args);
-        let started = (self.durations.start(), index);
-        let mut job = Box::pin(run_job(
-            me,
+        let kept = self.kept_args(&args).map(Box::new);
+        let work = handler(Ctx::new(self.env.clone(), state.clone()), args);
+        let mut job = JobTask {
+            server: me,
             work,
-            state.clone(),
+            state: state.clone(),
             key,
-            (m, f, arity),
+            index,
+            started: self.durations.start(),
             kept,
-            started,
-        ));
+        };
         // Run the job here, on the reader task, until it first waits: a job that answers
-        // at once (an echo, a phash2) then costs no task spawn and no thread hop; a job
-        // that waits is spawned and picks up from there (tokio's timers and Notify take
-        // the task's waker when polled again).
+        // at once (an echo, a phash2) then costs no task spawn and no thread hop. A job
+        // that waits moves into a task of its own and picks up from there (tokio's timers
+        // and Notify take the task's waker when polled again); it can move, as its
+        // handler's future is pinned in its own box.
         let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-        if job.as_mut().poll(&mut cx).is_ready() {
+        if Pin::new(&mut job).poll(&mut cx).is_ready() {
             return;
         }
         let task = tokio::spawn(job);
@@ -485,6 +491,13 @@ impl RexiServer {
         if state.is_killed() {
             task.abort();
         }
+    }
+
+    /// The `{M, F, Arity}` of handler `index` (every index the handler table gave out has
+    /// one; anything else reads as `'':''/0` rather than panic).
+    fn mfa(&self, index: usize) -> &(String, String, usize) {
+        static NONE: (String, String, usize) = (String::new(), String::new(), 0);
+        self.mfas.get(index).unwrap_or(&NONE)
     }
 
     /// The handler for `{M, F, Arity}` and its index.
@@ -572,8 +585,8 @@ impl RexiServer {
         state: &Arc<JobState>,
         key: &RefKey,
         outcome: Outcome,
-        mfa: &(String, String, usize),
-        kept: Option<Owned>,
+        index: usize,
+        kept: Option<Box<Owned>>,
     ) {
         {
             let mut jobs = lock(&self.jobs);
@@ -588,7 +601,8 @@ impl RexiServer {
         }
         if let Some(reason) = outcome.rexi_reason() {
             bump(&self.stats.errors);
-            self.record_error(reason, &mfa.0, &mfa.1, kept, &state.nonce);
+            let (m, f, _) = self.mfa(index);
+            self.record_error(reason, m, f, kept.map(|k| *k), &state.nonce);
         }
         let exit_reason: Owned = match &state.answer {
             Answer::AsExit(shape) => shape.exit_reason(outcome, state.take_value()),
@@ -716,42 +730,74 @@ fn int(v: i64) -> Term {
     Term::FixInteger(eetf::FixInteger::from(v as i32))
 }
 
-async fn run_job(
+/// A running job: the handler's future (pinned in its own box, so the job can be polled
+/// once in place and then moved into a task) and what its end needs. Every held job is one
+/// of these in a task, so it keeps the handler's index, not its names.
+struct JobTask {
     server: Arc<RexiServer>,
     work: HandlerFuture,
     state: Arc<JobState>,
     key: RefKey,
-    mfa: (String, String, usize),
-    kept: Option<Owned>,
-    (started, index): (Option<Instant>, usize),
-) {
-    let outcome = AssertUnwindSafe(work).catch_unwind().await;
-    if let Some(t) = started {
-        server.durations.observe(index, t.elapsed());
+    index: usize,
+    started: Option<Instant>,
+    kept: Option<Box<Owned>>,
+}
+
+impl Future for JobTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let job = self.get_mut();
+        let ended = match std::panic::catch_unwind(AssertUnwindSafe(|| job.work.as_mut().poll(cx)))
+        {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(r)) => Ok(r),
+            Err(panic) => Err(panic),
+        };
+        job.end(ended);
+        Poll::Ready(())
     }
-    let stack = || protocol::stack(&mfa.0, &mfa.1, int(mfa.2 as i64));
-    let outcome = match outcome {
-        Ok(Ok(())) | Ok(Err(Failure::Normal)) => Outcome::Normal,
-        Ok(Err(Failure::Error { reason, stack: s })) => Outcome::Error(Owned::new(tuple(vec![
-            reason.into_term(),
-            s.map(Owned::into_term).unwrap_or_else(stack),
-        ]))),
-        Ok(Err(Failure::Exit(r))) => Outcome::Exit(r),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
-            tracing::warn!(module = %mfa.0, function = %mfa.1, arity = mfa.2, "handler panicked: {msg}");
-            Outcome::Error(Owned::new(tuple(vec![
-                tuple(vec![
-                    atom("rust_panic"),
-                    Term::Binary(eetf::Binary::from(msg.into_bytes())),
-                ]),
-                stack(),
-            ])))
+}
+
+impl JobTask {
+    fn end(&mut self, ended: std::thread::Result<Result<(), Failure>>) {
+        let server = &self.server;
+        if let Some(t) = self.started {
+            server.durations.observe(self.index, t.elapsed());
         }
-    };
-    server.job_ended(&state, &key, outcome, &mfa, kept);
+        let (m, f, arity) = server.mfa(self.index);
+        let stack = || protocol::stack(m, f, int(*arity as i64));
+        let outcome = match ended {
+            Ok(Ok(())) | Ok(Err(Failure::Normal)) => Outcome::Normal,
+            Ok(Err(Failure::Error { reason, stack: s })) => {
+                Outcome::Error(Owned::new(tuple(vec![
+                    reason.into_term(),
+                    s.map(Owned::into_term).unwrap_or_else(stack),
+                ])))
+            }
+            Ok(Err(Failure::Exit(r))) => Outcome::Exit(r),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into());
+                tracing::warn!(module = %m, function = %f, arity, "handler panicked: {msg}");
+                Outcome::Error(Owned::new(tuple(vec![
+                    tuple(vec![
+                        atom("rust_panic"),
+                        Term::Binary(eetf::Binary::from(msg.into_bytes())),
+                    ]),
+                    stack(),
+                ])))
+            }
+        };
+        server.job_ended(
+            &self.state,
+            &self.key,
+            outcome,
+            self.index,
+            self.kept.take(),
+        );
+    }
 }

@@ -60,7 +60,7 @@ pub struct JobState {
     pub nonce: Owned,
     /// The node whose connection carried the doit, when it is not the caller's (rare):
     /// see [`JobState::owner`].
-    other_owner: Option<String>,
+    other_owner: Option<Box<str>>,
     /// Where the job's answer goes.
     pub answer: Answer,
     inner: Mutex<JobInner>,
@@ -72,22 +72,27 @@ pub enum Answer {
     ToCaller,
     /// A spawned process (`SPAWN_REQUEST`: erpc, rpc, `spawn/4`): its pid exists from the
     /// start, its first reply is kept as its value, and its end is an exit signal whose
-    /// reason is shaped by `shape` (see [`super::erpc`]).
-    AsExit(super::outcome::ExitShape),
+    /// reason is shaped by `shape` (see [`super::erpc`]). Boxed: a rexi job, the common
+    /// case, then pays one word for it.
+    AsExit(Box<super::outcome::ExitShape>),
 }
 
+/// What a kill and the job decide under one lock. The pid and the value are boxed: most
+/// jobs have neither, and a held job should cost as little as the BEAM's process does.
 #[derive(Default)]
 struct JobInner {
     killed: bool,
-    worker: Option<Pid>,
+    worker: Option<Box<Pid>>,
     /// A spawned process's value: its first reply.
-    value: Option<Owned>,
+    value: Option<Box<Owned>>,
 }
 
 impl JobState {
     /// `owner`: the sending node, when it is not the caller's.
     pub fn new(caller: Pid, reference: Reference, nonce: Owned, owner: Option<String>) -> JobState {
-        let other_owner = owner.filter(|o| *o != caller.node.name);
+        let other_owner = owner
+            .filter(|o| *o != caller.node.name)
+            .map(String::into_boxed_str);
         JobState {
             caller,
             reference,
@@ -111,9 +116,9 @@ impl JobState {
             reference,
             nonce: Owned::nil(),
             other_owner: None,
-            answer: Answer::AsExit(shape),
+            answer: Answer::AsExit(Box::new(shape)),
             inner: Mutex::new(JobInner {
-                worker: Some(pid),
+                worker: Some(Box::new(pid)),
                 ..JobInner::default()
             }),
         }
@@ -130,14 +135,14 @@ impl JobState {
             return Sent::Killed;
         }
         if g.value.is_none() {
-            g.value = Some(value);
+            g.value = Some(Box::new(value));
         }
         Sent::Queued
     }
 
     /// A spawned process's value, taken out.
     pub fn take_value(&self) -> Option<Owned> {
-        self.lock().value.take()
+        self.lock().value.take().map(|v| *v)
     }
 
     /// The node whose connection carried the doit: the job counts against its quota and
@@ -156,7 +161,7 @@ impl JobState {
     pub fn kill(&self) -> Option<Pid> {
         let mut g = self.lock();
         g.killed = true;
-        g.worker.clone()
+        g.worker.as_deref().cloned()
     }
 
     pub fn is_killed(&self) -> bool {
@@ -165,7 +170,7 @@ impl JobState {
 
     /// The job's pid, if it was ever shown.
     pub fn worker(&self) -> Option<Pid> {
-        self.lock().worker.clone()
+        self.lock().worker.as_deref().cloned()
     }
 
     /// Sends to the caller unless the job was killed.
@@ -221,16 +226,25 @@ enum StreamInit {
     Started,
 }
 
+/// What every job of one server shares: one allocation for all of them, so a [`Ctx`] (which
+/// lives as long as its job, in the handler's future) is a few words.
+pub(crate) struct JobEnv {
+    pub(crate) node: Node,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) timeout: Duration,
+    pub(crate) limits: StreamLimits,
+}
+
 /// What a handler gets: `reply`, `sync_reply`, `stream`, `stream2`, `stream_last`, `ping`,
 /// as rexi offers Erlang workers.
+///
+/// It is part of every held job, so it is kept small: the shared settings behind one
+/// pointer, the mailbox (with the job's pid) boxed and made only when a handler first
+/// shows its pid.
 pub struct Ctx {
-    node: Node,
-    stats: Arc<Stats>,
+    env: Arc<JobEnv>,
     job: Arc<JobState>,
-    mailbox: Option<Mailbox>,
-    pid: Option<Pid>,
-    timeout: Duration,
-    limits: StreamLimits,
+    mailbox: Option<Box<Mailbox>>,
     unacked: usize,
     init: StreamInit,
 }
@@ -242,21 +256,11 @@ enum Event {
 }
 
 impl Ctx {
-    pub(crate) fn new(
-        node: Node,
-        stats: Arc<Stats>,
-        job: Arc<JobState>,
-        timeout: Duration,
-        limits: StreamLimits,
-    ) -> Ctx {
+    pub(crate) fn new(env: Arc<JobEnv>, job: Arc<JobState>) -> Ctx {
         Ctx {
-            node,
-            stats,
+            env,
             job,
             mailbox: None,
-            pid: None,
-            timeout,
-            limits,
             unacked: 0,
             init: StreamInit::NotYet,
         }
@@ -274,24 +278,23 @@ impl Ctx {
         if g.killed {
             return Err(Failure::exit(atom("killed")));
         }
-        let mb = self.node.spawn_mailbox();
-        g.worker = Some(mb.pid.clone());
+        let mb = self.env.node.spawn_mailbox();
+        g.worker = Some(Box::new(mb.pid.clone()));
         drop(g);
-        self.pid = Some(mb.pid.clone());
-        self.mailbox = Some(mb);
+        self.mailbox = Some(Box::new(mb));
         Ok(())
     }
 
     fn worker_term(&mut self) -> Result<Term, Failure> {
         self.ensure_mailbox()?;
-        match &self.pid {
-            Some(p) => Ok(Term::Pid(p.clone())),
+        match &self.mailbox {
+            Some(mb) => Ok(Term::Pid(mb.pid.clone())),
             None => Err(Failure::exit(atom("killed"))),
         }
     }
 
     pub fn node(&self) -> &Node {
-        &self.node
+        &self.env.node
     }
 
     /// This job's pid (the `WorkerPid` callers ack and answer to); registers it on first use.
@@ -304,8 +307,9 @@ impl Ctx {
                 .ok_or_else(|| Failure::exit(atom("killed")));
         }
         self.ensure_mailbox()?;
-        self.pid
-            .clone()
+        self.mailbox
+            .as_ref()
+            .map(|mb| mb.pid.clone())
             .ok_or_else(|| Failure::exit(atom("killed")))
     }
 
@@ -320,13 +324,13 @@ impl Ctx {
     /// How long the job waits for an answer (`--worker-timeout`); handlers also use it as
     /// the longest wait they accept from a caller.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.env.timeout
     }
 
     fn count(&self, sent: Sent) {
         match sent {
-            Sent::Queued => bump(&self.stats.replies),
-            Sent::Dropped => bump(&self.stats.replies_dropped),
+            Sent::Queued => bump(&self.env.stats.replies),
+            Sent::Dropped => bump(&self.env.stats.replies_dropped),
             Sent::Killed => {}
         }
     }
@@ -342,7 +346,7 @@ impl Ctx {
         let msg = msg.into().into_term();
         let sent = self
             .job
-            .send(&self.node, protocol::reply(&self.job.reference, msg));
+            .send(&self.env.node, protocol::reply(&self.job.reference, msg));
         self.count(sent);
     }
 
@@ -351,8 +355,10 @@ impl Ctx {
         if self.job.is_spawned() {
             return;
         }
-        self.job
-            .send(&self.node, tuple(vec![atom("rexi"), atom("$rexi_ping")]));
+        self.job.send(
+            &self.env.node,
+            tuple(vec![atom("rexi"), atom("$rexi_ping")]),
+        );
     }
 
     /// `rexi:sync_reply/1`: sends `{Ref, {WorkerPid, Tag}, Msg}` and waits for
@@ -362,20 +368,20 @@ impl Ctx {
     /// rexi's own functions outside a rexi worker (see [`outside_rexi`]).
     pub async fn sync_reply(&mut self, msg: impl Into<Owned>) -> Result<Owned, Failure> {
         let msg = msg.into();
-        let tag = self.node.make_ref();
+        let tag = self.env.node.make_ref();
         let from = tuple(vec![
             self.worker_term()?,
             Term::Reference(Box::new(tag.clone())),
         ]);
         self.job.send(
-            &self.node,
+            &self.env.node,
             tuple(vec![
                 Term::Reference(Box::new(self.job.reference.clone())),
                 from,
                 msg.into_term(),
             ]),
         );
-        let until = Instant::now() + self.timeout;
+        let until = Instant::now() + self.env.timeout;
         loop {
             match self.next(until).await? {
                 Event::Timeout => return Ok(Owned::new(atom("timeout"))),
@@ -392,7 +398,7 @@ impl Ctx {
     /// `rexi:stream/1` (v1): at most [`StreamLimits::stream`] rows unacked (rexi: 10);
     /// waits for `{rexi_ack, N}` (300 s, then the job fails with `timeout`).
     pub async fn stream(&mut self, msg: impl Into<Owned>) -> Result<(), Failure> {
-        self.stream_row(msg.into(), self.limits.stream).await
+        self.stream_row(msg.into(), self.env.limits.stream).await
     }
 
     /// `rexi:stream2/1`: runs the `rexi_STREAM_INIT` handshake on first use, then streams
@@ -400,7 +406,7 @@ impl Ctx {
     pub async fn stream2(&mut self, msg: impl Into<Owned>) -> Result<(), Failure> {
         let msg = msg.into();
         self.ensure_started().await?;
-        self.stream_row(msg, self.limits.stream2).await
+        self.stream_row(msg, self.env.limits.stream2).await
     }
 
     /// `rexi:stream_last/1`: the handshake if it did not run yet, then `{Ref, Msg}`.
@@ -432,7 +438,7 @@ impl Ctx {
 
     async fn stream_row(&mut self, msg: Owned, limit: usize) -> Result<(), Failure> {
         if self.unacked >= limit {
-            let until = Instant::now() + self.timeout;
+            let until = Instant::now() + self.env.timeout;
             while self.unacked >= limit {
                 match self.next(until).await? {
                     Event::Timeout => return Err(Failure::error(atom("timeout"))),
@@ -451,7 +457,7 @@ impl Ctx {
             worker,
             msg.into_term(),
         ]);
-        let sent = self.job.send(&self.node, row);
+        let sent = self.job.send(&self.env.node, row);
         self.count(sent);
         self.unacked += 1;
         Ok(())
