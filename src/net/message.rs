@@ -483,10 +483,21 @@ fn patch_len(out: &mut [u8], start: usize) -> Result<(), etf::EncodeError> {
 
 /// Appends a `SEND` frame (`{2, '', ToPid}` + message) without building a control term.
 pub fn write_send(out: &mut Vec<u8>, to: &Pid, message: &Term) -> Result<(), etf::EncodeError> {
+    write_send_with(out, |o| encode_pid_body(o, to), |o| etf::encode(message, o))
+}
+
+/// Appends a `SEND` frame whose pid (`to`: tag included, no version byte) and payload
+/// (version byte included) are written by the caller: a rexi reply is spliced from the
+/// bytes the caller's node sent. On error `out` is left as it was.
+pub fn write_send_with(
+    out: &mut Vec<u8>,
+    to: impl FnOnce(&mut Vec<u8>),
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), etf::EncodeError>,
+) -> Result<(), etf::EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0, b'p', 131, 104, 3, 97, 2, 119, 0]);
-    encode_pid_body(out, to);
-    if let Err(e) = etf::encode(message, out) {
+    to(out);
+    if let Err(e) = payload(out) {
         out.truncate(start);
         return Err(e);
     }

@@ -23,21 +23,28 @@ pub struct RefKey {
 
 impl RefKey {
     pub fn of(r: &Reference) -> RefKey {
+        RefKey::from_parts(&r.node.name, r.creation, r.id.iter().copied())
+    }
+
+    /// The key of the Ref of `node`, `creation` and `words` (read in place from a frame).
+    pub fn from_parts(node: &str, creation: u32, words: impl Iterator<Item = u32>) -> RefKey {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        r.node.name.hash(&mut h);
-        let mut words = [0u32; 5];
-        for (i, w) in r.id.iter().enumerate() {
-            match words.get_mut(i) {
-                Some(slot) => *slot = *w,
+        node.hash(&mut h);
+        let mut slots = [0u32; 5];
+        let mut len = 0u32;
+        for (i, w) in words.enumerate() {
+            match slots.get_mut(i) {
+                Some(slot) => *slot = w,
                 None => w.hash(&mut h),
             }
+            len += 1;
         }
         RefKey {
             node: h.finish(),
-            creation: r.creation,
-            len: r.id.len() as u32,
-            words,
+            creation,
+            len,
+            words: slots,
         }
     }
     pub fn from_term(t: &Term) -> Option<RefKey> {

@@ -24,6 +24,7 @@
 use super::handler::Args;
 use super::outcome::{ExitShape, Outcome};
 use super::protocol::list_elements;
+use super::reply_to::ReplyTo;
 use super::server::RexiServer;
 use super::worker::JobState;
 use crate::etf::Owned;
@@ -115,6 +116,11 @@ impl SpawnService for ErpcService {
         let Some(t) = target(module, function, args) else {
             return Err("badarg");
         };
+        // Never `None` for what the decoder yields (see `ReplyTo::new`).
+        let Some(to) = ReplyTo::new(&from, &req_id) else {
+            drop(Owned::new(Term::List(List::from(t.args))));
+            return Err("badarg");
+        };
         let mfa = (t.module, t.function, t.args.len());
         let owner = from.node.name.clone();
         let key = RefKey::of(&req_id);
@@ -149,7 +155,7 @@ impl SpawnService for ErpcService {
                 key,
             })
         });
-        let state = Arc::new(JobState::spawned(from, req_id, pid.clone(), t.shape));
+        let state = Arc::new(JobState::spawned(to, pid.clone(), t.shape));
         server.enter(key, &state);
         Ok(Spawned {
             pid,

@@ -21,6 +21,7 @@ pub mod names;
 pub mod outcome;
 pub mod protocol;
 pub mod release;
+pub mod reply_to;
 pub mod server;
 pub mod stats;
 pub mod wire;

@@ -5,9 +5,10 @@
 //! and `'$gen_call'`s. Out: `{Ref, Reply}`, `{Ref, {WorkerPid, Tag}, Msg}`,
 //! `{Ref, WorkerPid, Row}`, `{Ref, {rexi_EXIT, Reason}}` and `{rexi, '$rexi_ping'}`.
 
+use super::reply_to::ReplyTo;
 use crate::etf::Owned;
 use crate::process::gen;
-use eetf::{Atom, Pid, Reference, Term, Tuple};
+use eetf::{Atom, Pid, Term, Tuple};
 
 /// The arguments of a call, each an [`Owned`] term: whatever a handler does not take,
 /// and whatever it takes and then drops (on an early `?` too), is freed without recursion,
@@ -62,8 +63,8 @@ pub enum Request {
 }
 
 pub struct Doit {
-    pub caller: Pid,
-    pub reference: Reference,
+    /// The caller's pid and the Ref: who the job answers.
+    pub to: ReplyTo,
     pub nonce: Owned,
     pub module: String,
     pub function: String,
@@ -164,9 +165,11 @@ fn parse_doit(mut from: Owned, nonce: Owned, mut mfa: Owned) -> Request {
             return bad("badarg");
         }
     };
+    let Some(to) = ReplyTo::new(&caller, &reference) else {
+        return bad("badarg");
+    };
     Request::Doit(Doit {
-        caller,
-        reference,
+        to,
         nonce,
         module,
         function,
@@ -184,14 +187,14 @@ fn bad_doit(caller: Pid, reference: Owned, reason: &str) -> Request {
     }
 }
 
-/// `{Ref, Msg}`.
-pub fn reply(reference: &Reference, msg: Term) -> Term {
-    tuple(vec![Term::Reference(Box::new(reference.clone())), msg])
-}
-
 /// `{Ref, {rexi_EXIT, Reason}}`.
 pub fn rexi_exit(reference: Term, reason: Term) -> Term {
-    tuple(vec![reference, tuple(vec![atom("rexi_EXIT"), reason])])
+    tuple(vec![reference, exit_body(reason)])
+}
+
+/// `{rexi_EXIT, Reason}`: what follows the Ref in a failed job's answer.
+pub fn exit_body(reason: Term) -> Term {
+    tuple(vec![atom("rexi_EXIT"), reason])
 }
 
 /// `[{M, F, ArityOrArgs, []}]`: a one-frame stack in the BEAM's shape.

@@ -369,10 +369,10 @@ impl RexiServer {
 
     /// Runs a doit that `sender` (the node of the connection, if any) carried.
     fn doit(&self, d: Doit, sender: Option<String>) {
-        let key = RefKey::of(&d.reference);
+        let key = d.to.key();
         if lock(&self.tombstones).take(&key, self.cfg.tombstone_ttl) {
             bump(&self.stats.tombstones_hit);
-            tracing::debug!(peer = %d.caller.node.name, "doit arrived after its kill: not run");
+            tracing::debug!(peer = %d.to.node(), "doit arrived after its kill: not run");
             return;
         }
         let hkey = (d.module, d.function, d.args.len());
@@ -384,25 +384,26 @@ impl RexiServer {
             let args = Term::List(eetf::List::from(d.args.into_terms()));
             let reason = Owned::new(tuple(vec![atom("undef"), protocol::stack(&m, &f, args)]));
             self.record_error(&reason, &m, &f, kept, &d.nonce);
-            let msg =
-                protocol::rexi_exit(Term::Reference(Box::new(d.reference)), reason.into_term());
-            let _ = self.node.send(&d.caller, msg);
+            let _ = d.to.send_tagged(
+                &self.node,
+                &mut [Owned::new(protocol::exit_body(reason.into_term()))],
+            );
             return;
         };
         // Most callers are processes of the sending node: then nothing is allocated.
-        let other_owner = sender.filter(|s| *s != d.caller.node.name);
-        let owner = other_owner.as_deref().unwrap_or(&d.caller.node.name);
+        let other_owner = sender.filter(|s| s != d.to.node());
+        let owner = other_owner.as_deref().unwrap_or(d.to.node());
         if let Err((which, cap)) = self.admit(owner) {
             bump(&self.stats.overloaded);
-            tracing::debug!(peer = %owner, caller_node = %d.caller.node.name, cap, "overloaded ({which}): doit refused");
-            let msg = protocol::rexi_exit(
-                Term::Reference(Box::new(d.reference)),
-                tuple(vec![atom("overloaded"), nil()]),
+            tracing::debug!(peer = %owner, caller_node = %d.to.node(), cap, "overloaded ({which}): doit refused");
+            let overloaded = tuple(vec![atom("overloaded"), nil()]);
+            let _ = d.to.send_tagged(
+                &self.node,
+                &mut [Owned::new(protocol::exit_body(overloaded))],
             );
-            let _ = self.node.send(&d.caller, msg);
             return;
         }
-        let state = Arc::new(JobState::new(d.caller, d.reference, d.nonce, other_owner));
+        let state = Arc::new(JobState::new(d.to, d.nonce, other_owner));
         self.enter(key, &state);
         self.launch(state, key, (handler, index), d.args);
     }
@@ -431,7 +432,7 @@ impl RexiServer {
             },
         ) {
             bump(&self.stats.jobs_ended);
-            let peer = &old.state.caller.node.name;
+            let peer = old.state.to.node();
             if let Some(suppressed) =
                 log_limit::global().admit("job reused a running job's Ref", peer)
             {
@@ -560,7 +561,7 @@ impl RexiServer {
             let keys: Vec<RefKey> = jobs
                 .map
                 .iter()
-                .filter(|(_, e)| e.state.owner() == peer || e.state.caller.node.name == peer)
+                .filter(|(_, e)| e.state.owner() == peer || e.state.to.node() == peer)
                 .map(|(k, _)| *k)
                 .collect();
             let gone = keys.into_iter().filter_map(|k| jobs.remove(&k)).collect();
@@ -609,11 +610,8 @@ impl RexiServer {
             Answer::ToCaller => match outcome {
                 Outcome::Normal => Owned::new(atom("normal")),
                 Outcome::Error(reason) | Outcome::Exit(reason) => {
-                    let msg = protocol::rexi_exit(
-                        Term::Reference(Box::new(state.reference.clone())),
-                        reason.into_term(),
-                    );
-                    state.send(&self.node, msg);
+                    let body = protocol::exit_body(reason.into_term());
+                    state.send_tagged(&self.node, &mut [Owned::new(body)]);
                     Owned::new(atom("shutdown"))
                 }
             },

@@ -5,9 +5,9 @@
 //! envelope costs four tuples, four atoms (a `String` each) and a walk to free them, all
 //! thrown away by [`super::protocol::parse`] a moment later. Here the envelope is walked
 //! as bytes: the tuple headers and the atoms `'$gen_cast'` and `doit` are compared in
-//! place, M and F are read as strings, and only what the job keeps (the caller's pid, the
-//! reference, the nonce, the arguments) goes through the guarded decoder
-//! ([`crate::etf::decode_at`]), with the frame's limits and memory budget.
+//! place, M and F are read as strings, the caller's pid and the Ref are kept as the bytes
+//! they are ([`ReplyTo`]), and only the nonce and the arguments go through the guarded
+//! decoder ([`crate::etf::decode_at`]), with the frame's limits and memory budget.
 //!
 //! Anything else (a kill, a call, a compressed payload, a doit of an unusual shape) is
 //! `None`: the caller decodes the message whole and takes the ordinary path, so
@@ -16,6 +16,7 @@
 //! whole decoder's to report.
 
 use super::protocol::{list_elements, Args, Doit};
+use super::reply_to::ReplyTo;
 use crate::etf::{self, dispose, tags, Budget, Limits, Owned};
 use eetf::{Atom, Term};
 
@@ -84,13 +85,23 @@ pub fn read(bytes: &[u8], limits: &Limits, budget: &mut Budget) -> Option<Doit> 
     // From = {CallerPid, Ref}: depths as the whole decoder counts them (the outer tuple
     // is 0, the doit tuple 1, From 2, its elements 3).
     (c.tuple()? == 2).then_some(())?;
-    let caller = match c.term(3, limits, budget)? {
-        Term::Pid(p) => p,
-        other => return dispose_none(other),
-    };
-    let reference = match c.term(3, limits, budget)? {
-        Term::Reference(r) => *r,
-        other => return dispose_none(other),
+    let to = match ReplyTo::read(c.bytes, c.pos, budget) {
+        Some((to, end)) => {
+            c.pos = end;
+            to
+        }
+        // Another encoding of a pid or Ref (or not a pid and a Ref at all).
+        None => {
+            let caller = match c.term(3, limits, budget)? {
+                Term::Pid(p) => p,
+                other => return dispose_none(other),
+            };
+            let reference = match c.term(3, limits, budget)? {
+                Term::Reference(r) => *r,
+                other => return dispose_none(other),
+            };
+            ReplyTo::new(&caller, &reference)?
+        }
     };
     let nonce = match n {
         4 => Owned::new(c.term(2, limits, budget)?),
@@ -109,8 +120,7 @@ pub fn read(bytes: &[u8], limits: &Limits, budget: &mut Budget) -> Option<Doit> 
         Err(other) => return dispose_none(other),
     };
     Some(Doit {
-        caller,
-        reference,
+        to,
         nonce,
         module,
         function,
@@ -165,8 +175,7 @@ mod tests {
     }
 
     fn same_doit(a: &Doit, b: &Doit) {
-        assert_eq!(a.caller, b.caller);
-        assert_eq!(a.reference, b.reference);
+        assert_eq!(a.to, b.to);
         assert_eq!(*a.nonce, *b.nonce);
         assert_eq!((&a.module, &a.function), (&b.module, &b.function));
         assert_eq!(

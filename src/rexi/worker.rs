@@ -6,8 +6,10 @@
 //! the kill takes.
 
 use super::protocol::{self, atom, tuple};
+use super::reply_to::ReplyTo;
 use super::stats::{bump, Stats};
 use crate::etf::Owned;
+use crate::net::connection::SendError;
 use crate::net::Node;
 use crate::process::{Mailbox, Signal};
 use eetf::{Pid, Reference, Term};
@@ -55,8 +57,8 @@ pub fn outside_rexi() -> Failure {
 /// the pid live under one lock, so a kill either sees the pid (and ends that process) or
 /// makes the registration fail.
 pub struct JobState {
-    pub caller: Pid,
-    pub reference: Reference,
+    /// The caller's pid and the Ref, as the caller's node sent them.
+    pub to: ReplyTo,
     pub nonce: Owned,
     /// The node whose connection carried the doit, when it is not the caller's (rare):
     /// see [`JobState::owner`].
@@ -89,13 +91,10 @@ struct JobInner {
 
 impl JobState {
     /// `owner`: the sending node, when it is not the caller's.
-    pub fn new(caller: Pid, reference: Reference, nonce: Owned, owner: Option<String>) -> JobState {
-        let other_owner = owner
-            .filter(|o| *o != caller.node.name)
-            .map(String::into_boxed_str);
+    pub fn new(to: ReplyTo, nonce: Owned, owner: Option<String>) -> JobState {
+        let other_owner = owner.filter(|o| o != to.node()).map(String::into_boxed_str);
         JobState {
-            caller,
-            reference,
+            to,
             nonce,
             other_owner,
             answer: Answer::ToCaller,
@@ -103,17 +102,10 @@ impl JobState {
         }
     }
 
-    /// A spawned process `pid` for `caller` (the spawning process), `reference` its
-    /// request id.
-    pub fn spawned(
-        caller: Pid,
-        reference: Reference,
-        pid: Pid,
-        shape: super::outcome::ExitShape,
-    ) -> JobState {
+    /// A spawned process `pid` for `to` (the spawning process and its request id).
+    pub fn spawned(to: ReplyTo, pid: Pid, shape: super::outcome::ExitShape) -> JobState {
         JobState {
-            caller,
-            reference,
+            to,
             nonce: Owned::nil(),
             other_owner: None,
             answer: Answer::AsExit(Box::new(shape)),
@@ -148,9 +140,7 @@ impl JobState {
     /// The node whose connection carried the doit: the job counts against its quota and
     /// ends when that connection goes down.
     pub fn owner(&self) -> &str {
-        self.other_owner
-            .as_deref()
-            .unwrap_or(&self.caller.node.name)
+        self.other_owner.as_deref().unwrap_or(self.to.node())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JobInner> {
@@ -173,16 +163,26 @@ impl JobState {
         self.lock().worker.as_deref().cloned()
     }
 
-    /// Sends to the caller unless the job was killed.
-    pub fn send(&self, node: &Node, message: impl Into<Owned>) -> Sent {
-        let message = message.into();
+    /// Sends `{Ref, Rest...}` to the caller unless the job was killed.
+    pub fn send_tagged(&self, node: &Node, rest: &mut [Owned]) -> Sent {
+        self.sending(|| self.to.send_tagged(node, rest))
+    }
+
+    /// Sends `message` to the caller unless the job was killed.
+    pub fn send_plain(&self, node: &Node, message: Owned) -> Sent {
+        self.sending(|| self.to.send_plain(node, message))
+    }
+
+    /// Runs `send` under the kill lock, unless the job was killed.
+    fn sending(&self, send: impl FnOnce() -> Result<(), SendError>) -> Sent {
         let g = self.lock();
         if g.killed {
-            drop(g);
             return Sent::Killed;
         }
-        if let Err(e) = node.send(&self.caller, message) {
-            tracing::debug!(peer = %self.caller.node.name, error = %e, "reply not sent");
+        let sent = send();
+        drop(g);
+        if let Err(e) = sent {
+            tracing::debug!(peer = %self.to.node(), error = %e, "reply not sent");
             return Sent::Dropped;
         }
         Sent::Queued
@@ -313,8 +313,9 @@ impl Ctx {
             .ok_or_else(|| Failure::exit(atom("killed")))
     }
 
-    pub fn caller(&self) -> &Pid {
-        &self.job.caller
+    /// The caller's pid (decoded from the bytes the job keeps).
+    pub fn caller(&self) -> Pid {
+        self.job.to.pid()
     }
 
     pub fn nonce(&self) -> &Term {
@@ -343,10 +344,7 @@ impl Ctx {
             self.count(sent);
             return;
         }
-        let msg = msg.into().into_term();
-        let sent = self
-            .job
-            .send(&self.env.node, protocol::reply(&self.job.reference, msg));
+        let sent = self.job.send_tagged(&self.env.node, &mut [msg.into()]);
         self.count(sent);
     }
 
@@ -355,9 +353,9 @@ impl Ctx {
         if self.job.is_spawned() {
             return;
         }
-        self.job.send(
+        self.job.send_plain(
             &self.env.node,
-            tuple(vec![atom("rexi"), atom("$rexi_ping")]),
+            Owned::new(tuple(vec![atom("rexi"), atom("$rexi_ping")])),
         );
     }
 
@@ -373,14 +371,8 @@ impl Ctx {
             self.worker_term()?,
             Term::Reference(Box::new(tag.clone())),
         ]);
-        self.job.send(
-            &self.env.node,
-            tuple(vec![
-                Term::Reference(Box::new(self.job.reference.clone())),
-                from,
-                msg.into_term(),
-            ]),
-        );
+        self.job
+            .send_tagged(&self.env.node, &mut [Owned::new(from), msg]);
         let until = Instant::now() + self.env.timeout;
         loop {
             match self.next(until).await? {
@@ -452,12 +444,9 @@ impl Ctx {
             }
         }
         let worker = self.worker_term()?;
-        let row = tuple(vec![
-            Term::Reference(Box::new(self.job.reference.clone())),
-            worker,
-            msg.into_term(),
-        ]);
-        let sent = self.job.send(&self.env.node, row);
+        let sent = self
+            .job
+            .send_tagged(&self.env.node, &mut [Owned::new(worker), msg]);
         self.count(sent);
         self.unacked += 1;
         Ok(())

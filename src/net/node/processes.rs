@@ -151,10 +151,19 @@ impl Node {
 
     /// Like [`Node::send`] for a remote pid, without taking the message.
     pub fn send_ref(&self, to: &Pid, message: &Term) -> Result<(), SendError> {
-        let fill = |b: &mut Vec<u8>| message::write_send(b, to, message);
-        match self.peer(&to.node.name) {
+        self.send_frame(&to.node.name, |b| message::write_send(b, to, message))
+    }
+
+    /// Queues the frame `fill` writes on `node`'s connection (connecting first, like
+    /// [`Node::send`], when there is none). `fill` may be called more than once.
+    pub(crate) fn send_frame(
+        &self,
+        node: &str,
+        fill: impl Fn(&mut Vec<u8>) -> Result<(), etf::EncodeError>,
+    ) -> Result<(), SendError> {
+        match self.peer(node) {
             Some(p) => self.push(&p, fill),
-            None => self.send_connecting(&to.node.name, fill),
+            None => self.send_connecting(node, fill),
         }
     }
 

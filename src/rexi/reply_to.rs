@@ -1,0 +1,307 @@
+//! Who a job answers: the caller's pid and the request's Ref, kept as the bytes the
+//! caller's node sent them in.
+//!
+//! Every message a job sends goes to one pid, and every one but a ping starts with one Ref:
+//! `{Ref, Reply}`, `{Ref, {rexi_EXIT, Reason}}`, `{Ref, From, Msg}`, `{Ref, Worker, Row}`.
+//! Decoded into `eetf` terms, the pair costs three allocations (two node names and the Ref's
+//! words) when the doit arrives, and a clone of the Ref for every reply; and a held job keeps
+//! all of it. Kept as the peer's own encoding, it is one small allocation, and a reply is
+//! written by copying bytes around the encoded message (see [`ReplyTo::send_tagged`]).
+//!
+//! Only the encodings every OTP since 23 sends are read in place (`NEW_PID_EXT` and
+//! `NEWER_REFERENCE_EXT`, node names as `SMALL_ATOM_UTF8_EXT`); a pid or Ref in any other
+//! encoding is decoded by the guarded decoder and written back in these (what our encoder
+//! writes), so the bytes here always have this one shape.
+
+use crate::etf::{self, tags, Budget, Owned};
+use crate::net::connection::SendError;
+use crate::net::{message, Node};
+use crate::process::refkey::RefKey;
+use eetf::{Atom, Pid, Reference, Term};
+
+/// The largest Ref the BEAM makes has 5 words (OTP's own limit, which the decoder applies).
+const MAX_REF_WORDS: usize = 5;
+
+/// The caller's pid followed by the Ref, each with its tag and without a version byte.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    bytes: Box<[u8]>,
+    /// Where the Ref starts: the pid is everything before.
+    split: u16,
+}
+
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyTo")
+            .field("pid", &self.pid())
+            .field("reference", &self.reference())
+            .finish()
+    }
+}
+
+/// A node name at `at` (`SMALL_ATOM_UTF8_EXT`, or `ATOM_UTF8_EXT` as our encoder writes
+/// names over 255 bytes): the text and where it ends.
+fn node_at(bytes: &[u8], at: usize) -> Option<(&str, usize)> {
+    let (start, len) = match *bytes.get(at)? {
+        tags::SMALL_ATOM_UTF8_EXT => (at + 2, *bytes.get(at + 1)? as usize),
+        tags::ATOM_UTF8_EXT => (
+            at + 3,
+            u16::from_be_bytes([*bytes.get(at + 1)?, *bytes.get(at + 2)?]) as usize,
+        ),
+        _ => return None,
+    };
+    let text = bytes.get(start..start + len)?;
+    Some((std::str::from_utf8(text).ok()?, start + len))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The length of a `NEW_PID_EXT` at `at`, if one (with a UTF-8 node name) is there.
+fn pid_len(bytes: &[u8], at: usize) -> Option<usize> {
+    (*bytes.get(at)? == tags::NEW_PID_EXT).then_some(())?;
+    let (_, end) = node_at(bytes, at + 1)?;
+    bytes.get(end..end + 12)?;
+    Some(end + 12 - at)
+}
+
+/// The length of a `NEWER_REFERENCE_EXT` at `at`, if one (with a UTF-8 node name and at
+/// most [`MAX_REF_WORDS`] words) is there.
+fn ref_len(bytes: &[u8], at: usize) -> Option<usize> {
+    (*bytes.get(at)? == tags::NEWER_REFERENCE_EXT).then_some(())?;
+    let words = u16::from_be_bytes([*bytes.get(at + 1)?, *bytes.get(at + 2)?]) as usize;
+    (words <= MAX_REF_WORDS).then_some(())?;
+    let (_, end) = node_at(bytes, at + 3)?;
+    let end = end + 4 + 4 * words;
+    bytes.get(..end)?;
+    Some(end - at)
+}
+
+impl ReplyTo {
+    /// From decoded terms (a doit that took the ordinary path, an erpc spawn). `None` only
+    /// for what the decoder never yields (a node name over 255 characters, a Ref of more
+    /// than 5 words).
+    pub fn new(pid: &Pid, reference: &Reference) -> Option<ReplyTo> {
+        let mut bytes = Vec::new();
+        etf::encode_body(&Term::Pid(pid.clone()), &mut bytes).ok()?;
+        let split = u16::try_from(bytes.len()).ok()?;
+        etf::encode_body(&Term::Reference(Box::new(reference.clone())), &mut bytes).ok()?;
+        Some(ReplyTo {
+            bytes: bytes.into_boxed_slice(),
+            split,
+        })
+    }
+
+    /// Reads a pid then a Ref at `at` in `bytes`, as they stand: `None` when either is in
+    /// another encoding (the caller then decodes them) or the budget is spent. The bytes
+    /// are charged to `budget`. The end of the Ref comes with it.
+    pub fn read(bytes: &[u8], at: usize, budget: &mut Budget) -> Option<(ReplyTo, usize)> {
+        let pid = pid_len(bytes, at)?;
+        let reference = ref_len(bytes, at + pid)?;
+        let end = at + pid + reference;
+        budget.charge(end - at, at).ok()?;
+        Some((
+            ReplyTo {
+                bytes: bytes.get(at..end)?.into(),
+                split: u16::try_from(pid).ok()?,
+            },
+            end,
+        ))
+    }
+
+    fn pid_bytes(&self) -> &[u8] {
+        &self.bytes[..self.split as usize]
+    }
+
+    fn ref_bytes(&self) -> &[u8] {
+        &self.bytes[self.split as usize..]
+    }
+
+    /// The caller's node.
+    pub fn node(&self) -> &str {
+        node_at(self.pid_bytes(), 1).map_or("", |(n, _)| n)
+    }
+
+    /// The caller's pid, decoded.
+    pub fn pid(&self) -> Pid {
+        let b = self.pid_bytes();
+        let (node, end) = node_at(b, 1).unwrap_or(("", 1));
+        Pid {
+            node: Atom::from(node),
+            id: u32_at(b, end).unwrap_or(0),
+            serial: u32_at(b, end + 4).unwrap_or(0),
+            creation: u32_at(b, end + 8).unwrap_or(0),
+        }
+    }
+
+    /// The Ref's node, creation and words.
+    fn ref_parts(&self) -> (&str, u32, impl Iterator<Item = u32> + '_) {
+        let b = self.ref_bytes();
+        let (node, end) = node_at(b, 3).unwrap_or(("", b.len()));
+        let creation = u32_at(b, end).unwrap_or(0);
+        let words = b
+            .get(end + 4..)
+            .unwrap_or(&[])
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        (node, creation, words)
+    }
+
+    /// The Ref, decoded.
+    pub fn reference(&self) -> Reference {
+        let (node, creation, words) = self.ref_parts();
+        Reference {
+            node: Atom::from(node),
+            id: words.collect(),
+            creation,
+        }
+    }
+
+    /// The Ref's key in the job table: the same as [`RefKey::of`] the decoded Ref.
+    pub fn key(&self) -> RefKey {
+        let (node, creation, words) = self.ref_parts();
+        RefKey::from_parts(node, creation, words)
+    }
+
+    /// Sends `{Ref, Rest...}` to the caller. A remote caller's frame is written from the
+    /// kept bytes and the encoded `rest`; a caller on this node (a pid of ours) gets the
+    /// tuple as a term, and `rest` is left as `[]`s.
+    pub fn send_tagged(&self, node: &Node, rest: &mut [Owned]) -> Result<(), SendError> {
+        if self.is_local(node) {
+            let mut v = Vec::with_capacity(rest.len() + 1);
+            v.push(Term::Reference(Box::new(self.reference())));
+            v.extend(rest.iter_mut().map(|t| std::mem::take(t).into_term()));
+            return node.send(&self.pid(), Owned::new(Term::Tuple(eetf::Tuple::from(v))));
+        }
+        self.send_remote(node, |out| self.write_tagged(out, rest))
+    }
+
+    /// Sends `message` as it is to the caller (a ping carries no Ref).
+    pub fn send_plain(&self, node: &Node, message: Owned) -> Result<(), SendError> {
+        if self.is_local(node) {
+            return node.send(&self.pid(), message);
+        }
+        self.send_remote(node, |out| etf::encode(&message, out))
+    }
+
+    /// A caller on this node: a pid of ours (of this or an earlier incarnation, which
+    /// [`Node::send`] tells apart).
+    fn is_local(&self, node: &Node) -> bool {
+        self.node() == node.name()
+    }
+
+    /// `{Ref, Rest...}` with its version byte (`rest` has at most a few elements).
+    fn write_tagged(&self, out: &mut Vec<u8>, rest: &[Owned]) -> Result<(), etf::EncodeError> {
+        let arity = u8::try_from(rest.len() + 1)
+            .map_err(|_| etf::EncodeError(format!("a reply of {} elements", rest.len() + 1)))?;
+        out.extend_from_slice(&[tags::VERSION, tags::SMALL_TUPLE_EXT, arity]);
+        out.extend_from_slice(self.ref_bytes());
+        rest.iter().try_for_each(|t| etf::encode_body(t, out))
+    }
+
+    fn send_remote(
+        &self,
+        node: &Node,
+        payload: impl Fn(&mut Vec<u8>) -> Result<(), etf::EncodeError>,
+    ) -> Result<(), SendError> {
+        node.send_frame(self.node(), |out| {
+            message::write_send_with(out, |o| o.extend_from_slice(self.pid_bytes()), &payload)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etf::Limits;
+
+    fn pid(node: &str) -> Pid {
+        Pid {
+            node: Atom::from(node),
+            id: 77,
+            serial: 3,
+            creation: 0x1234_5678,
+        }
+    }
+
+    fn reference(node: &str, words: Vec<u32>) -> Reference {
+        Reference {
+            node: Atom::from(node),
+            id: words,
+            creation: 9,
+        }
+    }
+
+    #[test]
+    fn read_in_place_equals_the_decoded_terms() {
+        let (p, r) = (
+            pid("caller@127.0.0.1"),
+            reference("caller@127.0.0.1", vec![1, 2, 3]),
+        );
+        let made = ReplyTo::new(&p, &r).expect("encodes");
+        let mut bytes = vec![1, 2];
+        bytes.extend_from_slice(&made.bytes);
+        bytes.push(0xff);
+        let limits = Limits::default();
+        let mut budget = Budget::new(&limits);
+        let (read, end) = ReplyTo::read(&bytes, 2, &mut budget).expect("reads");
+        assert_eq!(end, bytes.len() - 1);
+        assert_eq!(read, made);
+        assert_eq!(read.pid(), p);
+        assert_eq!(read.reference(), r);
+        assert_eq!(read.node(), "caller@127.0.0.1");
+        assert_eq!(read.key(), RefKey::of(&r));
+    }
+
+    #[test]
+    fn other_encodings_and_short_input_are_not_read() {
+        let made = ReplyTo::new(&pid("a@b"), &reference("a@b", vec![5])).expect("encodes");
+        let limits = Limits::default();
+        for cut in 0..made.bytes.len() {
+            let mut budget = Budget::new(&limits);
+            assert!(ReplyTo::read(&made.bytes[..cut], 0, &mut budget).is_none());
+        }
+        // PID_EXT (103) instead of NEW_PID_EXT.
+        let mut old = made.bytes.to_vec();
+        old[0] = 103;
+        assert!(ReplyTo::read(&old, 0, &mut Budget::new(&limits)).is_none());
+        // A Latin-1 node name.
+        let mut latin = made.bytes.to_vec();
+        latin[1] = tags::SMALL_ATOM_EXT;
+        assert!(ReplyTo::read(&latin, 0, &mut Budget::new(&limits)).is_none());
+        // Six words.
+        let six = ReplyTo::new(&pid("a@b"), &reference("a@b", vec![1; 5])).expect("encodes");
+        let mut b = six.bytes.to_vec();
+        let at = six.split as usize;
+        b[at + 2] = 6;
+        b.extend_from_slice(&[0, 0, 0, 1]);
+        assert!(ReplyTo::read(&b, 0, &mut Budget::new(&limits)).is_none());
+    }
+
+    #[test]
+    fn a_reply_frame_decodes_to_the_tuple() {
+        let (p, r) = (pid("c@h"), reference("c@h", vec![4, 5, 6]));
+        let to = ReplyTo::new(&p, &r).expect("encodes");
+        let rest = [Owned::new(Term::Atom(Atom::from("hello")))];
+        let mut out = Vec::new();
+        message::write_send_with(
+            &mut out,
+            |o| o.extend_from_slice(to.pid_bytes()),
+            |o| to.write_tagged(o, &rest),
+        )
+        .expect("written");
+        let mut want = Vec::new();
+        message::write_send(
+            &mut want,
+            &p,
+            &Term::Tuple(eetf::Tuple::from(vec![
+                Term::Reference(Box::new(r)),
+                Term::Atom(Atom::from("hello")),
+            ])),
+        )
+        .expect("written");
+        assert_eq!(out, want);
+    }
+}
