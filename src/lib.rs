@@ -21,6 +21,7 @@
 
 pub mod client;
 pub mod etf;
+pub mod fast_hash;
 pub mod handlers;
 pub mod log_limit;
 pub mod metrics;

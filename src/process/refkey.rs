@@ -3,8 +3,8 @@
 //! Used wherever a table is looked up by a peer's reference on every message: rexi's job
 //! table (by the caller's Ref) and the registry's monitors (O(1) `DEMONITOR`).
 
+use crate::fast_hash::FastMap;
 use eetf::{Reference, Term};
-use std::collections::HashMap;
 
 /// The key of a job: the caller's Ref, packed into a few words so that a cast costs no
 /// allocation for it and hashes fast (every doit, kill and job end looks it up).
@@ -55,29 +55,6 @@ impl RefKey {
     }
 }
 
-/// A multiply-rotate hasher for [`RefKey`]s: the key's words are already well mixed
-/// (ref counters and a SipHash of the node name), so SipHash again would only cost time.
-#[derive(Default, Clone, Copy)]
-pub struct WordHasher(u64);
-
-impl std::hash::Hasher for WordHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(*b as u64);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(n as u64);
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-pub type KeyMap<V> = HashMap<RefKey, V, std::hash::BuildHasherDefault<WordHasher>>;
+/// The job table and the monitors by Ref: [`RefKey`]s are already well mixed (ref counters
+/// and a SipHash of the node name), so SipHash again would only cost time.
+pub type KeyMap<V> = FastMap<RefKey, V>;

@@ -9,6 +9,7 @@ use super::refkey::RefKey;
 use super::ProcId;
 use super::{Process, Signal};
 use crate::etf::Owned;
+use crate::fast_hash::FastMap;
 use eetf::{Atom, Pid, Reference, Term};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -136,8 +137,9 @@ impl Default for PeerLimits {
 
 #[derive(Default)]
 pub struct Registry {
-    names: RwLock<HashMap<String, Arc<dyn Process>>>,
-    pids: RwLock<HashMap<u64, Arc<dyn Process>>>,
+    /// Names and pids are ours (peers only look them up): see [`crate::fast_hash`].
+    names: RwLock<FastMap<String, Arc<dyn Process>>>,
+    pids: RwLock<FastMap<u64, Arc<dyn Process>>>,
     monitors: Mutex<RemoteMonitors>,
     links: Mutex<Links>,
     /// reference id words -> monitor held by a local process on a remote process

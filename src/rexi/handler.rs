@@ -2,7 +2,7 @@
 
 pub use super::protocol::Args;
 use super::worker::{Ctx, Failure};
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,11 +11,22 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send
 pub type HandlerFn = Arc<dyn Fn(Ctx, Args) -> HandlerFuture + Send + Sync>;
 
 /// The handler table. Build it before the node starts serving.
+///
+/// Looked up on every doit by the M and F of the frame, borrowed: by module, then among
+/// that module's few functions. Each handler has an index, which names its job-duration
+/// series ([`super::durations`]) and its MFA for the job, without a lookup by name.
 #[derive(Clone, Default)]
 pub struct Handlers {
-    /// Each handler with its index, which names its job-duration series
-    /// ([`super::durations`]) without a second lookup by name per job.
-    table: HashMap<(String, String, usize), (HandlerFn, usize)>,
+    table: FastMap<String, Vec<Entry>>,
+    len: usize,
+}
+
+#[derive(Clone)]
+struct Entry {
+    function: String,
+    arity: usize,
+    handler: HandlerFn,
+    index: usize,
 }
 
 impl Handlers {
@@ -51,34 +62,62 @@ impl Handlers {
         F: Fn(Ctx, Args) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Failure>> + Send + 'static,
     {
-        let f: HandlerFn = Arc::new(move |ctx, args| Box::pin(f(ctx, args)));
-        let key = (module.to_string(), function.to_string(), arity);
-        let index = self.table.get(&key).map_or(self.table.len(), |(_, i)| *i);
-        self.table.insert(key, (f, index));
+        let handler: HandlerFn = Arc::new(move |ctx, args| Box::pin(f(ctx, args)));
+        let entries = self.table.entry(module.to_string()).or_default();
+        match entries
+            .iter_mut()
+            .find(|e| e.arity == arity && e.function == function)
+        {
+            // Registered again: the new handler, the same index.
+            Some(e) => e.handler = handler,
+            None => {
+                entries.push(Entry {
+                    function: function.to_string(),
+                    arity,
+                    handler,
+                    index: self.len,
+                });
+                self.len += 1;
+            }
+        }
     }
 
     pub fn lookup(&self, key: &(String, String, usize)) -> Option<HandlerFn> {
-        self.lookup_indexed(key).map(|(f, _)| f)
+        self.find(&key.0, &key.1, key.2).map(|(f, _)| f)
     }
 
     /// The handler and its index (see [`Handlers::mfas`]).
     pub fn lookup_indexed(&self, key: &(String, String, usize)) -> Option<(HandlerFn, usize)> {
-        self.table.get(key).map(|(f, i)| (f.clone(), *i))
+        self.find(&key.0, &key.1, key.2)
+    }
+
+    /// The handler of `module:function/arity` and its index, looked up without allocating.
+    pub fn find(&self, module: &str, function: &str, arity: usize) -> Option<(HandlerFn, usize)> {
+        self.table
+            .get(module)?
+            .iter()
+            .find(|e| e.arity == arity && e.function == function)
+            .map(|e| (e.handler.clone(), e.index))
     }
 
     /// Every registered MFA, in index order.
     pub fn mfas(&self) -> Vec<(String, String, usize)> {
-        let mut v: Vec<(&(String, String, usize), usize)> =
-            self.table.iter().map(|(k, (_, i))| (k, *i)).collect();
-        v.sort_by_key(|(_, i)| *i);
-        v.into_iter().map(|(k, _)| k.clone()).collect()
+        let mut v: Vec<(&str, &Entry)> = self
+            .table
+            .iter()
+            .flat_map(|(m, es)| es.iter().map(move |e| (m.as_str(), e)))
+            .collect();
+        v.sort_by_key(|(_, e)| e.index);
+        v.into_iter()
+            .map(|(m, e)| (m.to_string(), e.function.clone(), e.arity))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len == 0
     }
 }

@@ -42,7 +42,7 @@ pub(crate) trait NameOwner: Send + Sync + 'static {
     /// A signal sent to one of the names.
     fn handle(&self, kind: NameKind, signal: Signal);
     /// A doit read in place ([`super::wire`]) from `from`.
-    fn handle_doit(&self, kind: NameKind, doit: super::protocol::Doit, from: Option<Pid>);
+    fn handle_doit(&self, kind: NameKind, doit: super::protocol::Doit<'_>, from: Option<Pid>);
     fn cancel_jobs_of(&self, peer: &str);
 }
 

@@ -9,6 +9,7 @@ use super::reply_to::ReplyTo;
 use crate::etf::Owned;
 use crate::process::gen;
 use eetf::{Atom, Pid, Term, Tuple};
+use std::borrow::Cow;
 
 /// The arguments of a call, each an [`Owned`] term: whatever a handler does not take,
 /// and whatever it takes and then drops (on an early `?` too), is freed without recursion,
@@ -48,7 +49,7 @@ impl Args {
 /// A request to a rexi server name. Every term in it came from the caller and is
 /// [`Owned`], so a request dropped on any path frees itself without recursion.
 pub enum Request {
-    Doit(Doit),
+    Doit(Doit<'static>),
     /// A doit we cannot run but can answer: `{Pid, Ref}` was readable.
     BadDoit {
         caller: Pid,
@@ -62,12 +63,14 @@ pub enum Request {
     Unknown(&'static str, Owned),
 }
 
-pub struct Doit {
+/// A doit; M and F borrow the frame's bytes when read in place ([`super::wire`]): they
+/// are only looked up, so a cast allocates nothing for them.
+pub struct Doit<'a> {
     /// The caller's pid and the Ref: who the job answers.
     pub to: ReplyTo,
     pub nonce: Owned,
-    pub module: String,
-    pub function: String,
+    pub module: Cow<'a, str>,
+    pub function: Cow<'a, str>,
     pub args: Args,
 }
 
@@ -171,8 +174,8 @@ fn parse_doit(mut from: Owned, nonce: Owned, mut mfa: Owned) -> Request {
     Request::Doit(Doit {
         to,
         nonce,
-        module,
-        function,
+        module: Cow::Owned(module),
+        function: Cow::Owned(function),
         args: Args::new(args),
     })
 }

@@ -14,12 +14,13 @@ use super::release::Release;
 use super::stats::{bump, Stats};
 use super::worker::{Answer, Ctx, Failure, JobEnv, JobState, StreamLimits};
 use crate::etf::{summary, summary_list, Owned, SummaryLimits};
+use crate::fast_hash::FastMap;
 use crate::log_limit;
 use crate::net::Node;
 use crate::process::refkey::{KeyMap, RefKey};
 use crate::process::{gen, Signal};
 use eetf::Term;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -94,7 +95,7 @@ struct JobEntry {
 #[derive(Default)]
 struct Jobs {
     map: KeyMap<JobEntry>,
-    per_owner: HashMap<String, usize>,
+    per_owner: FastMap<String, usize>,
 }
 
 impl Jobs {
@@ -223,7 +224,7 @@ impl NameOwner for RexiServer {
     fn handle(&self, kind: NameKind, signal: Signal) {
         RexiServer::handle(self, kind, signal)
     }
-    fn handle_doit(&self, kind: NameKind, doit: Doit, from: Option<eetf::Pid>) {
+    fn handle_doit(&self, kind: NameKind, doit: Doit<'_>, from: Option<eetf::Pid>) {
         RexiServer::handle_doit(self, kind, doit, from)
     }
     fn cancel_jobs_of(&self, peer: &str) {
@@ -354,7 +355,7 @@ impl RexiServer {
     }
 
     /// A doit that came to the name `kind` from `from`.
-    pub(crate) fn handle_doit(&self, kind: NameKind, d: Doit, from: Option<eetf::Pid>) {
+    pub(crate) fn handle_doit(&self, kind: NameKind, d: Doit<'_>, from: Option<eetf::Pid>) {
         bump(match kind {
             NameKind::Singleton => &self.stats.casts_singleton,
             NameKind::Phash2 => &self.stats.casts_phash2,
@@ -368,17 +369,17 @@ impl RexiServer {
     }
 
     /// Runs a doit that `sender` (the node of the connection, if any) carried.
-    fn doit(&self, d: Doit, sender: Option<String>) {
+    fn doit(&self, d: Doit<'_>, sender: Option<String>) {
         let key = d.to.key();
         if lock(&self.tombstones).take(&key, self.cfg.tombstone_ttl) {
             bump(&self.stats.tombstones_hit);
             tracing::debug!(peer = %d.to.node(), "doit arrived after its kill: not run");
             return;
         }
-        let hkey = (d.module, d.function, d.args.len());
-        let Some((handler, index)) = self.handlers.lookup_indexed(&hkey) else {
+        let Some((handler, index)) = self.handlers.find(&d.module, &d.function, d.args.len())
+        else {
             bump(&self.stats.errors);
-            let (m, f, _) = hkey;
+            let (m, f) = (d.module, d.function);
             // undef's stack shows the arguments, as the BEAM does; the ring keeps a summary.
             let kept = self.kept_args(&d.args);
             let args = Term::List(eetf::List::from(d.args.into_terms()));

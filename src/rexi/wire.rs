@@ -75,7 +75,7 @@ impl<'a> Cursor<'a> {
 /// not a well-formed doit, decode the whole message and parse it as a term. What it
 /// decodes is charged to `budget`; on `None` it is freed (without recursion: everything
 /// decoded is held in an [`Owned`], is shallow, or goes through [`dispose`]).
-pub fn read(bytes: &[u8], limits: &Limits, budget: &mut Budget) -> Option<Doit> {
+pub fn read<'a>(bytes: &'a [u8], limits: &Limits, budget: &mut Budget) -> Option<Doit<'a>> {
     let c = &mut Cursor { bytes, pos: 0 };
     (c.byte()? == tags::VERSION).then_some(())?;
     // {'$gen_cast', {doit, From, Nonce, MFA}} or the pre-2010 {doit, From, MFA}.
@@ -108,8 +108,8 @@ pub fn read(bytes: &[u8], limits: &Limits, budget: &mut Budget) -> Option<Doit> 
         _ => Owned::new(Term::Atom(Atom::from("undefined"))),
     };
     (c.tuple()? == 3).then_some(())?;
-    let module = c.atom()?.to_string();
-    let function = c.atom()?.to_string();
+    let module = c.atom()?;
+    let function = c.atom()?;
     let args = c.term(3, limits, budget)?;
     if c.pos != c.bytes.len() {
         // Trailing bytes: the whole decoder says what is wrong.
@@ -122,14 +122,14 @@ pub fn read(bytes: &[u8], limits: &Limits, budget: &mut Budget) -> Option<Doit> 
     Some(Doit {
         to,
         nonce,
-        module,
-        function,
+        module: module.into(),
+        function: function.into(),
         args: Args::new(args),
     })
 }
 
 /// Frees a term that may be deep (without recursion) and gives up.
-fn dispose_none(t: Term) -> Option<Doit> {
+fn dispose_none<'a>(t: Term) -> Option<Doit<'a>> {
     dispose(t);
     None
 }
@@ -149,7 +149,7 @@ mod tests {
         v
     }
 
-    fn read_bytes(b: &[u8]) -> Option<Doit> {
+    fn read_bytes(b: &[u8]) -> Option<Doit<'_>> {
         read(b, &limits(), &mut Budget::new(&limits()))
     }
 

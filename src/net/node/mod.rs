@@ -37,9 +37,9 @@ use super::threads::ConnectionThreads;
 use super::tls::Tls;
 use super::unrouted::Unrouted;
 use crate::etf::Limits;
+use crate::fast_hash::FastMap;
 use crate::process::{Ids, PeerLimits, Process, Registry};
 use eetf::{Atom, Pid};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -168,7 +168,7 @@ struct Inner {
     name: String,
     ids: Ids,
     registry: Registry,
-    peers: RwLock<HashMap<String, Slot>>,
+    peers: RwLock<FastMap<String, Slot>>,
     observers: RwLock<Vec<Arc<dyn NodeObserver>>>,
     shutdown: watch::Sender<bool>,
     /// Every connection task, handshakes included (shutdown waits for them).
@@ -241,7 +241,7 @@ impl Node {
             name: config.name.clone(),
             ids,
             registry: Registry::with_limits(config.peer_limits),
-            peers: RwLock::new(HashMap::new()),
+            peers: RwLock::new(FastMap::default()),
             observers: RwLock::new(Vec::new()),
             shutdown,
             connections: AtomicUsize::new(0),
