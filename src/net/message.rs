@@ -7,8 +7,9 @@
 //! The hot outgoing path (`SEND` to a pid) is encoded by hand straight into the
 //! connection's write buffer.
 
-use crate::etf::{self, Encoded, Limits, Owned};
+use crate::etf::{self, tags, Encoded, Limits, Owned};
 use eetf::{Atom, Pid, Reference, Term};
+use std::borrow::Cow;
 
 pub use crate::process::ProcId;
 
@@ -46,7 +47,8 @@ pub enum Control<'a> {
     },
     RegSend {
         from: Pid,
-        to: String,
+        /// The registered name; borrowed from the frame when read in place.
+        to: Cow<'a, str>,
         message: Encoded<'a>,
     },
     MonitorP {
@@ -102,6 +104,45 @@ pub fn payload_error(after: usize, e: etf::DecodeError) -> FrameError {
     ))
 }
 
+/// A `REG_SEND` (`{6, FromPid, '', ToName}`, the frame of every cast) read in place, in
+/// the one encoding OTP writes it in (the unused atom and the name as
+/// `SMALL_ATOM_UTF8_EXT`); `None`: anything else, which the whole decoder reads (and
+/// judges) as before. Decoding the control tuple as terms cost a tuple, two atoms and a
+/// walk to free them per cast, more than reading the doit inside it; here only the sender
+/// pid is decoded (by the guarded decoder, charged to the frame's budget).
+fn reg_send_in_place<'a>(body: &'a [u8], limits: &'a Limits) -> Option<Control<'a>> {
+    const HEAD: [u8; 5] = [
+        tags::VERSION,
+        tags::SMALL_TUPLE_EXT,
+        4,
+        tags::SMALL_INTEGER_EXT,
+        6,
+    ];
+    body.starts_with(&HEAD).then_some(())?;
+    let mut budget = etf::Budget::new(limits);
+    let (from, end) = etf::decode_at(body, HEAD.len(), 1, limits, &mut budget).ok()?;
+    let Term::Pid(from) = from else {
+        // Not a pid: shallow or not, the whole decoder says what is wrong.
+        etf::dispose(from);
+        return None;
+    };
+    let rest = body
+        .get(end..)?
+        .strip_prefix(&[tags::SMALL_ATOM_UTF8_EXT, 0])?;
+    let (&tag, rest) = rest.split_first()?;
+    (tag == tags::SMALL_ATOM_UTF8_EXT).then_some(())?;
+    let (&n, rest) = rest.split_first()?;
+    let to = std::str::from_utf8(rest.get(..n as usize)?).ok()?;
+    let used = body.len() - rest.len() + n as usize;
+    let payload = body.get(used..)?;
+    budget.charge(n as usize, used).ok()?;
+    Some(Control::RegSend {
+        from,
+        to: Cow::Borrowed(to),
+        message: Encoded::new(payload, used, limits, budget),
+    })
+}
+
 /// Why a frame could not be understood. The connection that sent it is closed.
 #[derive(Debug)]
 pub struct FrameError(pub String);
@@ -119,6 +160,14 @@ fn bad(what: impl Into<String>) -> FrameError {
 /// Decodes the body of a pass-through frame (the bytes after the `p` byte).
 /// Both terms are charged to one memory budget (`Limits::max_term_memory`).
 pub fn decode<'a>(body: &'a [u8], limits: &'a Limits) -> Result<Control<'a>, FrameError> {
+    match reg_send_in_place(body, limits) {
+        Some(c) => Ok(c),
+        None => decode_whole(body, limits),
+    }
+}
+
+/// [`decode`] with the control tuple decoded as terms.
+fn decode_whole<'a>(body: &'a [u8], limits: &'a Limits) -> Result<Control<'a>, FrameError> {
     let mut budget = etf::Budget::new(limits);
     let (ctrl, used) = etf::decode_prefix_in(body, limits, &mut budget)
         .map_err(|e| bad(format!("control message: {e}")))?;
@@ -203,7 +252,7 @@ pub fn decode<'a>(body: &'a [u8], limits: &'a Limits) -> Result<Control<'a>, Fra
             arity(if op == 6 { 4 } else { 5 })?;
             Control::RegSend {
                 from: pid(elems, 1)?,
-                to: atom(elems, 3)?,
+                to: Cow::Owned(atom(elems, 3)?),
                 message: Encoded::new(
                     rest,
                     used,
@@ -595,5 +644,105 @@ pub mod ctl {
             Term::Atom(Atom::from("")),
             Term::Atom(Atom::from(to_name)),
         ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(node: &str) -> Pid {
+        Pid {
+            node: Atom::from(node),
+            id: 42,
+            serial: 1,
+            creation: 7,
+        }
+    }
+
+    /// The frame body (after `p`) of a REG_SEND whose control tuple is `ctl`.
+    fn body(ctl: &Term, payload: &Term) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(&mut out, ctl, Some(payload)).expect("written");
+        out.split_off(5)
+    }
+
+    fn reg_send(c: Control<'_>) -> (Pid, String, Vec<u8>, usize) {
+        match c {
+            Control::RegSend { from, to, message } => (
+                from,
+                to.into_owned(),
+                message.bytes().to_vec(),
+                message.offset(),
+            ),
+            _ => panic!("not a REG_SEND"),
+        }
+    }
+
+    #[test]
+    fn a_reg_send_read_in_place_is_the_one_decoded_whole() {
+        let limits = Limits::default();
+        let payload = Term::Atom(Atom::from("hello"));
+        let b = body(
+            &ctl::reg_send(&pid("a@127.0.0.1"), "rexi_server_123"),
+            &payload,
+        );
+        assert!(reg_send_in_place(&b, &limits).is_some(), "read in place");
+        let fast = reg_send(decode(&b, &limits).expect("decodes"));
+        let whole = reg_send(decode_whole(&b, &limits).expect("decodes"));
+        assert_eq!(fast, whole);
+        assert_eq!(fast.1, "rexi_server_123");
+    }
+
+    #[test]
+    fn other_shapes_take_the_whole_decoder_and_get_its_answer() {
+        let limits = Limits::default();
+        let payload = Term::Atom(Atom::from("hello"));
+        let int = |v| Term::FixInteger(eetf::FixInteger::from(v));
+        let atom = |n: &str| Term::Atom(Atom::from(n));
+        let tuple = |v| Term::Tuple(eetf::Tuple::from(v));
+        let from = Term::Pid(pid("a@127.0.0.1"));
+        let cases = [
+            // The unused element is not ''.
+            tuple(vec![int(6), from.clone(), atom("x"), atom("name")]),
+            // The name is not an atom.
+            tuple(vec![int(6), from.clone(), atom(""), int(1)]),
+            // The sender is not a pid.
+            tuple(vec![int(6), atom("p"), atom(""), atom("name")]),
+            // REG_SEND_TT.
+            tuple(vec![
+                int(16),
+                from.clone(),
+                atom(""),
+                atom("name"),
+                atom("tt"),
+            ]),
+        ];
+        for c in &cases {
+            let b = body(c, &payload);
+            assert!(reg_send_in_place(&b, &limits).is_none(), "{c:?}");
+        }
+        // A Latin-1 name (SMALL_ATOM_EXT), as an older encoder may write it.
+        let mut b = body(
+            &tuple(vec![int(6), from.clone(), atom(""), atom("name")]),
+            &payload,
+        );
+        // The name (6 bytes) comes before the payload (8 bytes: 131, then the atom).
+        let at = b.len() - 8 - 6;
+        assert_eq!(b[at], tags::SMALL_ATOM_UTF8_EXT);
+        b[at] = tags::SMALL_ATOM_EXT;
+        assert!(reg_send_in_place(&b, &limits).is_none());
+        let whole = reg_send(decode(&b, &limits).expect("decodes"));
+        assert_eq!(whole.1, "name");
+        // Cut short anywhere: the in-place reader gives up or leaves the payload to fail.
+        let good = body(&ctl::reg_send(&pid("a@127.0.0.1"), "n"), &payload);
+        for cut in 0..good.len() {
+            let b = &good[..cut];
+            match decode(b, &limits) {
+                Ok(Control::RegSend { message, .. }) => assert!(message.decode().is_err()),
+                Ok(_) => panic!("cut at {cut}: not a REG_SEND"),
+                Err(_) => {}
+            }
+        }
     }
 }
