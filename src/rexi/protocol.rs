@@ -68,10 +68,36 @@ pub enum Request {
 pub struct Doit<'a> {
     /// The caller's pid and the Ref: who the job answers.
     pub to: ReplyTo,
-    pub nonce: Owned,
+    pub nonce: Nonce,
     pub module: Cow<'a, str>,
     pub function: Cow<'a, str>,
     pub args: Args,
+}
+
+/// A doit's nonce. rexi sends `undefined` unless the caller set one (CouchDB: a request's
+/// nonce), and a held job keeps it, so `undefined` costs nothing to keep and anything else
+/// one box.
+pub enum Nonce {
+    Undefined,
+    Other(Box<Owned>),
+}
+
+impl Nonce {
+    pub fn new(t: Owned) -> Nonce {
+        if is_atom(&t, "undefined") {
+            Nonce::Undefined
+        } else {
+            Nonce::Other(Box::new(t))
+        }
+    }
+
+    pub fn term(&self) -> &Term {
+        static UNDEFINED: std::sync::OnceLock<Term> = std::sync::OnceLock::new();
+        match self {
+            Nonce::Undefined => UNDEFINED.get_or_init(|| atom("undefined")),
+            Nonce::Other(t) => t,
+        }
+    }
 }
 
 fn is_atom(t: &Term, name: &str) -> bool {
@@ -173,7 +199,7 @@ fn parse_doit(mut from: Owned, nonce: Owned, mut mfa: Owned) -> Request {
     };
     Request::Doit(Doit {
         to,
-        nonce,
+        nonce: Nonce::new(nonce),
         module: Cow::Owned(module),
         function: Cow::Owned(function),
         args: Args::new(args),

@@ -384,7 +384,7 @@ impl RexiServer {
             let kept = self.kept_args(&d.args);
             let args = Term::List(eetf::List::from(d.args.into_terms()));
             let reason = Owned::new(tuple(vec![atom("undef"), protocol::stack(&m, &f, args)]));
-            self.record_error(&reason, &m, &f, kept, &d.nonce);
+            self.record_error(&reason, &m, &f, kept, d.nonce.term());
             let _ = d.to.send_tagged(
                 &self.node,
                 &mut [Owned::new(protocol::exit_body(reason.into_term()))],
@@ -604,7 +604,7 @@ impl RexiServer {
         if let Some(reason) = outcome.rexi_reason() {
             bump(&self.stats.errors);
             let (m, f, _) = self.mfa(index);
-            self.record_error(reason, m, f, kept.map(|k| *k), &state.nonce);
+            self.record_error(reason, m, f, kept.map(|k| *k), state.nonce.term());
         }
         let exit_reason: Owned = match &state.answer {
             Answer::AsExit(shape) => shape.exit_reason(outcome, state.take_value()),

@@ -15,10 +15,25 @@
 //! says "a well-formed doit" or "not for me"; bytes that do not decode at all are the
 //! whole decoder's to report.
 
-use super::protocol::{list_elements, Args, Doit};
+use super::protocol::{list_elements, Args, Doit, Nonce};
 use super::reply_to::ReplyTo;
 use crate::etf::{self, dispose, tags, Budget, Limits, Owned};
-use eetf::{Atom, Term};
+use eetf::Term;
+
+/// The nonce rexi sends unless the caller set one, `undefined`, as OTP writes it.
+const UNDEFINED: &[u8] = &[
+    tags::SMALL_ATOM_UTF8_EXT,
+    9,
+    b'u',
+    b'n',
+    b'd',
+    b'e',
+    b'f',
+    b'i',
+    b'n',
+    b'e',
+    b'd',
+];
 
 /// A cursor over the payload.
 struct Cursor<'a> {
@@ -37,6 +52,17 @@ impl<'a> Cursor<'a> {
         let s = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
         self.pos += n;
         Some(s)
+    }
+
+    /// Steps over `expected` if the bytes here are exactly that.
+    fn skip(&mut self, expected: &[u8]) -> bool {
+        let here = self.bytes.get(self.pos..).unwrap_or(&[]);
+        if here.starts_with(expected) {
+            self.pos += expected.len();
+            true
+        } else {
+            false
+        }
     }
 
     /// A `SMALL_TUPLE_EXT` header; its arity.
@@ -104,8 +130,9 @@ pub fn read<'a>(bytes: &'a [u8], limits: &Limits, budget: &mut Budget) -> Option
         }
     };
     let nonce = match n {
-        4 => Owned::new(c.term(2, limits, budget)?),
-        _ => Owned::new(Term::Atom(Atom::from("undefined"))),
+        4 if c.skip(UNDEFINED) => Nonce::Undefined,
+        4 => Nonce::new(Owned::new(c.term(2, limits, budget)?)),
+        _ => Nonce::Undefined,
     };
     (c.tuple()? == 3).then_some(())?;
     let module = c.atom()?;
@@ -138,6 +165,7 @@ fn dispose_none<'a>(t: Term) -> Option<Doit<'a>> {
 mod tests {
     use super::*;
     use crate::rexi::protocol::{self, Request};
+    use eetf::Atom;
 
     fn limits() -> Limits {
         Limits::default()
@@ -176,7 +204,7 @@ mod tests {
 
     fn same_doit(a: &Doit, b: &Doit) {
         assert_eq!(a.to, b.to);
-        assert_eq!(*a.nonce, *b.nonce);
+        assert_eq!(a.nonce.term(), b.nonce.term());
         assert_eq!((&a.module, &a.function), (&b.module, &b.function));
         assert_eq!(
             a.args.iter().collect::<Vec<_>>(),

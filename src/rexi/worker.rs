@@ -5,7 +5,7 @@
 //! A killed job sends nothing more: every send checks the kill flag under the same lock
 //! the kill takes.
 
-use super::protocol::{self, atom, tuple};
+use super::protocol::{self, atom, tuple, Nonce};
 use super::reply_to::ReplyTo;
 use super::stats::{bump, Stats};
 use crate::etf::Owned;
@@ -59,7 +59,7 @@ pub fn outside_rexi() -> Failure {
 pub struct JobState {
     /// The caller's pid and the Ref, as the caller's node sent them.
     pub to: ReplyTo,
-    pub nonce: Owned,
+    pub nonce: Nonce,
     /// The node whose connection carried the doit, when it is not the caller's (rare):
     /// see [`JobState::owner`].
     other_owner: Option<Box<str>>,
@@ -91,7 +91,7 @@ struct JobInner {
 
 impl JobState {
     /// `owner`: the sending node, when it is not the caller's.
-    pub fn new(to: ReplyTo, nonce: Owned, owner: Option<String>) -> JobState {
+    pub fn new(to: ReplyTo, nonce: Nonce, owner: Option<String>) -> JobState {
         let other_owner = owner.filter(|o| o != to.node()).map(String::into_boxed_str);
         JobState {
             to,
@@ -106,7 +106,7 @@ impl JobState {
     pub fn spawned(to: ReplyTo, pid: Pid, shape: super::outcome::ExitShape) -> JobState {
         JobState {
             to,
-            nonce: Owned::nil(),
+            nonce: Nonce::Other(Box::new(Owned::nil())),
             other_owner: None,
             answer: Answer::AsExit(Box::new(shape)),
             inner: Mutex::new(JobInner {
@@ -319,7 +319,7 @@ impl Ctx {
     }
 
     pub fn nonce(&self) -> &Term {
-        &self.job.nonce
+        self.job.nonce.term()
     }
 
     /// How long the job waits for an answer (`--worker-timeout`); handlers also use it as
