@@ -59,22 +59,28 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// The length of a `NEW_PID_EXT` at `at`, if one (with a UTF-8 node name) is there.
+/// A peer's node name at `at`, read in place only as `SMALL_ATOM_UTF8_EXT` (at most 255
+/// bytes, so never more characters than the decoder allows): where it ends.
+fn peer_node_end(bytes: &[u8], at: usize) -> Option<usize> {
+    (*bytes.get(at)? == tags::SMALL_ATOM_UTF8_EXT).then_some(())?;
+    node_at(bytes, at).map(|(_, end)| end)
+}
+
+/// The length of a `NEW_PID_EXT` at `at`, if one (with a short UTF-8 node name) is there.
 fn pid_len(bytes: &[u8], at: usize) -> Option<usize> {
     (*bytes.get(at)? == tags::NEW_PID_EXT).then_some(())?;
-    let (_, end) = node_at(bytes, at + 1)?;
+    let end = peer_node_end(bytes, at + 1)?;
     bytes.get(end..end + 12)?;
     Some(end + 12 - at)
 }
 
-/// The length of a `NEWER_REFERENCE_EXT` at `at`, if one (with a UTF-8 node name and at
-/// most [`MAX_REF_WORDS`] words) is there.
+/// The length of a `NEWER_REFERENCE_EXT` at `at`, if one (with a short UTF-8 node name and
+/// at most [`MAX_REF_WORDS`] words) is there.
 fn ref_len(bytes: &[u8], at: usize) -> Option<usize> {
     (*bytes.get(at)? == tags::NEWER_REFERENCE_EXT).then_some(())?;
     let words = u16::from_be_bytes([*bytes.get(at + 1)?, *bytes.get(at + 2)?]) as usize;
     (words <= MAX_REF_WORDS).then_some(())?;
-    let (_, end) = node_at(bytes, at + 3)?;
-    let end = end + 4 + 4 * words;
+    let end = peer_node_end(bytes, at + 3)? + 4 + 4 * words;
     bytes.get(..end)?;
     Some(end - at)
 }
@@ -271,6 +277,23 @@ mod tests {
         let mut latin = made.bytes.to_vec();
         latin[1] = tags::SMALL_ATOM_EXT;
         assert!(ReplyTo::read(&latin, 0, &mut Budget::new(&limits)).is_none());
+        // A node name as ATOM_UTF8_EXT: ours to write, but read in place only in the
+        // short form (a long one may be more than the 255 characters the decoder allows).
+        // (Our encoder refuses such an atom, so the bytes are made by hand.)
+        let long_atom = |out: &mut Vec<u8>| {
+            out.extend_from_slice(&[tags::ATOM_UTF8_EXT, 1, 44]);
+            out.extend_from_slice(&[b'n'; 300]);
+        };
+        let mut long_pid = vec![tags::NEW_PID_EXT];
+        long_atom(&mut long_pid);
+        long_pid.extend_from_slice(&[0; 12]);
+        long_pid.extend_from_slice(made.ref_bytes());
+        assert!(ReplyTo::read(&long_pid, 0, &mut Budget::new(&limits)).is_none());
+        let mut long_ref = made.pid_bytes().to_vec();
+        long_ref.extend_from_slice(&[tags::NEWER_REFERENCE_EXT, 0, 1]);
+        long_atom(&mut long_ref);
+        long_ref.extend_from_slice(&[0; 8]);
+        assert!(ReplyTo::read(&long_ref, 0, &mut Budget::new(&limits)).is_none());
         // Six words.
         let six = ReplyTo::new(&pid("a@b"), &reference("a@b", vec![1; 5])).expect("encodes");
         let mut b = six.bytes.to_vec();

@@ -72,7 +72,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// An atom's text, when it is plain ASCII (every atom rexi sends, and the names of
-    /// every handler; others take the whole decoder, which knows Latin-1).
+    /// every handler; others take the whole decoder, which knows Latin-1). ASCII has one
+    /// byte per character, so an atom of more bytes than the BEAM's 255 characters is left
+    /// to the whole decoder, which refuses it.
     fn atom(&mut self) -> Option<&'a str> {
         let n = match self.byte()? {
             tags::SMALL_ATOM_UTF8_EXT | tags::SMALL_ATOM_EXT => self.byte()? as usize,
@@ -82,6 +84,9 @@ impl<'a> Cursor<'a> {
             }
             _ => return None,
         };
+        if n > tags::MAX_ATOM_CHARS {
+            return None;
+        }
         let text = self.take(n)?;
         if !text.is_ascii() {
             return None;
@@ -262,6 +267,24 @@ mod tests {
         for b in cases {
             assert!(read_bytes(&b).is_none(), "{b:?}");
         }
+    }
+
+    #[test]
+    fn an_atom_the_whole_decoder_refuses_is_not_read_in_place() {
+        // A 300-character ASCII module as ATOM_UTF8_EXT: the BEAM allows 255 characters,
+        // so the whole decoder refuses the frame, and the in-place reader must not take it
+        // as a doit. (Our encoder refuses such an atom, so it is spliced in by hand.)
+        let short = encode(&doit_term(None, "m", Term::List(eetf::List::nil())));
+        let at = short
+            .windows(3)
+            .position(|w| w == [tags::SMALL_ATOM_UTF8_EXT, 1, b'm'])
+            .expect("the module atom");
+        let mut b = short[..at].to_vec();
+        b.extend_from_slice(&[tags::ATOM_UTF8_EXT, 1, 44]);
+        b.extend_from_slice(&[b'm'; 300]);
+        b.extend_from_slice(&short[at + 3..]);
+        assert!(etf::decode(&b, &limits()).is_err());
+        assert!(read_bytes(&b).is_none());
     }
 
     #[test]
