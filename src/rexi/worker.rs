@@ -90,13 +90,13 @@ struct JobInner {
 }
 
 impl JobState {
-    /// `owner`: the sending node, when it is not the caller's.
-    pub fn new(to: ReplyTo, nonce: Nonce, owner: Option<String>) -> JobState {
-        let other_owner = owner.filter(|o| o != to.node()).map(String::into_boxed_str);
+    /// `other_owner`: the sending node, only when it is not the caller's (the server
+    /// decides that once, for admission, before the job exists).
+    pub fn new(to: ReplyTo, nonce: Nonce, other_owner: Option<String>) -> JobState {
         JobState {
             to,
             nonce,
-            other_owner,
+            other_owner: other_owner.map(String::into_boxed_str),
             answer: Answer::ToCaller,
             inner: Mutex::new(JobInner::default()),
         }
@@ -106,7 +106,8 @@ impl JobState {
     pub fn spawned(to: ReplyTo, pid: Pid, shape: super::outcome::ExitShape) -> JobState {
         JobState {
             to,
-            nonce: Nonce::Other(Box::new(Owned::nil())),
+            // `[]`, what a spawned process's error-ring entry has always shown.
+            nonce: Nonce::Other(Box::default()),
             other_owner: None,
             answer: Answer::AsExit(Box::new(shape)),
             inner: Mutex::new(JobInner {
