@@ -548,6 +548,13 @@ async fn reader(
         }
         if frames > 0 {
             stats.frames_in.fetch_add(frames, Ordering::Relaxed);
+            if link.outbox().queued() > 0 {
+                // Let the writer send this batch's replies before the next read. The
+                // reader does not return to the task while the socket has data, so
+                // without this a caller that keeps the socket busy gets no reply until it
+                // pauses: it and we then take turns instead of working at once.
+                tokio::task::yield_now().await;
+            }
         }
         if start == buf.len() {
             buf.clear();
