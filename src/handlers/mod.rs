@@ -65,9 +65,12 @@ pub fn builtin() -> Handlers {
     // once with `{sleep_limit, MaxMs}`: the caller gets
     // `{Ref, {rexi_EXIT, {{sleep_limit, MaxMs}, [{rexi_node, sleep, 1, []}]}}}`, and no
     // caller can park a job for longer than any other job may wait.
+    //
+    // A held job keeps only what it answers with: the argument list is freed before the
+    // wait, and the reply is made from `ms` (the same integer the caller sent).
     h.register("rexi_node", "sleep", 1, |ctx, mut args| async move {
-        let t = args.take(0);
-        let ms = non_neg(&t).ok_or_else(badarg)?;
+        let ms = non_neg(&args.take(0)).ok_or_else(badarg)?;
+        drop(args);
         let max = ctx.timeout().as_millis() as u64;
         if ms > max {
             return Err(Failure::error(tuple(vec![
@@ -76,7 +79,7 @@ pub fn builtin() -> Handlers {
             ])));
         }
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        ctx.reply(tuple(vec![atom("slept"), t.into_term()]));
+        ctx.reply(tuple(vec![atom("slept"), int(ms as i64)]));
         Ok(())
     });
     // Rows carry copies of T made without recursion (`Owned::copy`), not `clone`s.

@@ -6,7 +6,8 @@
 //! * [`protocol`]: the request shapes in and the reply shapes out (docs/design/protocol.md).
 //! * [`wire`]: a doit read in place from the frame's bytes (the common request's fast path).
 //! * [`server`]: the one job table behind every name; doit, kill, kill_all, the error ring.
-//! * [`worker`]: a job's task, its pid, and the [`Ctx`] handlers use to answer.
+//! * [`worker`]: a job's state, its pid, and the [`Ctx`] handlers use to answer.
+//! * [`parked`]: the jobs that wait, polled together, one set per thread.
 //! * [`handler`]: the table of Rust handlers by `{Module, Function, Arity}`.
 //! * [`mon`]: `rexi_server_mon`: status, stats, and switching the release at runtime.
 //! * [`outcome`]: how a job ended, as a rexi reply or a spawned process's exit reason.
@@ -19,6 +20,7 @@ pub mod handler;
 pub mod mon;
 pub mod names;
 pub mod outcome;
+pub mod parked;
 pub mod protocol;
 pub mod release;
 pub mod reply_to;

@@ -88,7 +88,6 @@ impl Default for RexiConfig {
 
 struct JobEntry {
     state: Arc<JobState>,
-    abort: Option<tokio::task::AbortHandle>,
 }
 
 /// The running jobs, and how many each owning node has (for the per-peer quota).
@@ -429,7 +428,6 @@ impl RexiServer {
             key,
             JobEntry {
                 state: state.clone(),
-                abort: None,
             },
         ) {
             bump(&self.stats.jobs_ended);
@@ -452,8 +450,8 @@ impl RexiServer {
         }
     }
 
-    /// Runs an entered job: here, on the caller's task, until it first waits; then as a
-    /// task of its own.
+    /// Runs an entered job: here, on the caller's task, until it first waits; then with
+    /// the other waiting jobs of this thread ([`super::parked`]).
     pub(crate) fn launch(
         &self,
         state: Arc<JobState>,
@@ -468,31 +466,24 @@ impl RexiServer {
             server: me,
             work,
             state: state.clone(),
-            key,
             index,
             started: self.durations.start(),
             kept,
+            parked: false,
         };
         // Run the job here, on the reader task, until it first waits: a job that answers
-        // at once (an echo, a phash2) then costs no task spawn and no thread hop. A job
-        // that waits moves into a task of its own and picks up from there (tokio's timers
-        // and Notify take the task's waker when polled again); it can move, as its
-        // handler's future is pinned in its own box.
+        // at once (an echo, a phash2) then costs no task and no thread hop. A job that
+        // waits moves into this thread's set of waiting jobs and picks up from there
+        // (tokio's timers and Notify take the new waker when polled again); it can move,
+        // as its handler's future is pinned in its own box. A kill that came meanwhile is
+        // seen at that next poll.
         let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-        if Pin::new(&mut job).poll(&mut cx).is_ready() {
+        if let Poll::Ready(ended) = job.poll_work(&mut cx) {
+            job.end(ended, &key);
             return;
         }
-        let task = tokio::spawn(job);
-        let mut jobs = lock(&self.jobs);
-        if let Some(e) = jobs.map.get_mut(&key) {
-            if Arc::ptr_eq(&e.state, &state) {
-                e.abort = Some(task.abort_handle());
-            }
-        }
-        drop(jobs);
-        if state.is_killed() {
-            task.abort();
-        }
+        job.parked = true;
+        super::parked::park(job);
     }
 
     /// The `{M, F, Arity}` of handler `index` (every index the handler table gave out has
@@ -542,9 +533,6 @@ impl RexiServer {
             Some(e) => {
                 bump(&self.stats.jobs_ended);
                 let worker = e.state.kill();
-                if let Some(a) = e.abort {
-                    a.abort();
-                }
                 if let Some(w) = worker {
                     self.node.exit_process(&w, reason);
                 }
@@ -571,9 +559,6 @@ impl RexiServer {
         };
         for e in gone {
             let worker = e.state.kill();
-            if let Some(a) = e.abort {
-                a.abort();
-            }
             if let Some(w) = worker {
                 self.node.exit_process(&w, &atom("noconnection"));
             }
@@ -730,16 +715,20 @@ fn int(v: i64) -> Term {
 }
 
 /// A running job: the handler's future (pinned in its own box, so the job can be polled
-/// once in place and then moved into a task) and what its end needs. Every held job is one
-/// of these in a task, so it keeps the handler's index, not its names.
-struct JobTask {
+/// once in place and then moved into the set of waiting jobs) and what its end needs. Every
+/// held job is one of these, so it keeps the handler's index, not its names, and not its
+/// key in the job table either (a job that ends in place has it at hand; a waiting job
+/// works it out from its Ref when it ends).
+pub(super) struct JobTask {
     server: Arc<RexiServer>,
     work: HandlerFuture,
     state: Arc<JobState>,
-    key: RefKey,
     index: usize,
     started: Option<Instant>,
     kept: Option<Box<Owned>>,
+    /// Polled before in place: it waits, a kill may have come, and a kill must be able to
+    /// wake it.
+    parked: bool,
 }
 
 impl Future for JobTask {
@@ -747,19 +736,33 @@ impl Future for JobTask {
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let job = self.get_mut();
-        let ended = match std::panic::catch_unwind(AssertUnwindSafe(|| job.work.as_mut().poll(cx)))
-        {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(r)) => Ok(r),
-            Err(panic) => Err(panic),
-        };
-        job.end(ended);
+        if job.parked && !job.state.keep_waker(cx.waker()) {
+            // Killed: whoever killed it took it out of the table and ended its process;
+            // dropping the handler's future is all that is left, and the caller hears
+            // nothing more.
+            return Poll::Ready(());
+        }
+        let ended = std::task::ready!(job.poll_work(cx));
+        let key = job.state.to.key();
+        job.end(ended, &key);
         Poll::Ready(())
     }
 }
 
+/// How a handler's future ended: its result, or the panic it raised.
+type Ended = std::thread::Result<Result<(), Failure>>;
+
 impl JobTask {
-    fn end(&mut self, ended: std::thread::Result<Result<(), Failure>>) {
+    /// Polls the handler's future once, catching a panic.
+    fn poll_work(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Ended> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.work.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+
+    fn end(&mut self, ended: Ended, key: &RefKey) {
         let server = &self.server;
         if let Some(t) = self.started {
             server.durations.observe(self.index, t.elapsed());
@@ -791,12 +794,6 @@ impl JobTask {
                 ])))
             }
         };
-        server.job_ended(
-            &self.state,
-            &self.key,
-            outcome,
-            self.index,
-            self.kept.take(),
-        );
+        server.job_ended(&self.state, key, outcome, self.index, self.kept.take());
     }
 }

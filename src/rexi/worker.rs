@@ -87,6 +87,9 @@ struct JobInner {
     worker: Option<Box<Pid>>,
     /// A spawned process's value: its first reply.
     value: Option<Box<Owned>>,
+    /// The waker of a job that waits (see [`super::parked`]): a kill wakes the job, and its
+    /// next poll drops it.
+    waker: Option<std::task::Waker>,
 }
 
 impl JobState {
@@ -148,11 +151,32 @@ impl JobState {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Marks the job killed; its pid, if it has one, for the caller to end.
+    /// Marks the job killed and wakes it if it waits (its next poll drops it without a
+    /// word to the caller); its pid, if it has one, for the caller to end.
     pub fn kill(&self) -> Option<Pid> {
+        let (pid, waker) = {
+            let mut g = self.lock();
+            g.killed = true;
+            (g.worker.as_deref().cloned(), g.waker.take())
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        pid
+    }
+
+    /// Before a waiting job is polled: keeps `waker` for a kill to wake, and says whether
+    /// the job may go on (`false`: it was killed).
+    pub(crate) fn keep_waker(&self, waker: &std::task::Waker) -> bool {
         let mut g = self.lock();
-        g.killed = true;
-        g.worker.as_deref().cloned()
+        if g.killed {
+            return false;
+        }
+        match &g.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => g.waker = Some(waker.clone()),
+        }
+        true
     }
 
     pub fn is_killed(&self) -> bool {
