@@ -22,8 +22,10 @@
 //! Jobs of a connection thread stay on it, as their tasks did (see [`crate::net::threads`]):
 //! the set of a current-thread runtime is polled on that thread. On a thread of the
 //! multi-threaded runtime the set's task may run on any of its threads, like any task.
+//!
+//! The set is generic over the job's type, so it knows nothing of the server: the server
+//! declares the thread-local [`Slot`] for its jobs and parks them with [`park`].
 
-use super::server::JobTask;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::task::AtomicWaker;
 use std::cell::RefCell;
@@ -32,30 +34,33 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::thread::LocalKey;
+
+/// One thread's set of waiting jobs of type `J`, in a `thread_local!` of the job's owner.
+pub type Slot<J> = RefCell<Option<Arc<Shared<J>>>>;
 
 /// What the threads that park jobs and the set's task share.
-struct Shared {
+pub struct Shared<J> {
     /// Jobs parked since the set's task last ran (moved into the set when it next runs).
-    incoming: Mutex<Vec<JobTask>>,
+    incoming: Mutex<Vec<J>>,
     /// The set's task, woken when a job is parked.
     waker: AtomicWaker,
     /// False once the set's task was dropped (its runtime ended): a new one is needed.
     open: AtomicBool,
 }
 
-thread_local! {
-    /// This thread's set of waiting jobs.
-    static SET: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
-}
-
-fn lock(incoming: &Mutex<Vec<JobTask>>) -> std::sync::MutexGuard<'_, Vec<JobTask>> {
+fn lock<J>(incoming: &Mutex<Vec<J>>) -> std::sync::MutexGuard<'_, Vec<J>> {
     incoming.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Hands a job that waits to this thread's set (made, with its task, when there is none or
-/// its runtime ended). Must be called from inside a tokio runtime, as `tokio::spawn` must.
-pub(super) fn park(job: JobTask) {
-    let shared = SET.with(|set| {
+/// Hands a job that waits to this thread's set in `slot` (made, with its task, when there
+/// is none or its runtime ended). Must be called from inside a tokio runtime, as
+/// `tokio::spawn` must.
+pub fn park<J>(slot: &'static LocalKey<Slot<J>>, job: J)
+where
+    J: Future<Output = ()> + Send + 'static,
+{
+    let shared = slot.with(|set| {
         let mut set = set.borrow_mut();
         match &*set {
             Some(s) if s.open.load(Ordering::Acquire) => s.clone(),
@@ -79,12 +84,12 @@ pub(super) fn park(job: JobTask) {
 }
 
 /// The task that polls one thread's waiting jobs.
-struct Waiting {
-    shared: Arc<Shared>,
-    jobs: FuturesUnordered<JobTask>,
+struct Waiting<J> {
+    shared: Arc<Shared<J>>,
+    jobs: FuturesUnordered<J>,
 }
 
-impl Future for Waiting {
+impl<J: Future<Output = ()>> Future for Waiting<J> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -109,10 +114,12 @@ impl Future for Waiting {
     }
 }
 
-impl Drop for Waiting {
+impl<J> Drop for Waiting<J> {
     fn drop(&mut self) {
         self.shared.open.store(false, Ordering::Release);
-        // Jobs parked after the runtime began to drop its tasks end with it too.
-        drop(std::mem::take(&mut *lock(&self.shared.incoming)));
+        // Jobs parked after the runtime began to drop its tasks end with it too (dropped
+        // after the lock is let go).
+        let left = std::mem::take(&mut *lock(&self.shared.incoming));
+        drop(left);
     }
 }

@@ -483,7 +483,7 @@ impl RexiServer {
             return;
         }
         job.parked = true;
-        super::parked::park(job);
+        super::parked::park(&WAITING, job);
     }
 
     /// The `{M, F, Arity}` of handler `index` (every index the handler table gave out has
@@ -714,12 +714,17 @@ fn int(v: i64) -> Term {
     Term::FixInteger(eetf::FixInteger::from(v as i32))
 }
 
+thread_local! {
+    /// This thread's jobs that wait ([`super::parked`]).
+    static WAITING: super::parked::Slot<JobTask> = const { std::cell::RefCell::new(None) };
+}
+
 /// A running job: the handler's future (pinned in its own box, so the job can be polled
 /// once in place and then moved into the set of waiting jobs) and what its end needs. Every
 /// held job is one of these, so it keeps the handler's index, not its names, and not its
 /// key in the job table either (a job that ends in place has it at hand; a waiting job
 /// works it out from its Ref when it ends).
-pub(super) struct JobTask {
+struct JobTask {
     server: Arc<RexiServer>,
     work: HandlerFuture,
     state: Arc<JobState>,
