@@ -32,7 +32,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::task::{Context, Poll};
 use std::thread::LocalKey;
 
@@ -41,7 +41,11 @@ pub type Slot<J> = RefCell<Option<Arc<Shared<J>>>>;
 
 /// What the threads that park jobs and the set's task share.
 pub struct Shared<J> {
-    /// Jobs parked since the set's task last ran (moved into the set when it next runs).
+    /// The waiting jobs. A job is parked straight into the set (its final allocation, no
+    /// copy on the way) unless the set is being polled right then.
+    jobs: Mutex<FuturesUnordered<J>>,
+    /// Jobs parked while the set was being polled (by a job polled in it, or from another
+    /// thread): moved into the set when its task next runs.
     incoming: Mutex<Vec<J>>,
     /// The set's task, woken when a job is parked.
     waker: AtomicWaker,
@@ -49,8 +53,8 @@ pub struct Shared<J> {
     open: AtomicBool,
 }
 
-fn lock<J>(incoming: &Mutex<Vec<J>>) -> std::sync::MutexGuard<'_, Vec<J>> {
-    incoming.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Hands a job that waits to this thread's set in `slot` (made, with its task, when there
@@ -66,43 +70,46 @@ where
             Some(s) if s.open.load(Ordering::Acquire) => s.clone(),
             _ => {
                 let s = Arc::new(Shared {
+                    jobs: Mutex::new(FuturesUnordered::new()),
                     incoming: Mutex::new(Vec::new()),
                     waker: AtomicWaker::new(),
                     open: AtomicBool::new(true),
                 });
-                tokio::spawn(Waiting {
-                    shared: s.clone(),
-                    jobs: FuturesUnordered::new(),
-                });
+                tokio::spawn(Waiting { shared: s.clone() });
                 *set = Some(s.clone());
                 s
             }
         }
     });
-    lock(&shared.incoming).push(job);
+    match shared.jobs.try_lock() {
+        Ok(jobs) => jobs.push(job),
+        Err(TryLockError::Poisoned(p)) => p.into_inner().push(job),
+        // The set is being polled (this very thread, in a job's poll, or another one).
+        Err(TryLockError::WouldBlock) => lock(&shared.incoming).push(job),
+    }
     shared.waker.wake();
 }
 
 /// The task that polls one thread's waiting jobs.
 struct Waiting<J> {
     shared: Arc<Shared<J>>,
-    jobs: FuturesUnordered<J>,
 }
 
 impl<J: Future<Output = ()>> Future for Waiting<J> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let me = self.get_mut();
+        let shared = &self.shared;
         loop {
             // Registered before looking at `incoming`: a job parked after the look wakes
             // this task again.
-            me.shared.waker.register(cx.waker());
-            let new = std::mem::take(&mut *lock(&me.shared.incoming));
+            shared.waker.register(cx.waker());
+            let new = std::mem::take(&mut *lock(&shared.incoming));
+            let mut jobs = lock(&shared.jobs);
             for job in new {
-                me.jobs.push(job);
+                jobs.push(job);
             }
-            match me.jobs.poll_next_unpin(cx) {
+            match jobs.poll_next_unpin(cx) {
                 // A job ended; see whether more did.
                 Poll::Ready(Some(())) => continue,
                 // Nothing waits (`None`), or nothing is ready: the set's wakers, or the
@@ -117,9 +124,118 @@ impl<J: Future<Output = ()>> Future for Waiting<J> {
 impl<J> Drop for Waiting<J> {
     fn drop(&mut self) {
         self.shared.open.store(false, Ordering::Release);
-        // Jobs parked after the runtime began to drop its tasks end with it too (dropped
-        // after the lock is let go).
+        // The jobs end with the runtime that polled them, as its tasks do (dropped after
+        // the locks are let go: a job's drop may park nothing, but need not know that).
+        let jobs = std::mem::take(&mut *lock(&self.shared.jobs));
         let left = std::mem::take(&mut *lock(&self.shared.incoming));
+        drop(jobs);
         drop(left);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    thread_local! {
+        static SLOT: Slot<Job> = const { RefCell::new(None) };
+    }
+
+    /// Counts its drops: a job's future was dropped (ended or not).
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn parked_jobs_run_to_their_end_and_a_job_may_park_another() {
+        let done = Arc::new(AtomicUsize::new(0));
+        runtime().block_on(async {
+            let mut senders = Vec::new();
+            for _ in 0..100 {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                senders.push(tx);
+                let done = done.clone();
+                park(
+                    &SLOT,
+                    Box::pin(async move {
+                        let _ = rx.await;
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }) as Job,
+                );
+            }
+            // One that parks another while the set polls it (the reentrant path).
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let inner_done = done.clone();
+            park(
+                &SLOT,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    park(
+                        &SLOT,
+                        Box::pin(async move {
+                            let _ = rx.await;
+                            inner_done.fetch_add(1, Ordering::SeqCst);
+                        }) as Job,
+                    );
+                }) as Job,
+            );
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            assert_eq!(
+                done.load(Ordering::SeqCst),
+                0,
+                "nothing ends before its wake-up"
+            );
+            for tx in senders {
+                let _ = tx.send(());
+            }
+            let _ = tx.send(());
+            let all_ended = async {
+                while done.load(Ordering::SeqCst) < 101 {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(10), all_ended)
+                .await
+                .expect("every parked job ended after its wake-up");
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 101);
+    }
+
+    #[test]
+    fn jobs_still_waiting_end_with_their_runtime_and_a_new_runtime_gets_a_new_set() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        for round in 1..=2 {
+            let rt = runtime();
+            rt.block_on(async {
+                for _ in 0..10 {
+                    let guard = Dropped(dropped.clone());
+                    park(
+                        &SLOT,
+                        Box::pin(async move {
+                            let _guard = guard;
+                            std::future::pending::<()>().await;
+                        }) as Job,
+                    );
+                }
+                tokio::task::yield_now().await;
+                assert_eq!(dropped.load(Ordering::SeqCst), (round - 1) * 10);
+            });
+            drop(rt);
+            assert_eq!(dropped.load(Ordering::SeqCst), round * 10);
+        }
     }
 }

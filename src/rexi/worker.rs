@@ -270,7 +270,9 @@ pub struct Ctx {
     env: Arc<JobEnv>,
     job: Arc<JobState>,
     mailbox: Option<Box<Mailbox>>,
-    unacked: usize,
+    /// Rows sent and not yet acked (32 bits: the cap is a handful, and a held job's future
+    /// carries this `Ctx`).
+    unacked: u32,
     init: StreamInit,
 }
 
@@ -454,9 +456,9 @@ impl Ctx {
     }
 
     async fn stream_row(&mut self, msg: Owned, limit: usize) -> Result<(), Failure> {
-        if self.unacked >= limit {
+        if self.unacked as usize >= limit {
             let until = Instant::now() + self.env.timeout;
-            while self.unacked >= limit {
+            while self.unacked as usize >= limit {
                 match self.next(until).await? {
                     Event::Timeout => return Err(Failure::error(atom("timeout"))),
                     Event::Ack | Event::Message(_) => {}
@@ -473,7 +475,7 @@ impl Ctx {
             .job
             .send_tagged(&self.env.node, &mut [Owned::new(worker), msg]);
         self.count(sent);
-        self.unacked += 1;
+        self.unacked = self.unacked.saturating_add(1);
         Ok(())
     }
 
@@ -493,10 +495,13 @@ impl Ctx {
         match sig {
             Signal::Message { message, .. } => {
                 if let Some(n) = ack_count(&message) {
-                    if n > self.unacked {
+                    let Some(left) = u32::try_from(n)
+                        .ok()
+                        .and_then(|n| self.unacked.checked_sub(n))
+                    else {
                         return Err(Failure::error(atom("mismatched_rexi_ack")));
-                    }
-                    self.unacked -= n;
+                    };
+                    self.unacked = left;
                     return Ok(Event::Ack);
                 }
                 Ok(Event::Message(message))
