@@ -61,8 +61,8 @@ pub struct JobState {
     pub to: ReplyTo,
     pub nonce: Nonce,
     /// The node whose connection carried the doit, when it is not the caller's (rare):
-    /// see [`JobState::owner`].
-    other_owner: Option<Box<str>>,
+    /// see [`JobState::owner`]. A thin pointer: every held job pays for the field.
+    other_owner: Option<Box<String>>,
     /// Where the job's answer goes.
     pub answer: Answer,
     inner: Mutex<JobInner>,
@@ -79,17 +79,30 @@ pub enum Answer {
     AsExit(Box<super::outcome::ExitShape>),
 }
 
-/// What a kill and the job decide under one lock. The pid and the value are boxed: most
-/// jobs have neither, and a held job should cost as little as the BEAM's process does.
+/// What a kill and the job decide under one lock. The pid (and a spawned process's value)
+/// are boxed: most jobs have neither, and a held job should cost as little as the BEAM's
+/// process does.
 #[derive(Default)]
 struct JobInner {
     killed: bool,
-    worker: Option<Box<Pid>>,
-    /// A spawned process's value: its first reply.
-    value: Option<Box<Owned>>,
+    worker: Option<Box<Worker>>,
     /// The waker of a job that waits (see [`super::parked`]): a kill wakes the job, and its
     /// next poll drops it.
     waker: Option<std::task::Waker>,
+}
+
+/// A job's pid, once it has one.
+struct Worker {
+    pid: Pid,
+    /// A spawned process's value: its first reply (a spawned process has its pid from the
+    /// start, so the value always has a place here).
+    value: Option<Owned>,
+}
+
+impl Worker {
+    fn new(pid: Pid) -> Box<Worker> {
+        Box::new(Worker { pid, value: None })
+    }
 }
 
 impl JobState {
@@ -99,7 +112,7 @@ impl JobState {
         JobState {
             to,
             nonce,
-            other_owner: other_owner.map(String::into_boxed_str),
+            other_owner: other_owner.map(Box::new),
             answer: Answer::ToCaller,
             inner: Mutex::new(JobInner::default()),
         }
@@ -114,7 +127,7 @@ impl JobState {
             other_owner: None,
             answer: Answer::AsExit(Box::new(shape)),
             inner: Mutex::new(JobInner {
-                worker: Some(Box::new(pid)),
+                worker: Some(Worker::new(pid)),
                 ..JobInner::default()
             }),
         }
@@ -130,21 +143,23 @@ impl JobState {
         if g.killed {
             return Sent::Killed;
         }
-        if g.value.is_none() {
-            g.value = Some(Box::new(value));
+        if let Some(w) = g.worker.as_mut() {
+            w.value.get_or_insert(value);
         }
         Sent::Queued
     }
 
     /// A spawned process's value, taken out.
     pub fn take_value(&self) -> Option<Owned> {
-        self.lock().value.take().map(|v| *v)
+        self.lock().worker.as_mut().and_then(|w| w.value.take())
     }
 
     /// The node whose connection carried the doit: the job counts against its quota and
     /// ends when that connection goes down.
     pub fn owner(&self) -> &str {
-        self.other_owner.as_deref().unwrap_or(self.to.node())
+        self.other_owner
+            .as_deref()
+            .map_or(self.to.node(), String::as_str)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JobInner> {
@@ -157,7 +172,7 @@ impl JobState {
         let (pid, waker) = {
             let mut g = self.lock();
             g.killed = true;
-            (g.worker.as_deref().cloned(), g.waker.take())
+            (g.worker.as_ref().map(|w| w.pid.clone()), g.waker.take())
         };
         if let Some(w) = waker {
             w.wake();
@@ -185,7 +200,7 @@ impl JobState {
 
     /// The job's pid, if it was ever shown.
     pub fn worker(&self) -> Option<Pid> {
-        self.lock().worker.as_deref().cloned()
+        self.lock().worker.as_ref().map(|w| w.pid.clone())
     }
 
     /// Sends `{Ref, Rest...}` to the caller unless the job was killed.
@@ -306,7 +321,7 @@ impl Ctx {
             return Err(Failure::exit(atom("killed")));
         }
         let mb = self.env.node.spawn_mailbox();
-        g.worker = Some(Box::new(mb.pid.clone()));
+        g.worker = Some(Worker::new(mb.pid.clone()));
         drop(g);
         self.mailbox = Some(Box::new(mb));
         Ok(())
