@@ -20,6 +20,7 @@ use crate::etf::Limits;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -553,7 +554,7 @@ async fn reader(
                 // reader does not return to the task while the socket has data, so
                 // without this a caller that keeps the socket busy gets no reply until it
                 // pauses: it and we then take turns instead of working at once.
-                tokio::task::yield_now().await;
+                WriterTurn::default().await;
             }
         }
         if start == buf.len() {
@@ -589,6 +590,28 @@ async fn reader(
                 }
             }
         }
+    }
+}
+
+/// Pending once, with the task woken at once: the connection's other branches (its writer)
+/// run before the reader goes on. Not `tokio::task::yield_now`: that defers the wake-up
+/// until the runtime has polled its I/O driver, an `epoll_wait` more per batch, which at
+/// low rates (one cast per wake-up) is one syscall more per cast.
+#[derive(Default)]
+struct WriterTurn {
+    given: bool,
+}
+
+impl Future for WriterTurn {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.given {
+            return Poll::Ready(());
+        }
+        self.given = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
