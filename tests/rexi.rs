@@ -115,6 +115,30 @@ fn switching_release_under_traffic_loses_nothing_but_counted_singleton_casts() {
 }
 
 #[test]
+fn casts_to_a_name_this_node_does_not_serve_are_counted_and_logged() {
+    let epmd = Epmd::start();
+    let d = Daemon::start(epmd.port, "rn_rexi_unserved", &[]);
+    let out = Erl::run_ok(
+        epmd.port,
+        "e_unserved",
+        "unserved_name",
+        &[&d.name],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.contains("answered=0 dropped_counted=50"),
+        "{}",
+        out.text()
+    );
+    assert!(
+        d.log
+            .contains("message to a rexi server name this node does not serve dropped"),
+        "{}",
+        d.log.text()
+    );
+}
+
+#[test]
 fn phash2_and_node_served_over_rexi_match_the_beam() {
     let epmd = Epmd::start();
     let d = Daemon::start(epmd.port, "rn_rexi8", &[]);

@@ -247,7 +247,7 @@ stats(Config) ->
     Keys = [release, casts_singleton, casts_phash2, casts_nodename, replies, replies_dropped,
             errors, kills, kills_unknown, tombstones_hit, dropped_retired, overloaded, malformed,
             jobs_running, jobs_cancelled_nodedown, monitors_held, links_held,
-            jobs_started, jobs_ended,
+            jobs_started, jobs_ended, dropped_unserved,
             epmd_registered, accepting, connections_handshaking, connections_up,
             connections_refused_max_connections, connections_refused_max_handshakes,
             connections_refused_max_handshakes_per_address, nodeup,
@@ -270,7 +270,7 @@ stats(Config) ->
              jobs_cancelled_nodedown => 0, monitors_held => 0, links_held => 0,
              %% jobs: 3 + 2 echoes, the fail, the killed sleep, the last echo (undef and
              %% the malformed doit start none); all of them ended
-             jobs_started => 8, jobs_ended => 8,
+             jobs_started => 8, jobs_ended => 8, dropped_unserved => 0,
              epmd_registered => 0, accepting => 0, connections_handshaking => 0,
              connections_up => 0, connections_refused_max_connections => 0,
              connections_refused_max_handshakes => 0,

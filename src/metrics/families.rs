@@ -109,6 +109,7 @@ pub const FIGURES: &[Figure] = &[
     fig("links_held", "links_held", G, None, "Links peers hold with processes of this node (bounded by --max-links-per-peer)."),
     fig("jobs_started", "jobs_started", C, None, "Jobs put in the job table."),
     fig("jobs_ended", "jobs_ended", C, None, "Jobs that left the job table: returned, failed, killed or cancelled."),
+    fig("dropped_unserved", "casts_dropped_unserved", C, None, "Messages to a rexi_server_* name this node does not serve, dropped: the sender derived the name from another node's name (or hashed it differently), so its casts are lost."),
     fig("epmd_registered", "epmd_registered", G, None, "1 while this node is registered with epmd."),
     fig("accepting", "accepting", G, None, "1 while this node accepts distribution connections."),
     fig("connections_handshaking", "connections", G, Some(("state", "handshaking")), CONNS),
@@ -322,7 +323,7 @@ mod tests {
             .map(|(k, _)| *k)
             .collect();
         keys.extend(["monitors_held", "links_held"]);
-        keys.extend(Stats::default().job_counts().iter().map(|(k, _)| *k));
+        keys.extend(Stats::default().later_counts().iter().map(|(k, _)| *k));
         keys.extend(NetStats::default().snapshot().iter().map(|(k, _)| *k));
         let figs: Vec<&str> = FIGURES.iter().map(|f| f.key).collect();
         for k in &keys {

@@ -127,6 +127,7 @@ impl Names {
                     tracing::warn!(peer, release = s.release().get(), suppressed, "cast to the retired singleton rexi_server dropped (release 3); that caller is still at release 0 or 1");
                 }
             } else if name.starts_with("rexi_server_") {
+                bump(&s.stats().dropped_unserved);
                 if let Some(suppressed) = log_limit::global().admit("message to an unserved rexi server name", peer) {
                     tracing::warn!(peer, name, suppressed, "message to a rexi server name this node does not serve dropped");
                 }

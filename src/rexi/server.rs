@@ -300,7 +300,7 @@ impl RexiServer {
         let (monitors, links) = self.node.registry().held();
         v.push(("monitors_held", monitors as u64));
         v.push(("links_held", links as u64));
-        v.extend(self.stats.job_counts());
+        v.extend(self.stats.later_counts());
         v.extend(self.node.net_stats().snapshot());
         v
     }

@@ -17,6 +17,9 @@ pub struct Stats {
     pub kills_unknown: AtomicU64,
     pub tombstones_hit: AtomicU64,
     pub dropped_retired: AtomicU64,
+    /// Messages to a `rexi_server_*` name this node does not serve: a caller derived the
+    /// name from another node's name (or hashed it differently), and its casts are lost.
+    pub dropped_unserved: AtomicU64,
     pub overloaded: AtomicU64,
     pub malformed: AtomicU64,
     pub cancelled_nodedown: AtomicU64,
@@ -60,13 +63,15 @@ impl Stats {
         ]
     }
 
-    /// The job table's throughput, reported after the held monitors and links (the keys
-    /// `stats` answered before the metrics came keep their places).
-    pub fn job_counts(&self) -> [(&'static str, u64); 2] {
+    /// The counters added after the metrics came (the job table's throughput, the
+    /// unserved names), reported after the held monitors and links: the keys `stats`
+    /// answered before keep their places.
+    pub fn later_counts(&self) -> [(&'static str, u64); 3] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("jobs_started", g(&self.jobs_started)),
             ("jobs_ended", g(&self.jobs_ended)),
+            ("dropped_unserved", g(&self.dropped_unserved)),
         ]
     }
 

@@ -6,7 +6,7 @@
          shapes/1, fresh_connect/1, storm/1, panic/1, never_returns/1, cast_and_die/1,
          await_cancelled/1, release_switch/1, call_mfa/1, links/1, traced/1, phash2_served/1,
          overload/1, worker_timeouts/1, dial_while_dialed/1, frame_cap/1, await_idle/1,
-         stream_limits/1, error_ring/1]).
+         stream_limits/1, error_ring/1, unserved_name/1]).
 
 -define(T(L), list_to_atom(hd(L))).
 
@@ -531,6 +531,27 @@ release_switch(L) ->
               [A1, A2, A3, Dropped, Steady]),
     case {A1, A2, A3, Dropped, [Lost || {_, Lost} <- Steady]} of
         {200, 200, 0, 200, [0, 0]} -> done(ok);
+        X -> done({fail, X})
+    end.
+
+%% 50 casts to a rexi_server_<N> the target does not serve (N hashed from a node that is
+%% not connected), then an echo through our own per-node name: no cast is answered, and
+%% all 50 are counted as dropped by the time the echo's reply is here (one connection's
+%% messages are handled in order).
+unserved_name(L) ->
+    T = ?T(L),
+    pong = net_adm:ping(T),
+    [_Single, PerHash, _PerName] = names(T),
+    Name = list_to_atom("rexi_server_" ++ integer_to_list(erlang:phash2('nobody@127.0.0.9'))),
+    Before = stat(T, dropped_unserved),
+    Refs = [cast({Name, T}, {rexi_node, echo, [I]}) || I <- lists:seq(1, 50)],
+    M = cast(PerHash, {rexi_node, echo, [marker]}),
+    {M, marker} = rx_ref(M, 10000),
+    Answered = lists:sum([length(taken(R)) || R <- Refs]),
+    Counted = stat(T, dropped_unserved) - Before,
+    io:format("UNSERVED ~s answered=~p dropped_counted=~p~n", [Name, Answered, Counted]),
+    case {Answered, Counted} of
+        {0, 50} -> done(ok);
         X -> done({fail, X})
     end.
 
