@@ -15,9 +15,9 @@
 //! in it are dropped as tokio would have dropped their tasks.
 //!
 //! A kill cannot abort a task any more: it marks the job killed and wakes it
-//! ([`JobState::kill`](super::worker::JobState::kill)), and the job's next poll drops the
-//! handler's future without a word to the caller (`JobTask::poll`). Each poll of a
-//! waiting job keeps its waker for that ([`JobState::keep_waker`](super::worker::JobState::keep_waker)).
+//! (`JobState::kill`), and the job's next poll drops the handler's future without a word to
+//! the caller (`JobTask::poll`). Each poll of a waiting job keeps its waker for that
+//! (`JobState::keep_waker`).
 //!
 //! Jobs of a connection thread stay on it, as their tasks did (see [`crate::net::threads`]):
 //! the set of a current-thread runtime is polled on that thread. On a thread of the

@@ -25,7 +25,7 @@ use eetf::{Atom, Pid, Reference, Term};
 const MAX_REF_WORDS: usize = 5;
 
 /// The caller's pid followed by the Ref, each with its tag and without a version byte; the
-/// Ref without its node name when that is the pid's ([`ReplyTo::shared_node`]).
+/// Ref without its node name when that is the pid's (see `shared_node`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplyTo {
     bytes: Box<[u8]>,
