@@ -45,9 +45,9 @@ impl std::fmt::Debug for ReplyTo {
     }
 }
 
-/// A node name at `at` (`SMALL_ATOM_UTF8_EXT`, or `ATOM_UTF8_EXT` as our encoder writes
-/// names over 255 bytes): the text and where it ends.
-fn node_at(bytes: &[u8], at: usize) -> Option<(&str, usize)> {
+/// Where the text of the node atom at `at` starts and ends (`SMALL_ATOM_UTF8_EXT`, or
+/// `ATOM_UTF8_EXT` as our encoder writes names over 255 bytes), not yet checked as UTF-8.
+fn atom_text(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     let (start, len) = match *bytes.get(at)? {
         tags::SMALL_ATOM_UTF8_EXT => (at + 2, *bytes.get(at + 1)? as usize),
         tags::ATOM_UTF8_EXT => (
@@ -56,20 +56,19 @@ fn node_at(bytes: &[u8], at: usize) -> Option<(&str, usize)> {
         ),
         _ => return None,
     };
-    let text = bytes.get(start..start + len)?;
-    Some((std::str::from_utf8(text).ok()?, start + len))
+    bytes.get(start..start + len)?;
+    Some((start, start + len))
+}
+
+/// A node name at `at`: the text and where it ends.
+fn node_at(bytes: &[u8], at: usize) -> Option<(&str, usize)> {
+    let (start, end) = atom_text(bytes, at)?;
+    Some((std::str::from_utf8(&bytes[start..end]).ok()?, end))
 }
 
 /// Where the node atom at `at` ends (its text is not checked again: it was when read).
 fn atom_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let end = match *bytes.get(at)? {
-        tags::SMALL_ATOM_UTF8_EXT => at + 2 + *bytes.get(at + 1)? as usize,
-        tags::ATOM_UTF8_EXT => {
-            at + 3 + u16::from_be_bytes([*bytes.get(at + 1)?, *bytes.get(at + 2)?]) as usize
-        }
-        _ => return None,
-    };
-    (end <= bytes.len()).then_some(end)
+    atom_text(bytes, at).map(|(_, end)| end)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {

@@ -469,7 +469,6 @@ impl RexiServer {
             index,
             started: self.durations.start(),
             kept,
-            parked: false,
         };
         // Run the job here, on the reader task, until it first waits: a job that answers
         // at once (an echo, a phash2) then costs no task and no thread hop. A job that
@@ -482,7 +481,6 @@ impl RexiServer {
             job.end(ended, &key);
             return;
         }
-        job.parked = true;
         super::parked::park(&WAITING, job);
     }
 
@@ -731,17 +729,17 @@ struct JobTask {
     index: usize,
     started: Option<Instant>,
     kept: Option<Box<Owned>>,
-    /// Polled before in place: it waits, a kill may have come, and a kill must be able to
-    /// wake it.
-    parked: bool,
 }
 
+/// Only the set of waiting jobs polls a job as a future: the first poll, in place, is
+/// [`JobTask::poll_work`]. So every poll here is of a job that waited: a kill may have come,
+/// and a kill must be able to wake it.
 impl Future for JobTask {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let job = self.get_mut();
-        if job.parked && !job.state.keep_waker(cx.waker()) {
+        if !job.state.keep_waker(cx.waker()) {
             // Killed: whoever killed it took it out of the table and ended its process;
             // dropping the handler's future is all that is left, and the caller hears
             // nothing more.
