@@ -62,6 +62,7 @@ pub struct JobState {
     pub nonce: Nonce,
     /// The node whose connection carried the doit, when it is not the caller's (rare):
     /// see [`JobState::owner`]. A thin pointer: every held job pays for the field.
+    #[allow(clippy::box_collection)]
     other_owner: Option<Box<String>>,
     /// Where the job's answer goes.
     pub answer: Answer,
