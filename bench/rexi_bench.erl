@@ -6,7 +6,7 @@
 %% window (after the warm-up) count towards throughput and latency.
 %%
 %%   erl -name G@127.0.0.1 -hidden -setcookie C -noshell -pa DIR -run rexi_bench main \
-%%       Target Callers Window Seconds WarmupSeconds PayloadBytes [Rate [TargetOsPid]]
+%%       Target Callers Window Seconds WarmupSeconds PayloadBytes [Rate [TargetOsPid [Pace]]]
 %%
 %% Two modes:
 %%   * closed loop (Rate 0 or absent): each of the Callers keeps Window casts in flight;
@@ -17,6 +17,11 @@
 %%     from each cast's actual send, and how late sends left against their schedule is
 %%     reported (lag_p99_us, lag_max_us), as is the achieved send rate and its shortfall
 %%     against Rate (a generator that cannot keep up says so instead of hiding it).
+%%     Pace `spin' sends each cast when it is due instead: a caller with nothing due looks
+%%     at its mailbox and yields, never sleeps, so casts arrive evenly spaced and a reply is
+%%     taken as it arrives. It keeps the generator's cores busy, so it is for a generator
+%%     with a core of its own (the pinned runs); the latency then measures the server, not
+%%     the bursts of the millisecond timers. Pace `timer' (the default) is described above.
 %%
 %% With TargetOsPid (the target's OS process on this machine) the generator also reads the
 %% target's CPU time and context switches from /proc at the start and the end of the measured
@@ -39,20 +44,22 @@
 %%
 %% Also: `-run rexi_bench schedulers Target N' sets the target BEAM's schedulers_online.
 -module(rexi_bench).
--export([main/1, run/8, schedulers/1]).
+-export([main/1, schedulers/1]).
 
--record(r, {dest, mfa, hz, step, k, t0, rec_start, rec_end,
+-record(r, {dest, mfa, hz, step, k, t0, rec_start, rec_end, pace = timer,
             i = 0, in_flight = 0, sent = 0, sent_in = 0, measured = 0,
             lats = [], lags = []}).
 
 main([Target, C, W, Secs, Warm, Payload | Opt]) ->
-    {Rate, OsPid} = case Opt of
-                        [] -> {0.0, 0};
-                        [R] -> {to_float(R), 0};
-                        [R, P | _] -> {to_float(R), list_to_integer(P)}
-                    end,
+    {Rate, OsPid, Pace} = case Opt of
+                              [] -> {0.0, 0, timer};
+                              [R] -> {to_float(R), 0, timer};
+                              [R, P] -> {to_float(R), list_to_integer(P), timer};
+                              [R, P, Pc | _] -> {to_float(R), list_to_integer(P), pace(Pc)}
+                          end,
     Code = try run(list_to_atom(Target), list_to_integer(C), list_to_integer(W),
-                   to_float(Secs), to_float(Warm), list_to_integer(Payload), Rate, OsPid) of
+                   to_float(Secs), to_float(Warm), list_to_integer(Payload), Rate,
+                   {OsPid, Pace}) of
                ok -> 0;
                {error, Why} -> io:format(standard_error, "rexi_bench: ~s~n", [Why]), 1
            catch Class:Reason:Stack ->
@@ -73,16 +80,20 @@ schedulers([Target, N]) ->
            end,
     erlang:halt(Code).
 
+pace("timer") -> timer;
+pace("spin") -> spin;
+pace(Other) -> erlang:error({bad_pace, Other, "expected timer or spin"}).
+
 to_float(S) ->
     try list_to_float(S) catch error:badarg -> float(list_to_integer(S)) end.
 
-run(Target, C, W, Secs, Warm, Payload, Rate, OsPid) ->
+run(Target, C, W, Secs, Warm, Payload, Rate, Opts) ->
     case net_kernel:connect_node(Target) of
-        true -> go(Target, C, W, Secs, Warm, Payload, Rate, OsPid);
+        true -> go(Target, C, W, Secs, Warm, Payload, Rate, Opts);
         _ -> {error, io_lib:format("cannot connect to ~s", [Target])}
     end.
 
-go(Target, C, W, Secs, Warm, Payload, Rate, OsPid) ->
+go(Target, C, W, Secs, Warm, Payload, Rate, {OsPid, Pace}) ->
     Bin = binary:copy(<<"x">>, Payload),
     Dest = {rexi_server, Target},
     MFA = {rexi_node, echo, [Bin]},
@@ -98,7 +109,7 @@ go(Target, C, W, Secs, Warm, Payload, Rate, OsPid) ->
                true ->
                    %% Due times in native units: T0 + (i * C + k) * Hz / Rate, kept exact
                    %% as a rational: step = Hz * C / Rate per cast of one caller.
-                   R0 = #r{dest = Dest, mfa = MFA, hz = Hz, step = {Hz, Rate},
+                   R0 = #r{dest = Dest, mfa = MFA, hz = Hz, step = {Hz, Rate}, pace = Pace,
                            t0 = T0, rec_start = RecStart, rec_end = RecEnd},
                    [spawn_link(fun() -> put(parent, Self), put(callers, C),
                                         rate_loop(R0#r{k = K}) end)
@@ -270,6 +281,16 @@ rate_loop(R = #r{rec_end = RecEnd}) ->
             rate_loop(send_due(R, Now));
         Due >= RecEnd, R#r.in_flight =:= 0 ->
             rate_done(R, 0);
+        R#r.pace =:= spin, Due < RecEnd ->
+            %% Spin pacing: look at the mailbox, then let the other callers and the
+            %% distribution port run, until the next cast is due.
+            receive
+                {Ref, Reply} when is_reference(Ref) ->
+                    rate_loop(reply(R, Ref, Reply))
+            after 0 ->
+                erlang:yield(),
+                rate_loop(R)
+            end;
         true ->
             Timeout = case Due < RecEnd of
                           true -> ceil_ms(Due - Now, R#r.hz);
@@ -277,9 +298,7 @@ rate_loop(R = #r{rec_end = RecEnd}) ->
                       end,
             receive
                 {Ref, Reply} when is_reference(Ref) ->
-                    {_, M1, L1} = take_reply(Ref, Reply, R#r.rec_start, RecEnd,
-                                             R#r.measured, R#r.lats),
-                    rate_loop(R#r{in_flight = R#r.in_flight - 1, measured = M1, lats = L1})
+                    rate_loop(reply(R, Ref, Reply))
             after Timeout ->
                 case Due >= RecEnd of
                     true -> rate_done(R, R#r.in_flight);
@@ -287,6 +306,10 @@ rate_loop(R = #r{rec_end = RecEnd}) ->
                 end
             end
     end.
+
+reply(R, Ref, Reply) ->
+    {_, M1, L1} = take_reply(Ref, Reply, R#r.rec_start, R#r.rec_end, R#r.measured, R#r.lats),
+    R#r{in_flight = R#r.in_flight - 1, measured = M1, lats = L1}.
 
 ceil_ms(Native, Hz) -> max(1, -((-Native * 1000) div Hz)).
 

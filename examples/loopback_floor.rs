@@ -8,9 +8,12 @@
 //! (`/proc/thread-self/schedstat`) and context switches over the measured window are divided
 //! by the messages it answered in that window.
 //!
-//!     cargo run --release --example loopback_floor -- RATE SECONDS
+//!     cargo run --release --example loopback_floor -- RATE SECONDS [--tokio]
 //!
-//! RATE 0 sends as fast as the socket takes it. Prints
+//! RATE 0 sends as fast as the socket takes it. With `--tokio` the same echo runs on a
+//! single-threaded tokio runtime, as rexi-node's connections do: the difference to the
+//! blocking floor is what the readiness model (an `epoll_wait` per wake-up) and tokio's
+//! scheduler cost before any work of ours. Prints
 //! `FLOOR rate=.. msgs=.. server_cpu_100k=.. server_cs_per_msg=..` (CPU seconds per 100k
 //! messages, as scripts/bench reports servers).
 
@@ -40,8 +43,131 @@ fn thread_figures() -> (u64, u64) {
     (cpu, cs)
 }
 
+/// What the server thread shares with the client thread.
+struct Shared {
+    answered: Arc<AtomicU64>,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The server's side of one read: answers every complete frame in `buf[..have]` into
+/// `out` and returns how many bytes they took.
+fn answer(buf: &[u8], have: usize, out: &mut Vec<u8>, answered: &AtomicU64) -> usize {
+    let mut at = 0;
+    while have - at >= 4 {
+        let len = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        if have - at < 4 + len {
+            break;
+        }
+        at += 4 + len;
+        out.extend_from_slice(&(REPLY as u32 - 4).to_be_bytes());
+        out.resize(out.len() + REPLY - 4, 7);
+        answered.fetch_add(1, Ordering::Relaxed);
+    }
+    at
+}
+
+/// The measured window, opened and closed by the server thread itself (its own CPU is
+/// what is measured) when the client says so.
+#[derive(Default)]
+struct Window {
+    open: Option<(u64, u64, u64)>,
+    /// CPU nanoseconds, context switches and messages of the closed window.
+    result: (u64, u64, u64),
+}
+
+impl Window {
+    /// After a read: opens or closes the window; true when the server should stop.
+    fn step(&mut self, shared: &Shared) -> bool {
+        let answered = shared.answered.load(Ordering::Relaxed);
+        match (shared.measuring.load(Ordering::Relaxed), self.open) {
+            (true, None) => {
+                let (c, x) = thread_figures();
+                self.open = Some((c, x, answered));
+            }
+            (false, Some((c0, x0, a0))) => {
+                let (c, x) = thread_figures();
+                self.result = (c - c0, x - x0, answered - a0);
+                self.open = None;
+            }
+            _ => {}
+        }
+        shared.stop.load(Ordering::Relaxed) && self.open.is_none() && self.result.2 > 0
+    }
+}
+
+/// The floor itself: a blocking thread, one `recv` (which sleeps until data comes) and one
+/// `send` per message at low rates.
+fn serve_blocking(mut s: TcpStream, shared: Shared) -> (u64, u64, u64) {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut have = 0;
+    let mut out = Vec::with_capacity(64 << 10);
+    let mut window = Window::default();
+    loop {
+        let n = match s.read(&mut buf[have..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        have += n;
+        let at = answer(&buf, have, &mut out, &shared.answered);
+        buf.copy_within(at..have, 0);
+        have -= at;
+        if !out.is_empty() {
+            if s.write_all(&out).is_err() {
+                break;
+            }
+            out.clear();
+        }
+        if window.step(&shared) {
+            break;
+        }
+    }
+    window.result
+}
+
+/// The same server on a single-threaded tokio runtime (rexi-node's model: one runtime per
+/// connection thread): the readiness model adds an `epoll_wait` per wake-up and tokio's
+/// scheduler and I/O driver, with no decoding or rexi work at all.
+fn serve_tokio(s: TcpStream, shared: Shared) -> (u64, u64, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        s.set_nonblocking(true).expect("nonblocking");
+        let mut s = tokio::net::TcpStream::from_std(s).expect("tokio socket");
+        let mut buf = vec![0u8; 256 << 10];
+        let mut have = 0;
+        let mut out = Vec::with_capacity(64 << 10);
+        let mut window = Window::default();
+        loop {
+            let n = match s.read(&mut buf[have..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            have += n;
+            let at = answer(&buf, have, &mut out, &shared.answered);
+            buf.copy_within(at..have, 0);
+            have -= at;
+            if !out.is_empty() {
+                if s.write_all(&out).await.is_err() {
+                    break;
+                }
+                out.clear();
+            }
+            if window.step(&shared) {
+                break;
+            }
+        }
+        window.result
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let tokio_mode = args.iter().any(|a| a == "--tokio");
+    let args: Vec<&String> = args.iter().filter(|a| *a != "--tokio").collect();
     let rate: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000.0);
     let secs: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4.0);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
@@ -51,58 +177,19 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
 
     let server = {
-        let (answered, measuring, stop) = (answered.clone(), measuring.clone(), stop.clone());
+        let shared = Shared {
+            answered: answered.clone(),
+            measuring: measuring.clone(),
+            stop: stop.clone(),
+        };
         std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().expect("accept");
+            let (s, _) = listener.accept().expect("accept");
             s.set_nodelay(true).expect("nodelay");
-            let mut buf = vec![0u8; 256 << 10];
-            let mut have = 0;
-            let mut out = Vec::with_capacity(64 << 10);
-            let mut window: Option<(u64, u64, u64)> = None;
-            let mut result = (0, 0, 0);
-            loop {
-                let n = match s.read(&mut buf[have..]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                have += n;
-                let mut at = 0;
-                while have - at >= 4 {
-                    let len = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
-                        as usize;
-                    if have - at < 4 + len {
-                        break;
-                    }
-                    at += 4 + len;
-                    out.extend_from_slice(&(REPLY as u32 - 4).to_be_bytes());
-                    out.resize(out.len() + REPLY - 4, 7);
-                    answered.fetch_add(1, Ordering::Relaxed);
-                }
-                buf.copy_within(at..have, 0);
-                have -= at;
-                if !out.is_empty() {
-                    if s.write_all(&out).is_err() {
-                        break;
-                    }
-                    out.clear();
-                }
-                match (measuring.load(Ordering::Relaxed), window) {
-                    (true, None) => {
-                        let (c, x) = thread_figures();
-                        window = Some((c, x, answered.load(Ordering::Relaxed)));
-                    }
-                    (false, Some((c0, x0, a0))) => {
-                        let (c, x) = thread_figures();
-                        result = (c - c0, x - x0, answered.load(Ordering::Relaxed) - a0);
-                        window = None;
-                    }
-                    _ => {}
-                }
-                if stop.load(Ordering::Relaxed) && window.is_none() && result.2 > 0 {
-                    break;
-                }
+            if tokio_mode {
+                serve_tokio(s, shared)
+            } else {
+                serve_blocking(s, shared)
             }
-            result
         })
     };
 
@@ -143,7 +230,8 @@ fn main() {
     let _ = drain.join();
     let per = |x: f64| if msgs > 0 { x / msgs as f64 } else { 0.0 };
     println!(
-        "FLOOR rate={rate} msgs={msgs} server_cpu_100k={:.4} server_cs_per_msg={:.3}",
+        "FLOOR model={} rate={rate} msgs={msgs} server_cpu_100k={:.4} server_cs_per_msg={:.3}",
+        if tokio_mode { "tokio" } else { "blocking" },
         per(cpu_ns as f64) * 100_000.0 / 1e9,
         per(cs as f64)
     );
