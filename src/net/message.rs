@@ -11,7 +11,7 @@ use crate::etf::{self, tags, Encoded, Limits, Owned};
 use eetf::{Atom, Pid, Reference, Term};
 use std::borrow::Cow;
 
-pub use crate::process::ProcId;
+pub use crate::process::{ProcId, Sender};
 
 /// The control messages rexi-node acts on. Trace tokens are accepted and dropped.
 /// A `REG_SEND`'s message is left encoded, in the frame: registered names are where the
@@ -46,7 +46,7 @@ pub enum Control<'a> {
         to: Pid,
     },
     RegSend {
-        from: Pid,
+        from: Sender<'a>,
         /// The registered name; borrowed from the frame when read in place.
         to: Cow<'a, str>,
         message: Encoded<'a>,
@@ -96,6 +96,24 @@ pub enum Control<'a> {
     },
 }
 
+/// A `NEW_PID_EXT` with a short UTF-8 node name at `at` in `body`, read in place (see
+/// [`Sender`]): the sender and where it ends; `None` for any other encoding.
+fn read_sender(body: &[u8], at: usize) -> Option<(Sender<'_>, usize)> {
+    let (&[tag, atom_tag, n], rest) = body.get(at..)?.split_first_chunk::<3>()?;
+    (tag == tags::NEW_PID_EXT && atom_tag == tags::SMALL_ATOM_UTF8_EXT).then_some(())?;
+    let n = n as usize;
+    let node = std::str::from_utf8(rest.get(..n)?).ok()?;
+    let w = rest.get(n..n + 12)?;
+    let word = |i: usize| u32::from_be_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]);
+    let sender = Sender::InPlace {
+        node,
+        id: word(0),
+        serial: word(4),
+        creation: word(8),
+    };
+    Some((sender, at + 3 + n + 12))
+}
+
 /// The frame error for a message payload that does not decode (`after`: the control
 /// message's size).
 pub fn payload_error(after: usize, e: etf::DecodeError) -> FrameError {
@@ -108,8 +126,9 @@ pub fn payload_error(after: usize, e: etf::DecodeError) -> FrameError {
 /// the one encoding OTP writes it in (the unused atom and the name as
 /// `SMALL_ATOM_UTF8_EXT`); `None`: anything else, which the whole decoder reads (and
 /// judges) as before. Decoding the control tuple as terms cost a tuple, two atoms and a
-/// walk to free them per cast, more than reading the doit inside it; here only the sender
-/// pid is decoded (by the guarded decoder, charged to the frame's budget).
+/// walk to free them per cast, more than reading the doit inside it; here the sender pid
+/// is read in place too ([`Sender`]), or decoded by the guarded decoder in another
+/// encoding (either is charged to the frame's budget).
 fn reg_send_in_place<'a>(body: &'a [u8], limits: &'a Limits) -> Option<Control<'a>> {
     const HEAD: [u8; 5] = [
         tags::VERSION,
@@ -120,11 +139,19 @@ fn reg_send_in_place<'a>(body: &'a [u8], limits: &'a Limits) -> Option<Control<'
     ];
     body.starts_with(&HEAD).then_some(())?;
     let mut budget = etf::Budget::new(limits);
-    let (from, end) = etf::decode_at(body, HEAD.len(), 1, limits, &mut budget).ok()?;
-    let Term::Pid(from) = from else {
-        // Not a pid: shallow or not, the whole decoder says what is wrong.
-        etf::dispose(from);
-        return None;
+    let (from, end) = match read_sender(body, HEAD.len()) {
+        Some((from, end)) => {
+            budget.charge(end - HEAD.len(), HEAD.len()).ok()?;
+            (from, end)
+        }
+        None => match etf::decode_at(body, HEAD.len(), 1, limits, &mut budget).ok()? {
+            (Term::Pid(p), end) => (Sender::Decoded(p), end),
+            (other, _) => {
+                // Not a pid: shallow or not, the whole decoder says what is wrong.
+                etf::dispose(other);
+                return None;
+            }
+        },
     };
     let rest = body
         .get(end..)?
@@ -251,7 +278,7 @@ fn decode_whole<'a>(body: &'a [u8], limits: &'a Limits) -> Result<Control<'a>, F
         6 | 16 => {
             arity(if op == 6 { 4 } else { 5 })?;
             Control::RegSend {
-                from: pid(elems, 1)?,
+                from: Sender::Decoded(pid(elems, 1)?),
                 to: Cow::Owned(atom(elems, 3)?),
                 message: Encoded::new(
                     rest,
@@ -670,7 +697,7 @@ mod tests {
     fn reg_send(c: Control<'_>) -> (Pid, String, Vec<u8>, usize) {
         match c {
             Control::RegSend { from, to, message } => (
-                from,
+                from.pid(),
                 to.into_owned(),
                 message.bytes().to_vec(),
                 message.offset(),
@@ -687,11 +714,38 @@ mod tests {
             &ctl::reg_send(&pid("a@127.0.0.1"), "rexi_server_123"),
             &payload,
         );
-        assert!(reg_send_in_place(&b, &limits).is_some(), "read in place");
+        match reg_send_in_place(&b, &limits) {
+            Some(Control::RegSend { from, .. }) => {
+                assert!(
+                    matches!(from, Sender::InPlace { .. }),
+                    "sender read in place"
+                );
+                assert_eq!(from.node(), "a@127.0.0.1");
+            }
+            other => panic!("not read in place: {other:?}"),
+        }
         let fast = reg_send(decode(&b, &limits).expect("decodes"));
         let whole = reg_send(decode_whole(&b, &limits).expect("decodes"));
         assert_eq!(fast, whole);
         assert_eq!(fast.1, "rexi_server_123");
+    }
+
+    #[test]
+    fn a_sender_pid_in_another_encoding_is_decoded() {
+        let limits = Limits::default();
+        let payload = Term::Atom(Atom::from("hello"));
+        let mut b = body(&ctl::reg_send(&pid("a@127.0.0.1"), "n"), &payload);
+        // The pid's node name as SMALL_ATOM_EXT (Latin-1): after 131, {, 4, 6 and the pid tag.
+        assert_eq!(b[6], tags::SMALL_ATOM_UTF8_EXT);
+        b[6] = tags::SMALL_ATOM_EXT;
+        match reg_send_in_place(&b, &limits) {
+            Some(Control::RegSend { from, to, .. }) => {
+                assert!(matches!(from, Sender::Decoded(_)), "{from:?}");
+                assert_eq!(from.pid(), pid("a@127.0.0.1"));
+                assert_eq!(to, "n");
+            }
+            other => panic!("not a REG_SEND read in place: {other:?}"),
+        }
     }
 
     #[test]

@@ -12,12 +12,14 @@ pub mod mailbox;
 pub mod proc_id;
 pub mod refkey;
 pub mod registry;
+pub mod sender;
 
 pub use ids::Ids;
 pub use mailbox::Mailbox;
 pub use proc_id::ProcId;
 pub use refkey::RefKey;
 pub use registry::{Effect, MonitorTarget, PeerLimits, Registry};
+pub use sender::Sender;
 
 use crate::etf::{DecodeError, Encoded, Owned};
 use eetf::{Pid, Reference, Term};
@@ -49,10 +51,10 @@ pub trait Process: Send + Sync {
     /// [`Encoded`]). By default it is decoded whole and delivered as [`Signal::Message`];
     /// a process that expects one shape may read it in place. A message that does not
     /// decode is an error: the connection that sent it closes.
-    fn deliver_encoded(&self, from: Pid, message: Encoded<'_>) -> Result<(), DecodeError> {
+    fn deliver_encoded(&self, from: Sender<'_>, message: Encoded<'_>) -> Result<(), DecodeError> {
         let message = message.decode()?;
         self.deliver(Signal::Message {
-            from: Some(from),
+            from: Some(from.pid()),
             message,
         });
         Ok(())

@@ -23,14 +23,17 @@ pub struct RefKey {
 
 impl RefKey {
     pub fn of(r: &Reference) -> RefKey {
-        RefKey::from_parts(&r.node.name, r.creation, r.id.iter().copied())
+        RefKey::from_parts(r.node.name.as_bytes(), r.creation, r.id.iter().copied())
     }
 
-    /// The key of the Ref of `node`, `creation` and `words` (read in place from a frame).
-    pub fn from_parts(node: &str, creation: u32, words: impl Iterator<Item = u32>) -> RefKey {
+    /// The key of the Ref of `node` (its name's UTF-8 bytes: a frame's Ref is keyed without
+    /// checking its text again), `creation` and `words` (read in place from a frame).
+    pub fn from_parts(node: &[u8], creation: u32, words: impl Iterator<Item = u32>) -> RefKey {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        node.hash(&mut h);
+        // What `str`'s Hash writes, so the key does not depend on how the name was held.
+        h.write(node);
+        h.write_u8(0xff);
         let mut slots = [0u32; 5];
         let mut len = 0u32;
         for (i, w) in words.enumerate() {

@@ -17,8 +17,8 @@ use crate::log_limit;
 use crate::net::handshake::PeerInfo;
 use crate::net::{Node, NodeObserver};
 use crate::phash2;
-use crate::process::{Process, Signal};
-use eetf::{Atom, Pid, Term};
+use crate::process::{Process, Sender, Signal};
+use eetf::{Atom, Term};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -42,7 +42,9 @@ pub(crate) trait NameOwner: Send + Sync + 'static {
     /// A signal sent to one of the names.
     fn handle(&self, kind: NameKind, signal: Signal);
     /// A doit read in place ([`super::wire`]) from `from`.
-    fn handle_doit(&self, kind: NameKind, doit: super::protocol::Doit<'_>, from: Option<Pid>);
+    /// A doit that came to a name of kind `kind`; `sender`: the node whose connection
+    /// carried it (none for a local send).
+    fn handle_doit(&self, kind: NameKind, doit: super::protocol::Doit<'_>, sender: Option<&str>);
     fn cancel_jobs_of(&self, peer: &str);
 }
 
@@ -64,20 +66,20 @@ impl Process for NameProc {
     /// handled as [`Self::deliver`] would. The in-place reader gets a memory budget of its
     /// own (the frame's limit, not counting the few bytes of the control message), so a
     /// message it leaves to the whole decoder is not charged twice.
-    fn deliver_encoded(&self, from: Pid, message: Encoded<'_>) -> Result<(), DecodeError> {
+    fn deliver_encoded(&self, from: Sender<'_>, message: Encoded<'_>) -> Result<(), DecodeError> {
         let Some(server) = self.server.upgrade() else {
             return message.decode().map(drop);
         };
         let mut trial = Budget::new(message.limits());
         match wire::read(message.bytes(), message.limits(), &mut trial) {
-            Some(d) => server.handle_doit(self.kind, d, Some(from)),
+            Some(d) => server.handle_doit(self.kind, d, Some(from.node())),
             None => {
                 drop(trial);
                 let message = message.decode()?;
                 server.handle(
                     self.kind,
                     Signal::Message {
-                        from: Some(from),
+                        from: Some(from.pid()),
                         message,
                     },
                 );

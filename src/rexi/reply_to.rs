@@ -66,6 +66,11 @@ fn node_at(bytes: &[u8], at: usize) -> Option<(&str, usize)> {
     Some((std::str::from_utf8(&bytes[start..end]).ok()?, end))
 }
 
+/// The text of the node atom at `at`, as bytes (not checked again: it was when read).
+fn atom_bytes(bytes: &[u8], at: usize) -> &[u8] {
+    atom_text(bytes, at).map_or(&[], |(start, end)| &bytes[start..end])
+}
+
 /// Where the node atom at `at` ends (its text is not checked again: it was when read).
 fn atom_end(bytes: &[u8], at: usize) -> Option<usize> {
     atom_text(bytes, at).map(|(_, end)| end)
@@ -190,6 +195,12 @@ impl ReplyTo {
         node_at(self.pid_bytes(), 1).map_or("", |(n, _)| n)
     }
 
+    /// The caller's node name as bytes: for comparing and hashing, which need no UTF-8
+    /// check (the name was checked when the pid was read; [`Self::node`] checks again).
+    pub fn node_bytes(&self) -> &[u8] {
+        atom_bytes(self.pid_bytes(), 1)
+    }
+
     /// The caller's pid, decoded.
     pub fn pid(&self) -> Pid {
         let b = self.pid_bytes();
@@ -202,13 +213,13 @@ impl ReplyTo {
         }
     }
 
-    /// The Ref's node, creation and words.
-    fn ref_parts(&self) -> (&str, u32, impl Iterator<Item = u32> + '_) {
+    /// The Ref's node name (as bytes), creation and words.
+    fn ref_parts(&self) -> (&[u8], u32, impl Iterator<Item = u32> + '_) {
         let b = self.kept_ref();
         let (node, end) = if self.shared_node {
-            (self.node(), REF_NODE_AT)
+            (self.node_bytes(), REF_NODE_AT)
         } else {
-            node_at(b, REF_NODE_AT).unwrap_or(("", b.len()))
+            atom_text(b, REF_NODE_AT).map_or((&[][..], b.len()), |(s, e)| (&b[s..e], e))
         };
         let creation = u32_at(b, end).unwrap_or(0);
         let words = b
@@ -223,7 +234,7 @@ impl ReplyTo {
     pub fn reference(&self) -> Reference {
         let (node, creation, words) = self.ref_parts();
         Reference {
-            node: Atom::from(node),
+            node: Atom::from(std::str::from_utf8(node).unwrap_or("")),
             id: words.collect(),
             creation,
         }
@@ -259,7 +270,7 @@ impl ReplyTo {
     /// A caller on this node: a pid of ours (of this or an earlier incarnation, which
     /// [`Node::send`] tells apart).
     fn is_local(&self, node: &Node) -> bool {
-        self.node() == node.name()
+        self.node_bytes() == node.name().as_bytes()
     }
 
     /// `{Ref, Rest...}` with its version byte (`rest` has at most a few elements).

@@ -223,8 +223,8 @@ impl NameOwner for RexiServer {
     fn handle(&self, kind: NameKind, signal: Signal) {
         RexiServer::handle(self, kind, signal)
     }
-    fn handle_doit(&self, kind: NameKind, doit: Doit<'_>, from: Option<eetf::Pid>) {
-        RexiServer::handle_doit(self, kind, doit, from)
+    fn handle_doit(&self, kind: NameKind, doit: Doit<'_>, sender: Option<&str>) {
+        RexiServer::handle_doit(self, kind, doit, sender)
     }
     fn cancel_jobs_of(&self, peer: &str) {
         RexiServer::cancel_jobs_of(self, peer)
@@ -316,7 +316,9 @@ impl RexiServer {
             _ => return,
         };
         match protocol::parse(message) {
-            Request::Doit(d) => self.handle_doit(kind, d, from),
+            Request::Doit(d) => {
+                self.handle_doit(kind, d, from.as_ref().map(|p| p.node.name.as_str()))
+            }
             Request::BadDoit {
                 caller,
                 reference,
@@ -353,8 +355,8 @@ impl RexiServer {
         }
     }
 
-    /// A doit that came to the name `kind` from `from`.
-    pub(crate) fn handle_doit(&self, kind: NameKind, d: Doit<'_>, from: Option<eetf::Pid>) {
+    /// A doit that came to the name `kind` over the connection of `sender`.
+    pub(crate) fn handle_doit(&self, kind: NameKind, d: Doit<'_>, sender: Option<&str>) {
         bump(match kind {
             NameKind::Singleton => &self.stats.casts_singleton,
             NameKind::Phash2 => &self.stats.casts_phash2,
@@ -364,11 +366,11 @@ impl RexiServer {
         // which the distribution layer checked is a pid of the sending node. A caller pid
         // of some other node is served, but counted against and tied to the sender (see
         // `cancel_jobs_of`). Local sends have no `from`: the caller's node then.
-        self.doit(d, from.map(|p| p.node.name));
+        self.doit(d, sender);
     }
 
     /// Runs a doit that `sender` (the node of the connection, if any) carried.
-    fn doit(&self, d: Doit<'_>, sender: Option<String>) {
+    fn doit(&self, d: Doit<'_>, sender: Option<&str>) {
         let key = d.to.key();
         if lock(&self.tombstones).take(&key, self.cfg.tombstone_ttl) {
             bump(&self.stats.tombstones_hit);
@@ -391,8 +393,8 @@ impl RexiServer {
             return;
         };
         // Most callers are processes of the sending node: then nothing is allocated.
-        let other_owner = sender.filter(|s| s != d.to.node());
-        let owner = other_owner.as_deref().unwrap_or(d.to.node());
+        let other_owner = sender.filter(|s| s.as_bytes() != d.to.node_bytes());
+        let owner = other_owner.unwrap_or(d.to.node());
         if let Err((which, cap)) = self.admit(owner) {
             bump(&self.stats.overloaded);
             tracing::debug!(peer = %owner, caller_node = %d.to.node(), cap, "overloaded ({which}): doit refused");
@@ -403,7 +405,7 @@ impl RexiServer {
             );
             return;
         }
-        let state = Arc::new(JobState::new(d.to, d.nonce, other_owner));
+        let state = Arc::new(JobState::new(d.to, d.nonce, other_owner.map(str::to_owned)));
         self.enter(key, &state);
         self.launch(state, key, (handler, index), d.args);
     }

@@ -7,7 +7,7 @@ use crate::etf::Owned;
 use crate::net::global;
 use crate::net::message::{self, ctl, Control, FrameError};
 use crate::process::ids::key;
-use crate::process::{gen, Effect, MonitorTarget, ProcId, Signal};
+use crate::process::{gen, Effect, MonitorTarget, ProcId, Sender, Signal};
 use eetf::Pid;
 
 impl Node {
@@ -44,14 +44,14 @@ impl Node {
     fn reg_send_in(
         &self,
         peer: &Peer,
-        from: Pid,
+        from: Sender<'_>,
         to: &str,
         message: Encoded<'_>,
     ) -> Result<(), FrameError> {
         let after = message.offset();
         let bad = |e| message::payload_error(after, e);
         let sender = peer.info.name.as_str();
-        if !speaks_for(sender, &from, "REG_SEND") {
+        if !speaks_for(sender, from.node(), "REG_SEND") {
             // Refused, but still a frame that must decode.
             message.decode().map_err(bad)?;
             return Ok(());
@@ -78,7 +78,7 @@ impl Node {
     fn route(&self, peer: &Peer, control: Control<'_>) {
         let reg = &self.0.registry;
         let sender = peer.info.name.as_str();
-        let speaks_for = |pid: &Pid, op: &str| speaks_for(sender, pid, op);
+        let speaks_for = |pid: &Pid, op: &str| speaks_for(sender, &pid.node.name, op);
         match control {
             Control::Send { from, to, message } => {
                 match self
@@ -217,13 +217,18 @@ impl Node {
     }
 }
 
-/// Whether `pid`, the sender pid a control message `op` claims, is a process of `sender`,
+/// Whether `claimed`, the node of the sender pid a control message `op` claims, is `sender`,
 /// the peer whose connection carried it; if not, the message is refused with a log line
 /// (see [`Node::dispatch`]).
-fn speaks_for(sender: &str, pid: &Pid, op: &str) -> bool {
-    if pid.node.name == sender {
+fn speaks_for(sender: &str, claimed: &str, op: &str) -> bool {
+    if claimed == sender {
         return true;
     }
-    tracing::warn!(peer = sender, op, claimed = %pid.node.name, "control message refused: its sender pid belongs to another node");
+    tracing::warn!(
+        peer = sender,
+        op,
+        claimed,
+        "control message refused: its sender pid belongs to another node"
+    );
     false
 }
