@@ -97,12 +97,17 @@ fn pid_len(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// The length of a `NEWER_REFERENCE_EXT` at `at`, if one (with a short UTF-8 node name and
-/// at most [`MAX_REF_WORDS`] words) is there.
-fn ref_len(bytes: &[u8], at: usize) -> Option<usize> {
+/// at most [`MAX_REF_WORDS`] words) is there. `checked`: a node atom already read (the
+/// pid's), whose text needs no UTF-8 check again when the Ref's is the same.
+fn ref_len(bytes: &[u8], at: usize, checked: &[u8]) -> Option<usize> {
     (*bytes.get(at)? == tags::NEWER_REFERENCE_EXT).then_some(())?;
     let words = u16::from_be_bytes([*bytes.get(at + 1)?, *bytes.get(at + 2)?]) as usize;
     (words <= MAX_REF_WORDS).then_some(())?;
-    let end = peer_node_end(bytes, at + 3)? + 4 + 4 * words;
+    let node_end = match bytes.get(at + 3..at + 3 + checked.len()) {
+        Some(same) if same == checked => at + 3 + checked.len(),
+        _ => peer_node_end(bytes, at + 3)?,
+    };
+    let end = node_end + 4 + 4 * words;
     bytes.get(..end)?;
     Some(end - at)
 }
@@ -156,7 +161,9 @@ impl ReplyTo {
     /// are charged to `budget`. The end of the Ref comes with it.
     pub fn read(bytes: &[u8], at: usize, budget: &mut Budget) -> Option<(ReplyTo, usize)> {
         let pid = pid_len(bytes, at)?;
-        let reference = ref_len(bytes, at + pid)?;
+        // The pid's node atom (tag, length, text): checked by pid_len.
+        let pid_node = bytes.get(at + 1..at + pid - 12)?;
+        let reference = ref_len(bytes, at + pid, pid_node)?;
         let end = at + pid + reference;
         budget.charge(end - at, at).ok()?;
         let to = ReplyTo::pack(bytes.get(at..at + pid)?, bytes.get(at + pid..end)?)?;

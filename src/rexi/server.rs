@@ -90,11 +90,12 @@ struct JobEntry {
     state: Arc<JobState>,
 }
 
-/// The running jobs, and how many each owning node has (for the per-peer quota).
+/// The running jobs, and how many each owning node has (for the per-peer quota; keyed by
+/// the node name's bytes, which a job has at hand without a UTF-8 check).
 #[derive(Default)]
 struct Jobs {
     map: KeyMap<JobEntry>,
-    per_owner: FastMap<String, usize>,
+    per_owner: FastMap<Box<[u8]>, usize>,
 }
 
 impl Jobs {
@@ -102,39 +103,39 @@ impl Jobs {
         self.map.len()
     }
 
-    fn of(&self, owner: &str) -> usize {
+    fn of(&self, owner: &[u8]) -> usize {
         self.per_owner.get(owner).copied().unwrap_or(0)
     }
 
     fn insert(&mut self, key: RefKey, e: JobEntry) -> Option<JobEntry> {
-        match self.per_owner.get_mut(e.state.owner()) {
+        match self.per_owner.get_mut(e.state.owner_bytes()) {
             Some(c) => *c += 1,
             None => {
-                self.per_owner.insert(e.state.owner().to_string(), 1);
+                self.per_owner.insert(e.state.owner_bytes().into(), 1);
             }
         }
         let old = self.map.insert(key, e);
         if let Some(o) = &old {
-            self.uncount(o.state.owner());
+            self.uncount(o.state.owner_bytes());
         }
         old
     }
 
     fn remove(&mut self, key: &RefKey) -> Option<JobEntry> {
         let e = self.map.remove(key)?;
-        self.uncount(e.state.owner());
+        self.uncount(e.state.owner_bytes());
         Some(e)
     }
 
     /// A count that falls to zero stays (a peer's next job then allocates nothing); the
     /// entry goes when its node goes down ([`Jobs::forget_owner`]).
-    fn uncount(&mut self, owner: &str) {
+    fn uncount(&mut self, owner: &[u8]) {
         if let Some(c) = self.per_owner.get_mut(owner) {
             *c = c.saturating_sub(1);
         }
     }
 
-    fn forget_owner(&mut self, owner: &str) {
+    fn forget_owner(&mut self, owner: &[u8]) {
         if self.of(owner) == 0 {
             self.per_owner.remove(owner);
         }
@@ -394,7 +395,8 @@ impl RexiServer {
         };
         // Most callers are processes of the sending node: then nothing is allocated.
         let other_owner = sender.filter(|s| s.as_bytes() != d.to.node_bytes());
-        let owner = other_owner.unwrap_or(d.to.node());
+        // The sender's name, when it is the caller's node, is the same name, already checked.
+        let owner = sender.unwrap_or_else(|| d.to.node());
         if let Err((which, cap)) = self.admit(owner) {
             bump(&self.stats.overloaded);
             tracing::debug!(peer = %owner, caller_node = %d.to.node(), cap, "overloaded ({which}): doit refused");
@@ -416,7 +418,7 @@ impl RexiServer {
         let jobs = lock(&self.jobs);
         if jobs.len() >= self.cfg.max_jobs {
             Err(("max_jobs", self.cfg.max_jobs))
-        } else if jobs.of(owner) >= self.cfg.jobs_per_peer() {
+        } else if jobs.of(owner.as_bytes()) >= self.cfg.jobs_per_peer() {
             Err(("max_jobs_per_peer", self.cfg.jobs_per_peer()))
         } else {
             Ok(())
@@ -550,11 +552,14 @@ impl RexiServer {
             let keys: Vec<RefKey> = jobs
                 .map
                 .iter()
-                .filter(|(_, e)| e.state.owner() == peer || e.state.to.node() == peer)
+                .filter(|(_, e)| {
+                    e.state.owner_bytes() == peer.as_bytes()
+                        || e.state.to.node_bytes() == peer.as_bytes()
+                })
                 .map(|(k, _)| *k)
                 .collect();
             let gone = keys.into_iter().filter_map(|k| jobs.remove(&k)).collect();
-            jobs.forget_owner(peer);
+            jobs.forget_owner(peer.as_bytes());
             gone
         };
         for e in gone {

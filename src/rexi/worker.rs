@@ -61,7 +61,7 @@ pub struct JobState {
     pub to: ReplyTo,
     pub nonce: Nonce,
     /// The node whose connection carried the doit, when it is not the caller's (rare):
-    /// see [`JobState::owner`]. A thin pointer: every held job pays for the field.
+    /// see [`JobState::owner_bytes`]. A thin pointer: every held job pays for the field.
     #[allow(clippy::box_collection)]
     other_owner: Option<Box<String>>,
     /// Where the job's answer goes.
@@ -155,12 +155,13 @@ impl JobState {
         self.lock().worker.as_mut().and_then(|w| w.value.take())
     }
 
-    /// The node whose connection carried the doit: the job counts against its quota and
-    /// ends when that connection goes down.
-    pub fn owner(&self) -> &str {
+    /// The name of the node whose connection carried the doit: the job counts against its
+    /// quota and ends when that connection goes down. As bytes: the job table counts by
+    /// them, and needs no UTF-8 check again.
+    pub fn owner_bytes(&self) -> &[u8] {
         self.other_owner
             .as_deref()
-            .map_or(self.to.node(), String::as_str)
+            .map_or(self.to.node_bytes(), |o| o.as_bytes())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JobInner> {
