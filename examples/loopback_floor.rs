@@ -96,28 +96,57 @@ impl Window {
     }
 }
 
+/// The server's buffers: what was read and not yet answered, and the replies to send.
+struct Echo {
+    buf: Vec<u8>,
+    have: usize,
+    out: Vec<u8>,
+}
+
+impl Echo {
+    fn new() -> Echo {
+        Echo {
+            buf: vec![0u8; 256 << 10],
+            have: 0,
+            out: Vec::with_capacity(64 << 10),
+        }
+    }
+
+    /// Where the next read goes.
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.have..]
+    }
+
+    /// After a read of `n` bytes: answers every complete frame; the replies to send (empty
+    /// if none), which stay until [`Echo::sent`].
+    fn took(&mut self, n: usize, answered: &AtomicU64) -> &[u8] {
+        self.have += n;
+        let at = answer(&self.buf, self.have, &mut self.out, answered);
+        self.buf.copy_within(at..self.have, 0);
+        self.have -= at;
+        &self.out
+    }
+
+    fn sent(&mut self) {
+        self.out.clear();
+    }
+}
+
 /// The floor itself: a blocking thread, one `recv` (which sleeps until data comes) and one
 /// `send` per message at low rates.
 fn serve_blocking(mut s: TcpStream, shared: Shared) -> (u64, u64, u64) {
-    let mut buf = vec![0u8; 256 << 10];
-    let mut have = 0;
-    let mut out = Vec::with_capacity(64 << 10);
+    let mut echo = Echo::new();
     let mut window = Window::default();
     loop {
-        let n = match s.read(&mut buf[have..]) {
+        let n = match s.read(echo.spare()) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        have += n;
-        let at = answer(&buf, have, &mut out, &shared.answered);
-        buf.copy_within(at..have, 0);
-        have -= at;
-        if !out.is_empty() {
-            if s.write_all(&out).is_err() {
-                break;
-            }
-            out.clear();
+        let replies = echo.took(n, &shared.answered);
+        if !replies.is_empty() && s.write_all(replies).is_err() {
+            break;
         }
+        echo.sent();
         if window.step(&shared) {
             break;
         }
@@ -130,6 +159,7 @@ fn serve_blocking(mut s: TcpStream, shared: Shared) -> (u64, u64, u64) {
 /// scheduler and I/O driver, with no decoding or rexi work at all.
 fn serve_tokio(s: TcpStream, shared: Shared) -> (u64, u64, u64) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Built as rexi-node builds a connection thread's runtime (src/net/threads.rs).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -137,25 +167,18 @@ fn serve_tokio(s: TcpStream, shared: Shared) -> (u64, u64, u64) {
     rt.block_on(async move {
         s.set_nonblocking(true).expect("nonblocking");
         let mut s = tokio::net::TcpStream::from_std(s).expect("tokio socket");
-        let mut buf = vec![0u8; 256 << 10];
-        let mut have = 0;
-        let mut out = Vec::with_capacity(64 << 10);
+        let mut echo = Echo::new();
         let mut window = Window::default();
         loop {
-            let n = match s.read(&mut buf[have..]).await {
+            let n = match s.read(echo.spare()).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            have += n;
-            let at = answer(&buf, have, &mut out, &shared.answered);
-            buf.copy_within(at..have, 0);
-            have -= at;
-            if !out.is_empty() {
-                if s.write_all(&out).await.is_err() {
-                    break;
-                }
-                out.clear();
+            let replies = echo.took(n, &shared.answered);
+            if !replies.is_empty() && s.write_all(replies).await.is_err() {
+                break;
             }
+            echo.sent();
             if window.step(&shared) {
                 break;
             }
