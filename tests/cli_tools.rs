@@ -209,6 +209,7 @@ fn status_of_beam_nodes_and_of_a_rexi_node() {
     assert!(r.out.contains("stats: release=2 "), "{}", r.text());
     let j = tool(epmd.port, &["status", &d.name, "--json"]).json();
     assert_eq!(j["kind"], "rexi-node");
+    assert_eq!(j["visible"], false, "{j}");
     assert_eq!(j["stats"]["release"], 2);
     assert!(
         j["names"]
@@ -216,6 +217,18 @@ fn status_of_beam_nodes_and_of_a_rexi_node() {
             .is_some_and(|v| v.len() == 3 && v.iter().all(|n| n["present"] == true)),
         "{j}"
     );
+
+    // A rexi-node run with --visible says so (it published itself in the handshake).
+    let v = Daemon::start(epmd.port, "t_st_vis", &["--visible"]);
+    let r = tool(epmd.port, &["status", &v.name]);
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert!(
+        r.out.contains("rexi-node (visible C-node), rexi release"),
+        "{}",
+        r.text()
+    );
+    let j = tool(epmd.port, &["status", &v.name, "--json"]).json();
+    assert_eq!(j["visible"], true, "{j}");
 
     // Errors: unknown node, wrong cookie, epmd unreachable: exit 3, each named.
     let r = tool(epmd.port, &["status", "ghost@127.0.0.1"]);

@@ -33,6 +33,9 @@ pub(crate) struct Report {
     /// nothing waits on it).
     pub per_node_ready: bool,
     pub stats: Option<Vec<(String, i64)>>,
+    /// Whether the node joined visible (it published itself in the handshake with this
+    /// client); `None` when the connection was gone by the time it was asked.
+    pub visible: Option<bool>,
     /// For a CouchDB node, its `nodes()` (whom its coordinators treat as up); else empty.
     pub visible_peers: Vec<String>,
 }
@@ -64,13 +67,15 @@ pub(crate) async fn inspect(
     node: &str,
     timeout: Duration,
 ) -> Result<Report, String> {
-    match rex_call(client, node, "erlang", "registered", vec![], timeout).await {
+    let mut report = match rex_call(client, node, "erlang", "registered", vec![], timeout).await {
         Ok(names) => inspect_beam(client, node, &names, timeout).await,
         Err(RexError::NoRex) => inspect_rexi_node(client, node, timeout).await,
         Err(e) => Err(format!(
             "cannot list the registered names of {node} through rex: {e}"
         )),
-    }
+    }?;
+    report.visible = client.node().peer(node).map(|p| p.info.published());
+    Ok(report)
 }
 
 async fn inspect_beam(
@@ -158,6 +163,7 @@ async fn inspect_beam(
         mon_status,
         per_node_ready,
         stats: None,
+        visible: None,
         visible_peers,
     })
 }
@@ -214,6 +220,7 @@ async fn inspect_rexi_node(
         mon_status,
         per_node_ready,
         stats: Some(stats),
+        visible: None,
         visible_peers: Vec::new(),
     })
 }

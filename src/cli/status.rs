@@ -1,7 +1,8 @@
 //! `rexi-node status NODE`: what rexi a node runs. For a BEAM node: its rexi release, the
 //! `rexi_*` names it registers (read through its `rex` server) and its `rexi_server_mon`
 //! status. For a rexi-node: its release, whether the names a caller uses exist, its
-//! `rexi_server_mon` status and its `stats`.
+//! `rexi_server_mon` status and its `stats`. For either, whether it joined hidden or
+//! visible (from the flags it sent in the handshake).
 
 use super::exit::Exit;
 use super::inspect::{inspect, Report};
@@ -58,6 +59,10 @@ pub(crate) fn report_json(r: &Report) -> String {
                 .unwrap_or_else(|| "null".into()),
         ),
         ("per_node_ready", r.per_node_ready.to_string()),
+        (
+            "visible",
+            r.visible.map_or_else(|| "null".into(), |v| v.to_string()),
+        ),
     ];
     if let Some(stats) = &r.stats {
         fields.push((
@@ -77,7 +82,11 @@ pub(crate) fn report_text(r: &Report) -> String {
     let mut out = String::new();
     let kind = match r.kind {
         NodeKind::Beam => "BEAM node",
-        NodeKind::RexiNode => "rexi-node (hidden C-node)",
+        NodeKind::RexiNode => match r.visible {
+            Some(true) => "rexi-node (visible C-node)",
+            Some(false) => "rexi-node (hidden C-node)",
+            None => "rexi-node (C-node)",
+        },
         NodeKind::CouchDb => "BEAM node with CouchDB's rexi",
     };
     match &r.release {

@@ -33,6 +33,14 @@ pub struct PeerInfo {
     pub flags: DistributionFlags,
 }
 
+impl PeerInfo {
+    /// Whether the peer joined as a visible node (`DFLAG_PUBLISHED`): a hidden one (a
+    /// rexi-node on its defaults, a tool, `erl -hidden`) is in no BEAM node's `nodes()`.
+    pub fn published(&self) -> bool {
+        self.flags.contains(DistributionFlags::PUBLISHED)
+    }
+}
+
 #[derive(Debug)]
 pub enum Refusal {
     WrongCookie,
