@@ -55,6 +55,7 @@ mod decode;
 mod dispose;
 mod encode;
 mod encoded;
+pub mod in_place;
 pub mod order;
 mod owned;
 mod stack;

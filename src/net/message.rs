@@ -99,19 +99,14 @@ pub enum Control<'a> {
 /// A `NEW_PID_EXT` with a short UTF-8 node name at `at` in `body`, read in place (see
 /// [`Sender`]): the sender and where it ends; `None` for any other encoding.
 fn read_sender(body: &[u8], at: usize) -> Option<(Sender<'_>, usize)> {
-    let (&[tag, atom_tag, n], rest) = body.get(at..)?.split_first_chunk::<3>()?;
-    (tag == tags::NEW_PID_EXT && atom_tag == tags::SMALL_ATOM_UTF8_EXT).then_some(())?;
-    let n = n as usize;
-    let node = std::str::from_utf8(rest.get(..n)?).ok()?;
-    let w = rest.get(n..n + 12)?;
-    let word = |i: usize| u32::from_be_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]);
+    let p = etf::in_place::new_pid_at(body, at)?;
     let sender = Sender::InPlace {
-        node,
-        id: word(0),
-        serial: word(4),
-        creation: word(8),
+        node: p.node,
+        id: p.id,
+        serial: p.serial,
+        creation: p.creation,
     };
-    Some((sender, at + 3 + n + 12))
+    Some((sender, p.end))
 }
 
 /// The frame error for a message payload that does not decode (`after`: the control

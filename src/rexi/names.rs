@@ -41,9 +41,8 @@ pub(crate) trait NameOwner: Send + Sync + 'static {
     fn owner(&self) -> Weak<dyn NameOwner>;
     /// A signal sent to one of the names.
     fn handle(&self, kind: NameKind, signal: Signal);
-    /// A doit read in place ([`super::wire`]) from `from`.
-    /// A doit that came to a name of kind `kind`; `sender`: the node whose connection
-    /// carried it (none for a local send).
+    /// A doit read in place ([`super::wire`]) that came to a name of kind `kind`; `sender`:
+    /// the node whose connection carried it (none for a local send).
     fn handle_doit(&self, kind: NameKind, doit: super::protocol::Doit<'_>, sender: Option<&str>);
     fn cancel_jobs_of(&self, peer: &str);
 }

@@ -15,7 +15,7 @@
 //! encoding is decoded by the guarded decoder and written back in these (what our encoder
 //! writes), so the bytes here always have this one shape.
 
-use crate::etf::{self, tags, Budget, Owned};
+use crate::etf::{self, in_place, tags, Budget, Owned};
 use crate::net::connection::SendError;
 use crate::net::{message, Node};
 use crate::process::refkey::RefKey;
@@ -81,19 +81,9 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// A peer's node name at `at`, read in place only as `SMALL_ATOM_UTF8_EXT` (at most 255
-/// bytes, so never more characters than the decoder allows): where it ends.
-fn peer_node_end(bytes: &[u8], at: usize) -> Option<usize> {
-    (*bytes.get(at)? == tags::SMALL_ATOM_UTF8_EXT).then_some(())?;
-    node_at(bytes, at).map(|(_, end)| end)
-}
-
 /// The length of a `NEW_PID_EXT` at `at`, if one (with a short UTF-8 node name) is there.
 fn pid_len(bytes: &[u8], at: usize) -> Option<usize> {
-    (*bytes.get(at)? == tags::NEW_PID_EXT).then_some(())?;
-    let end = peer_node_end(bytes, at + 1)?;
-    bytes.get(end..end + 12)?;
-    Some(end + 12 - at)
+    in_place::new_pid_at(bytes, at).map(|p| p.end - at)
 }
 
 /// The length of a `NEWER_REFERENCE_EXT` at `at`, if one (with a short UTF-8 node name and
@@ -105,7 +95,7 @@ fn ref_len(bytes: &[u8], at: usize, checked: &[u8]) -> Option<usize> {
     (words <= MAX_REF_WORDS).then_some(())?;
     let node_end = match bytes.get(at + 3..at + 3 + checked.len()) {
         Some(same) if same == checked => at + 3 + checked.len(),
-        _ => peer_node_end(bytes, at + 3)?,
+        _ => in_place::small_utf8_atom_at(bytes, at + 3)?.1,
     };
     let end = node_end + 4 + 4 * words;
     bytes.get(..end)?;

@@ -363,10 +363,10 @@ impl RexiServer {
             NameKind::Phash2 => &self.stats.casts_phash2,
             NameKind::NodeName => &self.stats.casts_nodename,
         });
-        // The job belongs to the node whose connection carried it: `from` of a REG_SEND,
-        // which the distribution layer checked is a pid of the sending node. A caller pid
-        // of some other node is served, but counted against and tied to the sender (see
-        // `cancel_jobs_of`). Local sends have no `from`: the caller's node then.
+        // The job belongs to the node whose connection carried it: the node of a REG_SEND's
+        // sender, which the distribution layer checked is the connection's peer. A caller
+        // pid of some other node is served, but counted against and tied to the sender
+        // (see `cancel_jobs_of`). Local sends have no sender: the caller's node then.
         self.doit(d, sender);
     }
 
