@@ -31,12 +31,9 @@ pub(crate) fn main(a: Args) -> ExitCode {
         request_timeout: Duration::from_secs(a.request_timeout.max(1)),
         allow_remote: a.allow_remote_commands,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::tool::runtime() {
         Ok(rt) => rt,
-        Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
+        Err(code) => return code,
     };
     rt.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {

@@ -220,17 +220,11 @@ pub(crate) fn main(a: Args) -> ExitCode {
         max_term_memory: a.max_term_memory,
         max_term_memory_total: a.max_term_memory_total,
     };
-    // 16 MiB stacks: map keys may nest etf::DEFAULT_MAP_KEY_DEPTH levels, and eetf hashes
-    // them by recursion (about 1.5 MiB in a release build, 12 MiB in a debug build). The
-    // stack is reserved address space; only what is used is ever touched.
     // The runtime of this thread: accepting, epmd, /metrics. Connections run on the node's
     // connection threads (`NodeConfig::connection_threads`, see net::threads).
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::tool::runtime() {
         Ok(rt) => rt,
-        Err(e) => return super::fail(&format!("cannot start the runtime: {e}")),
+        Err(code) => return code,
     };
     rt.block_on(async move {
         // The endpoint binds first: a taken address stops `run` before it joins the cluster.

@@ -85,9 +85,11 @@ pub(super) fn decode_prefix(
     }
 }
 
-/// Decodes the bare term (no version byte) that starts at `bytes[pos]`, inside an
-/// uncompressed term that the caller reads itself, `depth` containers deep in it.
-pub(super) fn decode_at(
+/// Decodes one term *inside* a term: the bare term (no version byte) at `bytes[pos]`,
+/// `depth` containers deep, charged to `budget`; returns it and the offset after it. For
+/// readers that walk a known envelope by hand (the rexi server's doit) and decode only
+/// the parts they keep, with the same limits as a whole decode.
+pub fn decode_at(
     bytes: &[u8],
     pos: usize,
     depth: usize,

@@ -64,6 +64,7 @@ pub mod tags;
 use eetf::Term;
 
 pub use budget::{in_flight, Budget};
+pub use decode::decode_at;
 pub use dispose::dispose;
 pub use encoded::Encoded;
 pub use owned::{summary, summary_list, Owned, SummaryLimits};
@@ -168,20 +169,6 @@ pub fn decode_prefix_in(
     budget: &mut Budget,
 ) -> Result<(Term, usize), DecodeError> {
     decode::decode_prefix(bytes, limits, budget)
-}
-
-/// Decodes one term *inside* a term: the bare term (no version byte) at `bytes[pos]`,
-/// `depth` containers deep, charged to `budget`; returns it and the offset after it. For
-/// readers that walk a known envelope by hand (the rexi server's doit) and decode only
-/// the parts they keep, with the same limits as a whole decode.
-pub fn decode_at(
-    bytes: &[u8],
-    pos: usize,
-    depth: usize,
-    limits: &Limits,
-    budget: &mut Budget,
-) -> Result<(Term, usize), DecodeError> {
-    decode::decode_at(bytes, pos, depth, limits, budget)
 }
 
 /// Decodes exactly one term that fills `bytes` (version byte included).

@@ -52,11 +52,22 @@ pub trait Process: Send + Sync {
     /// a process that expects one shape may read it in place. A message that does not
     /// decode is an error: the connection that sent it closes.
     fn deliver_encoded(&self, from: Sender<'_>, message: Encoded<'_>) -> Result<(), DecodeError> {
-        let message = message.decode()?;
-        self.deliver(Signal::Message {
-            from: Some(from.pid()),
-            message,
-        });
-        Ok(())
+        deliver_whole(self, from, message)
     }
+}
+
+/// What [`Process::deliver_encoded`] does by default: decodes the message whole and
+/// delivers it as [`Signal::Message`]; for a process that reads some shapes in place and
+/// leaves the others to this.
+pub fn deliver_whole<P: Process + ?Sized>(
+    process: &P,
+    from: Sender<'_>,
+    message: Encoded<'_>,
+) -> Result<(), DecodeError> {
+    let message = message.decode()?;
+    process.deliver(Signal::Message {
+        from: Some(from.pid()),
+        message,
+    });
+    Ok(())
 }

@@ -71,20 +71,15 @@ impl Process for NameProc {
         };
         let mut trial = Budget::new(message.limits());
         match wire::read(message.bytes(), message.limits(), &mut trial) {
-            Some(d) => server.handle_doit(self.kind, d, Some(from.node())),
+            Some(d) => {
+                server.handle_doit(self.kind, d, Some(from.node()));
+                Ok(())
+            }
             None => {
                 drop(trial);
-                let message = message.decode()?;
-                server.handle(
-                    self.kind,
-                    Signal::Message {
-                        from: Some(from.pid()),
-                        message,
-                    },
-                );
+                crate::process::deliver_whole(self, from, message)
             }
         }
-        Ok(())
     }
 }
 
